@@ -1,0 +1,7 @@
+//! Integration tests of the write-ahead log, one binary.
+
+mod common;
+mod concurrency;
+mod corruption;
+mod model;
+mod segments;
