@@ -143,9 +143,11 @@
 #![deny(unsafe_code)]
 
 mod checkpoint;
+mod commit;
 mod crc;
 mod error;
 mod index;
+mod inspect;
 mod layout;
 #[allow(unsafe_code)]
 mod mmap;
@@ -158,8 +160,10 @@ pub mod vfs;
 mod wal;
 
 pub use crate::{
+    commit::{Commit, Committer},
     error::{Error, Result},
     index::Record,
+    inspect::{Inspection, inspect},
     options::{
         DEFAULT_MAX_RECORD_BYTES, DEFAULT_SEGMENT_BYTES, MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES,
         Options, Recovery,

@@ -25,6 +25,9 @@ pub enum Recovery {
     Strict,
     /// Truncate the log at the damage and report what was discarded.
     Repair,
+    /// Change nothing: report a torn tail without zeroing it, and damage as
+    /// an error. Used by [`inspect`](crate::inspect); `Wal::open` refuses it.
+    ReadOnly,
 }
 
 /// How a log is opened.
@@ -56,6 +59,9 @@ impl Default for Options {
 impl Options {
     pub(crate) fn validate(&self) -> Result<()> {
         let bad = |msg: String| Err(Error::InvalidOptions(msg));
+        if self.recovery == Recovery::ReadOnly {
+            return bad("a log opened for writing cannot use Recovery::ReadOnly; use inspect".into());
+        }
         if !(MIN_SEGMENT_BYTES..=MAX_SEGMENT_BYTES).contains(&self.segment_bytes)
             || !self.segment_bytes.is_multiple_of(4096)
         {

@@ -117,12 +117,12 @@ fn scan_segment(seg: &Segment, expected: &mut Option<u64>) -> Scan {
 
 /// Removes leftovers of interrupted creations and deletions, and returns the
 /// segment indices present, sorted.
-fn list_segments(vfs: &dyn Vfs, dir: &Path) -> Result<Vec<u64>> {
+fn list_segments(vfs: &dyn Vfs, dir: &Path, read_only: bool) -> Result<Vec<u64>> {
     let names = vfs.list(dir).map_err(io_err("list", dir))?;
     let mut removed = false;
     for name in names
         .iter()
-        .filter(|n| n.ends_with(TMP_SUFFIX) || n.ends_with(DELETED_SUFFIX))
+        .filter(|n| !read_only && (n.ends_with(TMP_SUFFIX) || n.ends_with(DELETED_SUFFIX)))
     {
         let path = dir.join(name);
         vfs.remove(&path).map_err(io_err("remove", &path))?;
@@ -146,7 +146,8 @@ pub(crate) fn recover(
     options: &Options,
     checkpoint: u64,
 ) -> Result<Recovered> {
-    let indices = list_segments(vfs, dir)?;
+    let read_only = options.recovery == Recovery::ReadOnly;
+    let indices = list_segments(vfs, dir, read_only)?;
     let mut segments = Vec::with_capacity(indices.len());
     for &index in &indices {
         segments.push(Segment::open(vfs, dir, index)?);
@@ -261,7 +262,7 @@ pub(crate) fn recover(
             alive.iter().skip(1).cloned().collect(),
         ),
     };
-    for entry in &indexed {
+    for entry in indexed.iter().filter(|_| !read_only) {
         // Records read back may have come from the page cache of a process
         // that died before syncing them: make them durable before anything
         // is stamped as synced after them.
@@ -340,13 +341,17 @@ fn truncate(
     // A crash cannot damage a segment header (segments are complete before
     // they are named) nor remove a segment from the middle of the log.
     let damage = proof.is_some() || bad.offset == 0;
-    if damage && options.recovery == Recovery::Strict {
+    if damage && options.recovery != Recovery::Repair {
         return Err(Error::Corrupt {
             segment: dir.join(&name),
             offset: bad.offset as u64,
             seq: expected,
             reason: bad.reason,
         });
+    }
+    if options.recovery == Recovery::ReadOnly {
+        stats.torn_at = Some((name, bad.offset as u64));
+        return Ok(());
     }
     let mut dropped = 0u64;
     if let (Ok(seg), true) = (&segments[bad.pos], bad.offset > 0)

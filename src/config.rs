@@ -1,0 +1,173 @@
+//! The configuration file (TOML, SPEC §9) and its defaults. Unknown keys
+//! are an error that names them.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use serde::Deserialize;
+
+use crate::{
+    limits,
+    objects::{DestinationSpec, SourceSpec, SubscriptionSpec},
+};
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// Bearer token of the operator API; `None` disables `/api/v1`.
+    pub admin_token: Option<String>,
+    pub alert_webhook_url: Option<String>,
+    pub max_body_bytes: usize,
+    pub auth: AuthConfig,
+    pub delivery: DeliveryConfig,
+    pub storage: StorageConfig,
+    pub sources: Vec<SourceSpec>,
+    pub destinations: Vec<DestinationSpec>,
+    pub subscriptions: Vec<SubscriptionSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    pub token_lifetime_s: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    pub retry_schedule_ms: Vec<u64>,
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    pub segment_bytes: u64,
+    pub retention_hours: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./data"),
+            admin_token: None,
+            alert_webhook_url: None,
+            max_body_bytes: limits::DEFAULT_MAX_BODY_BYTES,
+            auth: AuthConfig::default(),
+            delivery: DeliveryConfig::default(),
+            storage: StorageConfig::default(),
+            sources: Vec::new(),
+            destinations: Vec::new(),
+            subscriptions: Vec::new(),
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self { token_lifetime_s: 24 * 3600 }
+    }
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        Self { retry_schedule_ms: vec![0, 10_000, 10_000, 20_000, 30_000, 50_000, 80_000, 120_000], timeout_ms: 30_000 }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self { segment_bytes: ferrox_storage::DEFAULT_SEGMENT_BYTES, retention_hours: 7 * 24 }
+    }
+}
+
+impl Config {
+    /// Parses a configuration file's text and checks its values.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_body_bytes == 0 || self.max_body_bytes > limits::MAX_BODY_BYTES_LIMIT {
+            return Err(format!("max_body_bytes must be between 1 and {}", limits::MAX_BODY_BYTES_LIMIT));
+        }
+        if self.auth.token_lifetime_s == 0 {
+            return Err("auth.token_lifetime_s must be positive".into());
+        }
+        if self.delivery.retry_schedule_ms.is_empty() {
+            return Err("delivery.retry_schedule_ms must list at least one delay".into());
+        }
+        if self.admin_token.as_deref().is_some_and(|t| t.len() < 16) {
+            return Err("admin_token must be at least 16 characters".into());
+        }
+        if let Some(url) = &self.alert_webhook_url {
+            crate::objects::validate_url(url).map_err(|e| format!("alert_webhook_url: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// The WAL directory inside the data directory.
+    pub fn wal_dir(&self) -> PathBuf {
+        self.data_dir.join("wal")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_when_empty() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.delivery.retry_schedule_ms[1], 10_000);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = Config::parse("listen = \"127.0.0.1:1\"\nlisten_port = 3\n").unwrap_err();
+        assert!(err.contains("listen_port"), "{err}");
+        let err = Config::parse("[storage]\nsegment_size = 1\n").unwrap_err();
+        assert!(err.contains("segment_size"), "{err}");
+        let err = Config::parse("[[sources]]\nname = \"a\"\ncolor = \"red\"\n").unwrap_err();
+        assert!(err.contains("color"), "{err}");
+    }
+
+    #[test]
+    fn full_file_parses() {
+        let text = r#"
+            listen = "127.0.0.1:0"
+            data_dir = "/tmp/x"
+            admin_token = "0123456789abcdef0"
+            max_body_bytes = 1048576
+            [auth]
+            token_lifetime_s = 60
+            [delivery]
+            retry_schedule_ms = [0, 5]
+            timeout_ms = 1000
+            [storage]
+            segment_bytes = 1048576
+            retention_hours = 1
+            [[sources]]
+            name = "ehr"
+            [[destinations]]
+            name = "lab"
+            url = "http://127.0.0.1:9/x"
+            environment = "staging"
+            [[subscriptions]]
+            source_id = "00000000-0000-0000-0000-000000000001"
+            destination_id = "00000000-0000-0000-0000-000000000002"
+            data_model = "PatientAdmin"
+            event_types = ["NewPatient"]
+        "#;
+        let c = Config::parse(text).unwrap();
+        assert_eq!((c.sources.len(), c.destinations.len(), c.subscriptions.len()), (1, 1, 1));
+        assert!(Config::parse("max_body_bytes = 0").is_err());
+        assert!(Config::parse("admin_token = \"short\"").is_err());
+    }
+}

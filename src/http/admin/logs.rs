@@ -1,0 +1,150 @@
+//! `GET /logs` with filters and cursor paging, `GET /logs/{id}` with the
+//! payload, and `GET /destinations/{id}/queue`.
+
+use std::collections::HashMap;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde_json::{Value, json};
+
+use super::path_id;
+use crate::{
+    clock::{parse_rfc3339, rfc3339},
+    error::ApiError,
+    http::{AppCtx, authenticate_admin},
+    limits,
+    model::{Id, LogStatus, LogType},
+    state::{Log, LogFilter, State},
+};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/logs", web::get().to(list_logs))
+        .route("/logs/{id}", web::get().to(get_log))
+        .route("/destinations/{id}/queue", web::get().to(queue));
+}
+
+type Reply = Result<HttpResponse, ApiError>;
+
+const CURSOR_PREFIX: &str = "l";
+
+fn parse_filter(query: &HashMap<String, String>) -> Result<LogFilter, ApiError> {
+    let mut f = LogFilter { limit: limits::DEFAULT_LOG_PAGE, ..LogFilter::default() };
+    for (key, value) in query {
+        let bad = || ApiError::invalid(format!("Invalid value '{value}' for '{key}'"));
+        match key.as_str() {
+            "destination" => f.destination = Some(Id::parse(value).ok_or_else(bad)?),
+            "source" => f.source = Some(Id::parse(value).ok_or_else(bad)?),
+            "status" => f.status = Some(LogStatus::parse(value).ok_or_else(bad)?),
+            "type" => {
+                f.log_type = Some(match value.as_str() {
+                    "Async" => LogType::Async,
+                    "Query" => LogType::Query,
+                    _ => return Err(bad()),
+                })
+            }
+            "data_model" => f.data_model = Some(value.clone()),
+            "event_type" => f.event_type = Some(value.clone()),
+            "since" => f.since_ms = Some(parse_rfc3339(value).ok_or_else(bad)?),
+            "until" => f.until_ms = Some(parse_rfc3339(value).ok_or_else(bad)?),
+            "limit" => f.limit = value.parse().ok().filter(|&n| n > 0).ok_or_else(bad)?,
+            "cursor" => {
+                let index = value.strip_prefix(CURSOR_PREFIX).and_then(|n| usize::from_str_radix(n, 16).ok());
+                f.before = Some(index.ok_or_else(bad)?);
+            }
+            _ => return Err(ApiError::invalid(format!("Unknown query parameter '{key}'"))),
+        }
+    }
+    Ok(f)
+}
+
+fn attempt_json(a: &crate::journal::Attempt) -> Value {
+    json!({
+        "id": a.id.to_string(),
+        "started_at": rfc3339(a.started_at_ms),
+        "duration_ms": a.duration_ms,
+        "http_status": a.http_status,
+        "error": a.error,
+    })
+}
+
+fn log_json(state: &State, log: &Log) -> Value {
+    let message = state.messages.get(&log.message_id);
+    json!({
+        "id": log.id.to_string(),
+        "message_id": log.message_id,
+        "type": message.map(|m| m.log_type.as_str()),
+        "source_id": message.map(|m| m.source_id.to_string()),
+        "destination_id": log.destination_id.to_string(),
+        "data_model": message.map(|m| m.data_model.as_str()),
+        "event_type": message.map(|m| m.event_type.as_str()),
+        "status": log.status.as_str(),
+        "reason": log.reason,
+        "received_at": message.map(|m| rfc3339(m.received_at_ms)),
+        "updated_at": rfc3339(log.updated_at_ms),
+        "attempts": log.attempts.iter().map(attempt_json).collect::<Vec<_>>(),
+    })
+}
+
+async fn list_logs(ctx: web::Data<AppCtx>, req: HttpRequest, query: web::Query<HashMap<String, String>>) -> Reply {
+    authenticate_admin(&ctx, &req)?;
+    let filter = parse_filter(&query)?;
+    let durable = ctx.journal.durable_through();
+    let state = ctx.state.read();
+    let page = state.query_logs(&filter, durable);
+    let logs: Vec<Value> = page.logs.iter().map(|l| log_json(&state, l)).collect();
+    let next = page.next.map(|i| format!("{CURSOR_PREFIX}{i:x}"));
+    Ok(HttpResponse::Ok().json(json!({ "logs": logs, "next_cursor": next })))
+}
+
+async fn get_log(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>) -> Reply {
+    authenticate_admin(&ctx, &req)?;
+    let id = path_id(&id)?;
+    let durable = ctx.journal.durable_through();
+    let (mut value, position) = {
+        let state = ctx.state.read();
+        let log = state.log(id).filter(|l| l.position <= durable);
+        let log = log.ok_or_else(|| ApiError::not_found(format!("log {id} not found")))?;
+        (log_json(&state, log), log.position)
+    };
+    let payload = ctx.journal.message_payload(position).map_err(|e| ApiError::internal(format!("reading the payload: {e}")))?;
+    value["payload"] = serde_json::from_slice(&payload).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&payload).into_owned()));
+    Ok(HttpResponse::Ok().json(value))
+}
+
+async fn queue(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>) -> Reply {
+    authenticate_admin(&ctx, &req)?;
+    let id = path_id(&id)?;
+    let durable = ctx.journal.durable_through();
+    let now = ctx.clock.now_ms();
+    let state = ctx.state.read();
+    if !state.destinations.contains_key(&id) {
+        return Err(ApiError::not_found(format!("destination {id} not found")));
+    }
+    let pending: Vec<&Log> = state
+        .queues
+        .get(&id)
+        .map(|q| q.pending.iter().filter_map(|&i| state.log_at(i)).filter(|l| l.position <= durable).collect())
+        .unwrap_or_default();
+    let paused = state.queues.get(&id).and_then(|q| q.paused.clone());
+    let head = pending.first();
+    let oldest = head.and_then(|l| state.messages.get(&l.message_id)).map(|m| (now - m.received_at_ms).max(0));
+    let halted = head.is_some_and(|l| l.status == LogStatus::ProcessingFailed);
+    let retrying = head.is_some_and(|l| l.status == LogStatus::Retrying);
+    let queue_state = if halted {
+        "halted"
+    } else if paused.is_some() || retrying {
+        "paused"
+    } else {
+        "flowing"
+    };
+    let reason = paused.map(|(_, r)| r).or_else(|| head.filter(|_| halted || retrying).and_then(|l| l.reason.clone()));
+    Ok(HttpResponse::Ok().json(json!({
+        "destination_id": id.to_string(),
+        "depth": pending.len(),
+        "oldest_pending_age_ms": oldest,
+        "state": queue_state,
+        "paused_reason": reason,
+        "head_log_id": head.map(|l| l.id.to_string()),
+        "next_retry_at": Value::Null,
+        "head_attempts": head.map(|l| l.attempts.iter().map(attempt_json).collect::<Vec<_>>()).unwrap_or_default(),
+    })))
+}

@@ -1,0 +1,44 @@
+//! The operator API, `/api/v1` (SPEC §6), behind `admin_token`. Errors
+//! answer in the Redox shape with module `Admin`.
+
+mod config;
+mod logs;
+
+use actix_web::{HttpRequest, web};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::{AppCtx, read_body, require_json};
+use crate::{
+    error::{ApiError, ErrorKind},
+    model::Id,
+    router::{Change, Decide},
+};
+
+/// Operator bodies are configuration objects; 1 MiB leaves room for long
+/// jq programs.
+const ADMIN_BODY_BYTES: usize = 1 << 20;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    config::routes(cfg);
+    logs::routes(cfg);
+}
+
+/// Parses a JSON body into `T`; unknown fields are a 400 naming them.
+async fn json_body<T: DeserializeOwned>(req: &HttpRequest, payload: web::Payload) -> Result<T, ApiError> {
+    require_json(req, &[])?;
+    let bytes = read_body(req, payload, ADMIN_BODY_BYTES).await?;
+    serde_json::from_slice(&bytes).map_err(|e| ApiError::invalid(format!("Invalid body: {e}")))
+}
+
+fn path_id(text: &str) -> Result<Id, ApiError> {
+    Id::parse(text).ok_or_else(|| ApiError::not_found(format!("'{text}' is not an ID")))
+}
+
+/// Runs a configuration change through the router; answers once durable.
+async fn change(ctx: &AppCtx, decide: Box<Decide>) -> Result<Value, ApiError> {
+    match ctx.router.send(Change { decide }).await {
+        Ok(result) => result,
+        Err(e) => Err(ApiError::new(ErrorKind::Unavailable, format!("The router is not running: {e}"))),
+    }
+}

@@ -1,0 +1,47 @@
+//! `GET /healthz` and `GET /metrics` (Prometheus text format).
+
+use std::fmt::Write;
+
+use actix_web::{HttpResponse, web};
+
+use super::AppCtx;
+use crate::model::LogStatus;
+
+pub async fn healthz(ctx: web::Data<AppCtx>) -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({
+        "status": "ok",
+        "durable_through": ctx.journal.durable_through(),
+    }))
+}
+
+pub async fn metrics(ctx: web::Data<AppCtx>) -> HttpResponse {
+    let state = ctx.state.read();
+    let mut by_status = [0u64; 6];
+    for index in 0..state.log_count() {
+        if let Some(log) = state.log_at(index) {
+            by_status[log.status as usize] += 1;
+        }
+    }
+    let mut out = String::new();
+    let _ = writeln!(out, "# HELP ferrox_messages_accepted_total Messages accepted.\n# TYPE ferrox_messages_accepted_total counter");
+    let _ = writeln!(out, "ferrox_messages_accepted_total {}", state.next_message_id.saturating_sub(1));
+    let _ = writeln!(out, "# HELP ferrox_logs Logs by status.\n# TYPE ferrox_logs gauge");
+    let statuses = [
+        LogStatus::Pending,
+        LogStatus::Retrying,
+        LogStatus::ProcessingFailed,
+        LogStatus::Succeeded,
+        LogStatus::Failed,
+        LogStatus::Filtered,
+    ];
+    for status in statuses {
+        let _ = writeln!(out, "ferrox_logs{{status=\"{}\"}} {}", status.as_str(), by_status[status as usize]);
+    }
+    let _ = writeln!(out, "# HELP ferrox_queue_depth Logs waiting per destination.\n# TYPE ferrox_queue_depth gauge");
+    for (id, queue) in &state.queues {
+        let _ = writeln!(out, "ferrox_queue_depth{{destination=\"{id}\"}} {}", queue.pending.len());
+    }
+    let _ = writeln!(out, "# HELP ferrox_wal_durable_position Highest durable journal position.\n# TYPE ferrox_wal_durable_position gauge");
+    let _ = writeln!(out, "ferrox_wal_durable_position {}", ctx.journal.durable_through());
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(out)
+}

@@ -1,0 +1,120 @@
+//! The HTTP API (actix-web): routes, shared context and request helpers.
+
+mod admin;
+mod health;
+mod send;
+mod tokens;
+
+use std::sync::Arc;
+
+use actix::Addr;
+use actix_web::{HttpRequest, web};
+use futures_util::StreamExt;
+use parking_lot::RwLock;
+
+use crate::{
+    auth::{self, TokenKey, TokenKind},
+    clock::SharedClock,
+    config::Config,
+    error::{ApiError, ErrorKind},
+    ids::SharedIds,
+    journal::Journal,
+    model::Id,
+    router::Router,
+    state::State,
+};
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppCtx {
+    pub state: Arc<RwLock<State>>,
+    pub journal: Arc<dyn Journal>,
+    pub router: Addr<Router>,
+    pub config: Arc<Config>,
+    pub clock: SharedClock,
+    pub ids: SharedIds,
+    pub token_key: Arc<TokenKey>,
+}
+
+impl std::fmt::Debug for AppCtx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppCtx").finish_non_exhaustive()
+    }
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/endpoint", web::post().to(send::endpoint))
+        .route("/fhir/R4/$process-message", web::post().to(send::fhir))
+        .route("/auth/authenticate", web::post().to(tokens::authenticate))
+        .route("/auth/refreshToken", web::post().to(tokens::refresh))
+        .route("/healthz", web::get().to(health::healthz))
+        .route("/metrics", web::get().to(health::metrics))
+        .service(web::scope("/api/v1").configure(admin::routes));
+}
+
+/// The bearer token of a request, if it has one.
+fn bearer(req: &HttpRequest) -> Option<&str> {
+    let value = req.headers().get("authorization")?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
+}
+
+/// Authenticates a source's access token; returns the source's ID.
+pub fn authenticate_source(ctx: &AppCtx, req: &HttpRequest) -> Result<Id, ApiError> {
+    let token = bearer(req).ok_or_else(|| ApiError::unauthorized("Missing bearer token"))?;
+    let claims = auth::verify(&ctx.token_key, token, TokenKind::Access, ctx.clock.now_ms())
+        .map_err(|e| ApiError::unauthorized(format!("Invalid access token: {e}")))?;
+    if !ctx.state.read().sources.contains_key(&claims.source_id) {
+        return Err(ApiError::unauthorized("The token's source no longer exists"));
+    }
+    Ok(claims.source_id)
+}
+
+/// Checks the operator's bearer token against `admin_token`.
+pub fn authenticate_admin(ctx: &AppCtx, req: &HttpRequest) -> Result<(), ApiError> {
+    let Some(expected) = ctx.config.admin_token.as_deref() else {
+        return Err(ApiError::unauthorized("The operator API is disabled: set admin_token"));
+    };
+    match bearer(req) {
+        Some(token) if constant_time_eq(token.as_bytes(), expected.as_bytes()) => Ok(()),
+        Some(_) => Err(ApiError::unauthorized("Invalid admin token")),
+        None => Err(ApiError::unauthorized("Missing bearer token")),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Requires a JSON content type (415 otherwise).
+pub fn require_json(req: &HttpRequest, also: &[&str]) -> Result<(), ApiError> {
+    let mime = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+    match mime.as_deref() {
+        Some("application/json") => Ok(()),
+        Some(m) if also.contains(&m) => Ok(()),
+        Some(m) => Err(ApiError::new(ErrorKind::UnsupportedMediaType, format!("Content-Type '{m}' is not supported: send application/json"))),
+        None => Err(ApiError::new(ErrorKind::UnsupportedMediaType, "Content-Type is missing: send application/json")),
+    }
+}
+
+/// Reads the body, refusing (413) as soon as it exceeds `limit` bytes.
+pub async fn read_body(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<Vec<u8>, ApiError> {
+    let too_large = || ApiError::new(ErrorKind::TooLarge, format!("Body exceeds the limit of {limit} bytes"));
+    let declared = req.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        return Err(too_large());
+    }
+    let mut body = Vec::with_capacity(declared.unwrap_or(0).min(limit));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::invalid(format!("Could not read the body: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}

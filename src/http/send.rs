@@ -1,0 +1,120 @@
+//! SEND: `POST /endpoint` (Redox Data Model) and
+//! `POST /fhir/R4/$process-message` (FHIR R4 messaging).
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde_json::{Value, json};
+
+use super::{AppCtx, authenticate_source, read_body, require_json};
+use crate::{
+    error::{ApiError, ErrorKind},
+    inbound::{self, Endpoint, Inbound, InboundError},
+    limits,
+    model::{Id, LogType},
+    router::{self, SendOutcome},
+};
+
+/// Which API shape a request speaks, and so its error shape.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Redox,
+    Fhir,
+}
+
+pub async fn endpoint(ctx: web::Data<AppCtx>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
+    match accept(&ctx, &req, payload, Shape::Redox).await {
+        Ok((inbound, outcome)) => redox_reply(&ctx, inbound, &outcome),
+        Err(e) => e.error.redox_response("Send", e.data_model.as_deref(), e.event_type.as_deref()),
+    }
+}
+
+pub async fn fhir(ctx: web::Data<AppCtx>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
+    match accept(&ctx, &req, payload, Shape::Fhir).await {
+        Ok((_, outcome)) => fhir_reply(&ctx, &outcome),
+        Err(e) => e.error.fhir_response(),
+    }
+}
+
+fn plain(error: ApiError) -> InboundError {
+    InboundError { error, data_model: None, event_type: None }
+}
+
+/// Authenticates, validates, and hands the message to the router; returns
+/// once it is durable.
+async fn accept(ctx: &AppCtx, req: &HttpRequest, payload: web::Payload, shape: Shape) -> Result<(Inbound, SendOutcome), InboundError> {
+    let source_id = authenticate_source(ctx, req).map_err(plain)?;
+    require_json(req, &["application/fhir+json"]).map_err(plain)?;
+    let body = read_body(req, payload, ctx.config.max_body_bytes).await.map_err(plain)?;
+    let inbound = match shape {
+        Shape::Redox => inbound::parse_redox(&body, Endpoint::Send)?,
+        Shape::Fhir => inbound::parse_fhir(&body)?,
+    };
+    let known = |error: ApiError| InboundError {
+        error,
+        data_model: Some(inbound.data_model.clone()),
+        event_type: Some(inbound.event_type.clone()),
+    };
+    let idempotency_key = idempotency_key(req).map_err(known)?;
+    let send = router::Submit { source_id, inbound: inbound.clone(), payload: body, idempotency_key, log_type: LogType::Async };
+    let outcome = match ctx.router.send(send).await {
+        Ok(result) => result.map_err(known)?,
+        Err(e) => return Err(known(ApiError::new(ErrorKind::Unavailable, format!("The router is not running: {e}")))),
+    };
+    Ok((inbound, outcome))
+}
+
+/// The `Idempotency-Key` header, if present and well formed.
+fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    let Some(value) = req.headers().get("idempotency-key") else { return Ok(None) };
+    let key = value.to_str().map_err(|_| ApiError::invalid("Idempotency-Key must be visible ASCII"))?.trim();
+    if key.is_empty() || key.len() > limits::MAX_IDEMPOTENCY_KEY_BYTES {
+        return Err(ApiError::invalid(format!("Idempotency-Key must be 1 to {} characters", limits::MAX_IDEMPOTENCY_KEY_BYTES)));
+    }
+    Ok(Some(key.to_owned()))
+}
+
+/// The request's Meta with `Message.ID` and `Logs` set (SPEC §3). A repeated
+/// request gets the Meta of the first one.
+fn redox_reply(ctx: &AppCtx, inbound: Inbound, outcome: &SendOutcome) -> HttpResponse {
+    let mut meta = if outcome.repeated {
+        ctx.journal
+            .message_payload(outcome.position)
+            .ok()
+            .and_then(|p| serde_json::from_slice::<Value>(&p).ok())
+            .map(|mut v| v["Meta"].take())
+            .filter(Value::is_object)
+            .unwrap_or(inbound.meta)
+    } else {
+        inbound.meta
+    };
+    meta["Message"] = json!({ "ID": outcome.message_id });
+    meta["Logs"] = outcome
+        .logs
+        .iter()
+        .map(|l| json!({ "ID": l.id.to_string(), "AttemptID": l.attempt_id.to_string(), "DestinationID": l.destination_id.to_string() }))
+        .collect();
+    HttpResponse::Ok()
+        .insert_header(("ferrox-message-id", outcome.message_id.to_string()))
+        .json(json!({ "Meta": meta }))
+}
+
+/// An `OperationOutcome` with one informational issue per log (SPEC §3).
+fn fhir_reply(ctx: &AppCtx, outcome: &SendOutcome) -> HttpResponse {
+    let state = ctx.state.read();
+    let name = |id: Id| state.destinations.get(&id).map_or_else(|| id.to_string(), |d| d.name.clone());
+    let issues: Vec<Value> = outcome
+        .logs
+        .iter()
+        .map(|l| {
+            json!({
+                "severity": "information",
+                "code": "informational",
+                "details": { "text": format!("Queued for destination {}", name(l.destination_id)) },
+                "diagnostics": l.id.to_string(),
+            })
+        })
+        .collect();
+    HttpResponse::Ok()
+        .content_type("application/fhir+json")
+        .insert_header(("ferrox-message-id", outcome.message_id.to_string()))
+        .json(json!({ "resourceType": "OperationOutcome", "issue": issues }))
+}

@@ -1,0 +1,93 @@
+//! The journal: the engine's events on the write-ahead log, behind a narrow
+//! trait so that another log could back it.
+
+mod event;
+
+use std::{fmt, future::Future, path::Path, pin::Pin, sync::Arc};
+
+use ferrox_storage::{Committer, Options, Wal};
+
+pub use self::event::{Accepted, Alert, AlertKind, ArchivedEvent, Attempt, EVENT_KIND, Event, NewLog, access, decode};
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error(transparent)]
+    Storage(#[from] ferrox_storage::Error),
+    #[error("journal record {position} is not a valid event: {reason}")]
+    Undecodable { position: u64, reason: String },
+    #[error("journal record {position} is not a message")]
+    NotAMessage { position: u64 },
+    #[error("the journal's committer could not start: {0}")]
+    Start(std::io::Error),
+}
+
+pub type CommitFuture = Pin<Box<dyn Future<Output = Result<(), JournalError>> + Send>>;
+
+/// Where events go and come back from.
+pub trait Journal: Send + Sync + fmt::Debug {
+    /// Appends an event and returns its position; durable once committed.
+    fn append(&self, event: &Event) -> Result<u64, JournalError>;
+    /// Resolves when the event at `position` (and all before it) is durable.
+    fn commit(&self, position: u64) -> CommitFuture;
+    /// The highest durable position.
+    fn durable_through(&self) -> u64;
+    /// Calls `f` with every durable event, in order.
+    fn replay(&self, f: &mut dyn FnMut(u64, &ArchivedEvent)) -> Result<(), JournalError>;
+    /// The request body of the message accepted at `position`.
+    fn message_payload(&self, position: u64) -> Result<Vec<u8>, JournalError>;
+}
+
+/// The journal on ferrox's own write-ahead log.
+#[derive(Debug)]
+pub struct WalJournal {
+    committer: Committer,
+}
+
+impl WalJournal {
+    pub fn open(dir: &Path, options: Options) -> Result<Self, JournalError> {
+        let wal = Arc::new(Wal::open(dir, options)?);
+        let committer = Committer::start(wal).map_err(JournalError::Start)?;
+        Ok(Self { committer })
+    }
+
+    pub fn wal(&self) -> &Arc<Wal> {
+        self.committer.wal()
+    }
+}
+
+impl Journal for WalJournal {
+    fn append(&self, event: &Event) -> Result<u64, JournalError> {
+        Ok(self.wal().append(EVENT_KIND, &event.encode())?)
+    }
+
+    fn commit(&self, position: u64) -> CommitFuture {
+        let commit = self.committer.commit(position);
+        Box::pin(async move { Ok(commit.await?) })
+    }
+
+    fn durable_through(&self) -> u64 {
+        self.wal().synced_through()
+    }
+
+    fn replay(&self, f: &mut dyn FnMut(u64, &ArchivedEvent)) -> Result<(), JournalError> {
+        for record in self.wal().iter_from(0) {
+            let record = record?;
+            if record.kind() != EVENT_KIND {
+                continue;
+            }
+            let position = record.seq();
+            let event = access(record.payload()).map_err(|reason| JournalError::Undecodable { position, reason })?;
+            f(position, event);
+        }
+        Ok(())
+    }
+
+    fn message_payload(&self, position: u64) -> Result<Vec<u8>, JournalError> {
+        let record = self.wal().get(position)?.ok_or(JournalError::NotAMessage { position })?;
+        let event = access(record.payload()).map_err(|reason| JournalError::Undecodable { position, reason })?;
+        match event {
+            event::ArchivedEvent::MessageAccepted(accepted) => Ok(accepted.payload.to_vec()),
+            _ => Err(JournalError::NotAMessage { position }),
+        }
+    }
+}

@@ -1,0 +1,26 @@
+//! ferrox: a durable message engine for healthcare integration.
+//!
+//! Data flows one way: HTTP → router (validate, route, append to the
+//! write-ahead log, answer once synced) → destination actors. See
+//! `ARCHITECTURE.md` for the map.
+
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod clock;
+pub mod config;
+pub mod datamodels;
+pub mod error;
+pub mod http;
+pub mod ids;
+pub mod inbound;
+pub mod journal;
+pub mod limits;
+pub mod model;
+pub mod objects;
+pub mod router;
+pub mod server;
+pub mod state;
+pub mod signature;
+pub mod transform;
+pub mod wal_tool;

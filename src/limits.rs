@@ -1,0 +1,17 @@
+//! Limits of the server, in one place, each with why.
+
+/// Default largest request body (SPEC §9: 10 MiB): clinical documents with
+/// attachments fit; anything larger belongs in a document store.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 10 << 20;
+/// Largest `max_body_bytes` accepted: the body is one WAL record, and a
+/// record is at most the WAL's maximum record size.
+pub const MAX_BODY_BYTES_LIMIT: usize = ferrox_storage::DEFAULT_MAX_RECORD_BYTES as usize - 64 * 1024;
+/// Capacity of the router's mailbox. A full mailbox makes senders wait
+/// (back-pressure), it never drops.
+pub const ROUTER_MAILBOX: usize = 4096;
+/// Longest `Idempotency-Key` accepted.
+pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 256;
+/// Most destinations one message may fan out to.
+pub const MAX_LOGS_PER_MESSAGE: usize = 256;
+/// Default page of `GET /api/v1/logs` when no `limit` is given.
+pub const DEFAULT_LOG_PAGE: usize = 100;

@@ -1,0 +1,223 @@
+//! Configuration objects as clients write them (operator API bodies and the
+//! config file share these field names, SPEC §6), their validation, and
+//! their conversion to stored objects.
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::{
+    auth, datamodels,
+    error::ApiError,
+    ids::IdSource,
+    model::{Destination, Environment, Id, Source, Subscription},
+    signature,
+    state::State,
+    transform::Transform,
+};
+
+/// Default delivery timeout (SPEC §6).
+pub const DEFAULT_TIMEOUT_MS: u64 = 30_000;
+/// Longest delivery timeout accepted: beyond this a hung receiver would hold
+/// its queue for too long between retries.
+pub const MAX_TIMEOUT_MS: u64 = 10 * 60 * 1000;
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSpec {
+    pub id: Option<String>,
+    pub name: String,
+    pub api_key: Option<String>,
+    pub secret: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationSpec {
+    pub id: Option<String>,
+    pub name: String,
+    pub url: String,
+    pub environment: String,
+    pub verification_token: Option<String>,
+    pub signing_secret: Option<String>,
+    pub timeout_ms: Option<u64>,
+    pub enabled: Option<bool>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionSpec {
+    pub id: Option<String>,
+    pub source_id: String,
+    pub destination_id: String,
+    pub data_model: String,
+    #[serde(default)]
+    pub event_types: Vec<String>,
+    pub transform: Option<String>,
+    pub response_transform: Option<String>,
+}
+
+fn parse_id(field: &str, text: &str) -> Result<Id, ApiError> {
+    Id::parse(text).ok_or_else(|| ApiError::invalid(format!("{field} '{text}' is not a UUID")))
+}
+
+fn nonempty(field: &str, text: &str) -> Result<(), ApiError> {
+    if text.trim().is_empty() {
+        return Err(ApiError::invalid(format!("{field} must not be empty")));
+    }
+    Ok(())
+}
+
+/// The ID to use: the one given (which must match `path_id` when the object
+/// is addressed by URL), else `existing`, else a new one.
+fn choose_id(field_id: Option<&str>, path_id: Option<Id>, existing: Option<Id>, ids: &dyn IdSource) -> Result<Id, ApiError> {
+    let given = field_id.map(|t| parse_id("id", t)).transpose()?;
+    match (given, path_id) {
+        (Some(g), Some(p)) if g != p => Err(ApiError::invalid("id in the body differs from the id in the path")),
+        (g, p) => Ok(g.or(p).or(existing).unwrap_or_else(|| ids.id())),
+    }
+}
+
+impl SourceSpec {
+    /// Builds the stored source; returns the secret when one was generated
+    /// (shown once). `existing` keeps its key and secret when not replaced.
+    pub fn build(&self, path_id: Option<Id>, existing: Option<&Source>, state: &State, ids: &dyn IdSource) -> Result<(Source, Option<String>), ApiError> {
+        nonempty("name", &self.name)?;
+        let id = choose_id(self.id.as_deref(), path_id, existing.map(|s| s.id), ids)?;
+        let api_key = match (&self.api_key, existing) {
+            (Some(k), _) => k.clone(),
+            (None, Some(e)) => e.api_key.clone(),
+            (None, None) => auth::generate_api_key(ids),
+        };
+        nonempty("api_key", &api_key)?;
+        if state.source_by_api_key(&api_key).is_some_and(|other| other.id != id) {
+            return Err(ApiError::conflict("api_key is used by another source"));
+        }
+        let (secret_hash, generated) = match (&self.secret, existing) {
+            (Some(secret), Some(e)) if auth::verify_secret(secret, &e.secret_hash) => (e.secret_hash.clone(), None),
+            (Some(secret), _) => {
+                nonempty("secret", secret)?;
+                (auth::hash_secret(secret, ids), None)
+            }
+            (None, Some(e)) => (e.secret_hash.clone(), None),
+            (None, None) => {
+                let secret = auth::generate_secret(ids);
+                (auth::hash_secret(&secret, ids), Some(secret))
+            }
+        };
+        Ok((Source { id, name: self.name.clone(), api_key, secret_hash }, generated))
+    }
+}
+
+/// Checks that `text` is an absolute http(s) URL.
+pub fn validate_url(text: &str) -> Result<(), ApiError> {
+    match url::Url::parse(text) {
+        Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host().is_some() => Ok(()),
+        Ok(_) => Err(ApiError::invalid(format!("url '{text}' must be an http or https URL with a host"))),
+        Err(e) => Err(ApiError::invalid(format!("url '{text}' is not a valid URL: {e}"))),
+    }
+}
+
+impl DestinationSpec {
+    pub fn build(&self, path_id: Option<Id>, existing: Option<&Destination>, ids: &dyn IdSource) -> Result<Destination, ApiError> {
+        nonempty("name", &self.name)?;
+        validate_url(&self.url)?;
+        let environment = Environment::parse(&self.environment).ok_or_else(|| {
+            ApiError::invalid(format!("environment '{}' must be production, staging or development", self.environment))
+        })?;
+        let timeout_ms = self.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
+        if timeout_ms == 0 || timeout_ms > MAX_TIMEOUT_MS {
+            return Err(ApiError::invalid(format!("timeout_ms must be between 1 and {MAX_TIMEOUT_MS}")));
+        }
+        let signing_secret = match (&self.signing_secret, existing) {
+            (Some(s), _) if signature::is_valid_secret(s) => s.clone(),
+            (Some(_), _) => return Err(ApiError::invalid("signing_secret must be 'whsec_' followed by base64")),
+            (None, Some(e)) => e.signing_secret.clone(),
+            (None, None) => signature::generate_signing_secret(ids),
+        };
+        let verification_token = match (&self.verification_token, existing) {
+            (Some(t), _) => t.clone(),
+            (None, Some(e)) => e.verification_token.clone(),
+            (None, None) => auth::generate_api_key(ids),
+        };
+        Ok(Destination {
+            id: choose_id(self.id.as_deref(), path_id, existing.map(|d| d.id), ids)?,
+            name: self.name.clone(),
+            url: self.url.clone(),
+            environment,
+            verification_token,
+            signing_secret,
+            timeout_ms,
+            enabled: self.enabled.unwrap_or(true),
+        })
+    }
+}
+
+impl SubscriptionSpec {
+    pub fn build(&self, path_id: Option<Id>, existing: Option<&Subscription>, state: &State, ids: &dyn IdSource) -> Result<Subscription, ApiError> {
+        let source_id = parse_id("source_id", &self.source_id)?;
+        let destination_id = parse_id("destination_id", &self.destination_id)?;
+        if !state.sources.contains_key(&source_id) {
+            return Err(ApiError::invalid(format!("source {source_id} does not exist")));
+        }
+        if !state.destinations.contains_key(&destination_id) {
+            return Err(ApiError::invalid(format!("destination {destination_id} does not exist")));
+        }
+        if !datamodels::is_known_data_model(&self.data_model) {
+            return Err(ApiError::invalid(format!("Unknown DataModel '{}'", self.data_model)));
+        }
+        if self.data_model != "FHIR" {
+            for event_type in &self.event_types {
+                datamodels::lookup(&self.data_model, event_type)?;
+            }
+        }
+        for (field, program) in [("transform", &self.transform), ("response_transform", &self.response_transform)] {
+            if let Some(program) = program {
+                Transform::compile(program).map_err(|e| ApiError::invalid(format!("{field} does not compile: {e}")))?;
+            }
+        }
+        Ok(Subscription {
+            id: choose_id(self.id.as_deref(), path_id, existing.map(|s| s.id), ids)?,
+            source_id,
+            destination_id,
+            data_model: self.data_model.clone(),
+            event_types: self.event_types.clone(),
+            transform: self.transform.clone(),
+            response_transform: self.response_transform.clone(),
+        })
+    }
+}
+
+/// JSON views of stored objects. The source's secret is write-only: it
+/// appears only in the create response, when it was generated.
+pub fn source_json(s: &Source, generated_secret: Option<&str>) -> Value {
+    let mut v = json!({ "id": s.id.to_string(), "name": s.name, "api_key": s.api_key });
+    if let Some(secret) = generated_secret {
+        v["secret"] = json!(secret);
+    }
+    v
+}
+
+pub fn destination_json(d: &Destination) -> Value {
+    json!({
+        "id": d.id.to_string(),
+        "name": d.name,
+        "url": d.url,
+        "environment": d.environment.as_str(),
+        "verification_token": d.verification_token,
+        "signing_secret": d.signing_secret,
+        "timeout_ms": d.timeout_ms,
+        "enabled": d.enabled,
+    })
+}
+
+pub fn subscription_json(s: &Subscription) -> Value {
+    json!({
+        "id": s.id.to_string(),
+        "source_id": s.source_id.to_string(),
+        "destination_id": s.destination_id.to_string(),
+        "data_model": s.data_model,
+        "event_types": s.event_types,
+        "transform": s.transform,
+        "response_transform": s.response_transform,
+    })
+}

@@ -1,0 +1,260 @@
+//! The router actor: the only writer of the journal for the front half. It
+//! routes a validated SEND, assigns the message and log IDs, appends one
+//! event, applies it to the state in log order, and answers once the event
+//! is durable. Configuration changes take the same path, so validation,
+//! append and apply are serialized.
+
+use std::{collections::BTreeSet, sync::Arc};
+
+use actix::prelude::*;
+use parking_lot::RwLock;
+use serde_json::Value;
+
+use crate::{
+    clock::SharedClock,
+    error::{ApiError, ErrorKind},
+    ids::{IdSource, SharedIds},
+    inbound::{DestinationRef, Inbound},
+    journal::{Accepted, Event, Journal, NewLog},
+    limits,
+    model::{Id, LogType},
+    state::State,
+};
+
+/// Called after an event becomes durable, with its position: the hint to
+/// destination actors that something new is there.
+pub type Notify = Arc<dyn Fn(u64, &[NewLog]) + Send + Sync>;
+
+pub struct Router {
+    journal: Arc<dyn Journal>,
+    state: Arc<RwLock<State>>,
+    clock: SharedClock,
+    ids: SharedIds,
+    notify: Option<Notify>,
+}
+
+impl Router {
+    pub fn new(journal: Arc<dyn Journal>, state: Arc<RwLock<State>>, clock: SharedClock, ids: SharedIds) -> Self {
+        Self { journal, state, clock, ids, notify: None }
+    }
+
+    pub fn with_notify(mut self, notify: Notify) -> Self {
+        self.notify = Some(notify);
+        self
+    }
+
+    /// Appends `event`, applies it, and returns a future that resolves once
+    /// it is durable. Nothing is applied if the append fails.
+    fn append(&mut self, event: Event) -> Result<(u64, impl Future<Output = Result<(), ApiError>> + use<>), ApiError> {
+        let position = self.journal.append(&event).map_err(storage_error)?;
+        self.state.write().apply(position, &event);
+        let commit = self.journal.commit(position);
+        Ok((position, async move { commit.await.map_err(storage_error) }))
+    }
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router").finish_non_exhaustive()
+    }
+}
+
+fn storage_error(e: crate::journal::JournalError) -> ApiError {
+    tracing::error!(error = %e, "journal write failed");
+    ApiError::new(ErrorKind::Unavailable, format!("the message could not be stored: {e}"))
+}
+
+impl Actor for Router {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(limits::ROUTER_MAILBOX);
+    }
+}
+
+/// A validated SEND (or a query to record) from an authenticated source.
+#[derive(Debug)]
+pub struct Submit {
+    pub source_id: Id,
+    pub inbound: Inbound,
+    pub payload: Vec<u8>,
+    pub idempotency_key: Option<String>,
+    pub log_type: LogType,
+}
+
+/// What the 200 reports.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SendOutcome {
+    pub message_id: u64,
+    pub position: u64,
+    pub logs: Vec<NewLog>,
+    /// The answer repeats an earlier request with the same idempotency key.
+    pub repeated: bool,
+}
+
+impl Message for Submit {
+    type Result = Result<SendOutcome, ApiError>;
+}
+
+impl Handler<Submit> for Router {
+    type Result = ResponseFuture<Result<SendOutcome, ApiError>>;
+
+    fn handle(&mut self, msg: Submit, _ctx: &mut Self::Context) -> Self::Result {
+        let now = self.clock.now_ms();
+        if let Some(key) = &msg.idempotency_key
+            && let Some(outcome) = self.repeat(msg.source_id, key, now)
+        {
+            let commit = self.journal.commit(outcome.position);
+            return Box::pin(async move {
+                commit.await.map_err(storage_error)?;
+                Ok(outcome)
+            });
+        }
+        let routed = route(&self.state.read(), msg.source_id, &msg.inbound);
+        let destinations = match routed {
+            Ok(d) => d,
+            Err(e) => return Box::pin(async move { Err(e) }),
+        };
+        let logs: Vec<NewLog> = destinations
+            .into_iter()
+            .map(|destination_id| NewLog { id: self.ids.id(), attempt_id: self.ids.id(), destination_id })
+            .collect();
+        let message_id = self.state.read().next_message_id.max(1);
+        let event = Event::MessageAccepted(Accepted {
+            message_id,
+            log_type: msg.log_type,
+            source_id: msg.source_id,
+            data_model: msg.inbound.data_model,
+            event_type: msg.inbound.event_type,
+            received_at_ms: now,
+            idempotency_key: msg.idempotency_key,
+            logs: logs.clone(),
+            payload: msg.payload,
+        });
+        let (position, durable) = match self.append(event) {
+            Ok(appended) => appended,
+            Err(e) => return Box::pin(async move { Err(e) }),
+        };
+        let notify = self.notify.clone();
+        Box::pin(async move {
+            durable.await?;
+            if let Some(notify) = notify {
+                notify(position, &logs);
+            }
+            Ok(SendOutcome { message_id, position, logs, repeated: false })
+        })
+    }
+}
+
+impl Router {
+    /// The outcome of an earlier message with this idempotency key, if any.
+    fn repeat(&self, source: Id, key: &str, now_ms: i64) -> Option<SendOutcome> {
+        let state = self.state.read();
+        let earlier = state.idempotent(source, key, now_ms)?;
+        let message = state.messages.get(&earlier.message_id)?;
+        let logs = message
+            .logs
+            .iter()
+            .filter_map(|&i| state.log_at(i))
+            .map(|l| NewLog { id: l.id, attempt_id: l.first_attempt_id, destination_id: l.destination_id })
+            .collect();
+        Some(SendOutcome { message_id: message.id, position: earlier.position, logs, repeated: true })
+    }
+}
+
+/// The destinations a message goes to (SPEC §3 routing), in a stable order.
+pub fn route(state: &State, source: Id, inbound: &Inbound) -> Result<Vec<Id>, ApiError> {
+    let (model, event) = (inbound.data_model.as_str(), inbound.event_type.as_str());
+    let subscribed: BTreeSet<Id> = state
+        .matching_subscriptions(source, model, event)
+        .map(|s| s.destination_id)
+        .filter(|d| state.destinations.get(d).is_some_and(|d| d.enabled))
+        .collect();
+    let mut chosen = Vec::new();
+    if inbound.destinations.is_empty() {
+        chosen.extend(subscribed.iter().copied());
+        if chosen.is_empty() {
+            return Err(ApiError::invalid("No Subscriptions found for message."));
+        }
+    }
+    for wanted in &inbound.destinations {
+        let id = resolve(state, wanted)?;
+        if !subscribed.contains(&id) {
+            return Err(ApiError::invalid(format!(
+                "Destination {} has no active subscription from this source for {model}:{event}",
+                describe(wanted)
+            )));
+        }
+        if !chosen.contains(&id) {
+            chosen.push(id);
+        }
+    }
+    if chosen.len() > limits::MAX_LOGS_PER_MESSAGE {
+        return Err(ApiError::invalid(format!("A message may go to at most {} destinations", limits::MAX_LOGS_PER_MESSAGE)));
+    }
+    Ok(chosen)
+}
+
+fn describe(d: &DestinationRef) -> String {
+    d.id.clone().or_else(|| d.name.clone()).unwrap_or_default()
+}
+
+fn resolve(state: &State, wanted: &DestinationRef) -> Result<Id, ApiError> {
+    let by_id = wanted.id.as_deref().map(|t| Id::parse(t).filter(|id| state.destinations.contains_key(id)));
+    let found = match (by_id, wanted.name.as_deref()) {
+        (Some(found), _) => found,
+        (None, Some(name)) => {
+            let mut named = state.destinations.values().filter(|d| d.name == name);
+            match (named.next(), named.next()) {
+                (Some(d), None) => Some(d.id),
+                (Some(_), Some(_)) => return Err(ApiError::invalid(format!("Destination name '{name}' is ambiguous: give its ID"))),
+                _ => None,
+            }
+        }
+        (None, None) => None,
+    };
+    found.ok_or_else(|| ApiError::invalid(format!("Destination {} not found", describe(wanted))))
+}
+
+/// The result of a configuration change: the JSON to answer with.
+pub type ChangeResult = Result<Value, ApiError>;
+
+/// Decides a configuration change from the current state: the event to
+/// append (if any) and the JSON to answer with.
+pub type Decide = dyn FnOnce(&State, &dyn IdSource) -> Result<(Option<Event>, Value), ApiError> + Send;
+
+/// A configuration change, decided against the current state inside the
+/// router so that concurrent changes cannot interleave.
+pub struct Change {
+    pub decide: Box<Decide>,
+}
+
+impl std::fmt::Debug for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Change")
+    }
+}
+
+impl Message for Change {
+    type Result = ChangeResult;
+}
+
+impl Handler<Change> for Router {
+    type Result = ResponseFuture<ChangeResult>;
+
+    fn handle(&mut self, msg: Change, _ctx: &mut Self::Context) -> Self::Result {
+        let decided = (msg.decide)(&self.state.read(), self.ids.as_ref());
+        let (event, answer) = match decided {
+            Ok(d) => d,
+            Err(e) => return Box::pin(async move { Err(e) }),
+        };
+        let Some(event) = event else { return Box::pin(async move { Ok(answer) }) };
+        match self.append(event) {
+            Ok((_, durable)) => Box::pin(async move {
+                durable.await?;
+                Ok(answer)
+            }),
+            Err(e) => Box::pin(async move { Err(e) }),
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! Start-up: open the journal, replay it into state, start the router,
+//! upsert the configured objects, and serve HTTP.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use actix::Actor;
+use actix_web::{App, HttpResponse, HttpServer, web};
+use anyhow::Context as _;
+use ferrox_storage::Options;
+use parking_lot::RwLock;
+use serde_json::Value;
+
+use crate::{
+    auth::TokenKey,
+    clock::SharedClock,
+    config::Config,
+    error::ApiError,
+    http::{self, AppCtx},
+    ids::{IdSource, SharedIds},
+    journal::{Event, Journal, WalJournal},
+    model::Id,
+    objects::{DestinationSpec, SourceSpec, SubscriptionSpec},
+    router::{Change, Decide, Router},
+    state::State,
+};
+
+/// A running engine: the HTTP server and what it serves.
+pub struct Running {
+    pub server: actix_web::dev::Server,
+    pub addrs: Vec<SocketAddr>,
+    pub ctx: AppCtx,
+}
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running").field("addrs", &self.addrs).finish_non_exhaustive()
+    }
+}
+
+/// Opens the journal and rebuilds the state from it.
+pub fn recover(config: &Config) -> anyhow::Result<(Arc<WalJournal>, State)> {
+    let options = Options { segment_bytes: config.storage.segment_bytes, ..Options::default() };
+    let journal = WalJournal::open(&config.wal_dir(), options).context("opening the write-ahead log")?;
+    let stats = journal.wal().recovery_stats().clone();
+    tracing::info!(
+        records = stats.records,
+        segments = stats.segments,
+        torn_bytes_dropped = stats.torn_bytes_dropped,
+        duration_ms = stats.duration.as_millis() as u64,
+        "write-ahead log recovered"
+    );
+    let mut state = State::default();
+    let mut failure = None;
+    journal.replay(&mut |position, event| {
+        if failure.is_none()
+            && let Err(e) = state.apply_archived(position, event)
+        {
+            failure = Some(format!("journal record {position}: {e}"));
+        }
+    })?;
+    if let Some(failure) = failure {
+        anyhow::bail!("replaying the journal: {failure}");
+    }
+    Ok((Arc::new(journal), state))
+}
+
+/// Starts the engine: must run inside an actix system.
+pub async fn start(config: Config, clock: SharedClock, ids: SharedIds) -> anyhow::Result<Running> {
+    let (journal, state) = recover(&config)?;
+    let state = Arc::new(RwLock::new(state));
+    let journal: Arc<dyn Journal> = journal;
+    let router = Router::new(journal.clone(), state.clone(), clock.clone(), ids.clone()).start();
+    let run = |decide: Box<Decide>| {
+        let router = router.clone();
+        async move { router.send(Change { decide }).await.map_err(|e| anyhow::anyhow!("router: {e}"))?.map_err(|e| anyhow::anyhow!("{e}")) }
+    };
+    run(Box::new(|state, ids| {
+        let event = state.token_key.is_none().then(|| Event::TokenKeyCreated { key: *TokenKey::generate(ids).bytes() });
+        Ok((event, Value::Null))
+    }))
+    .await?;
+    for spec in config.sources.clone() {
+        run(Box::new(move |state, ids| upsert_source(state, ids, &spec))).await.context("upserting a configured source")?;
+    }
+    for spec in config.destinations.clone() {
+        run(Box::new(move |state, ids| upsert_destination(state, ids, &spec))).await.context("upserting a configured destination")?;
+    }
+    for spec in config.subscriptions.clone() {
+        run(Box::new(move |state, ids| upsert_subscription(state, ids, &spec))).await.context("upserting a configured subscription")?;
+    }
+    let token_key = Arc::new(TokenKey::new(state.read().token_key.context("the token key was not created")?));
+    let config = Arc::new(config);
+    let ctx = AppCtx { state, journal, router, config: config.clone(), clock, ids, token_key };
+    let app_ctx = ctx.clone();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(web::Data::new(app_ctx.clone()))
+            .app_data(web::QueryConfig::default().error_handler(|e, _| ApiError::invalid(format!("Invalid query: {e}")).into()))
+            .app_data(web::PathConfig::default().error_handler(|e, _| ApiError::not_found(format!("Invalid path: {e}")).into()))
+            .configure(http::routes)
+            .default_service(web::to(|| async {
+                HttpResponse::NotFound().json(ApiError::not_found("No such endpoint").redox_body("Http", None, None))
+            }))
+    })
+    .bind(config.listen)
+    .with_context(|| format!("binding {}", config.listen))?
+    .shutdown_timeout(5);
+    let addrs = server.addrs();
+    Ok(Running { server: server.run(), addrs, ctx })
+}
+
+type Decided = Result<(Option<Event>, Value), ApiError>;
+
+fn by_id_or_name<'a, T>(items: impl Iterator<Item = &'a T>, id: Option<&str>, name: &str, get: impl Fn(&T) -> (Id, &str)) -> Option<&'a T> {
+    let id = id.and_then(Id::parse);
+    items.filter(|t| get(t).1 == name || Some(get(t).0) == id).min_by_key(|t| Some(get(t).0) != id)
+}
+
+fn upsert_source(state: &State, ids: &dyn IdSource, spec: &SourceSpec) -> Decided {
+    let existing = by_id_or_name(state.sources.values(), spec.id.as_deref(), &spec.name, |s| (s.id, &s.name));
+    let (source, _) = spec.build(None, existing, state, ids)?;
+    Ok(((existing != Some(&source)).then_some(Event::SourceUpserted(source)), Value::Null))
+}
+
+fn upsert_destination(state: &State, ids: &dyn IdSource, spec: &DestinationSpec) -> Decided {
+    let existing = by_id_or_name(state.destinations.values(), spec.id.as_deref(), &spec.name, |d| (d.id, &d.name));
+    let destination = spec.build(None, existing, ids)?;
+    Ok(((existing != Some(&destination)).then_some(Event::DestinationUpserted(destination)), Value::Null))
+}
+
+fn upsert_subscription(state: &State, ids: &dyn IdSource, spec: &SubscriptionSpec) -> Decided {
+    let wanted = (Id::parse(&spec.source_id), Id::parse(&spec.destination_id));
+    let existing = match spec.id.as_deref().and_then(Id::parse) {
+        Some(id) => state.subscriptions.get(&id),
+        None => state.subscriptions.values().find(|s| {
+            (Some(s.source_id), Some(s.destination_id)) == wanted && s.data_model == spec.data_model
+        }),
+    };
+    let subscription = spec.build(None, existing, state, ids)?;
+    Ok(((existing != Some(&subscription)).then_some(Event::SubscriptionUpserted(subscription)), Value::Null))
+}
