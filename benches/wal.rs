@@ -54,10 +54,7 @@ const RECOVERY_SEGMENTS: u64 = 2;
 
 /// A fresh temporary directory on the disk holding Cargo's target directory.
 fn scratch_dir(prefix: &str) -> TempDir {
-    tempfile::Builder::new()
-        .prefix(prefix)
-        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-        .expect("create scratch directory")
+    tempfile::Builder::new().prefix(prefix).tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("create scratch directory")
 }
 
 /// Appender threads that wait for a number of records to append and sync,
@@ -83,11 +80,7 @@ impl Pool {
             jobs.push(job_tx);
             workers.push(worker);
         }
-        Self {
-            jobs,
-            done,
-            workers,
-        }
+        Self { jobs, done, workers }
     }
 
     /// Appends and syncs `records` records spread over the workers; returns
@@ -100,10 +93,7 @@ impl Pool {
             jobs.send(share).expect("appender thread alive");
         }
         for _ in 0..threads {
-            self.done
-                .recv()
-                .expect("appender thread alive")
-                .expect("append and sync");
+            self.done.recv().expect("appender thread alive").expect("append and sync");
         }
         start.elapsed()
     }
@@ -119,12 +109,7 @@ impl Drop for Pool {
     }
 }
 
-fn appender(
-    wal: &Wal,
-    payload: &[u8],
-    jobs: &mpsc::Receiver<u64>,
-    done: &mpsc::Sender<ferrox_storage::Result<()>>,
-) {
+fn appender(wal: &Wal, payload: &[u8], jobs: &mpsc::Receiver<u64>, done: &mpsc::Sender<ferrox_storage::Result<()>>) {
     while let Ok(records) = jobs.recv() {
         let result = (0..records).try_for_each(|_| {
             let seq = wal.append(1, payload)?;
@@ -148,11 +133,7 @@ impl AppendCase {
         let dir = scratch_dir("wal-append-");
         let wal = Arc::new(Wal::open(dir.path(), Options::default()).expect("open log"));
         let payload: Arc<[u8]> = (0..payload_bytes).map(|i| i as u8).collect();
-        Self {
-            pool: Pool::new(&wal, threads, &payload),
-            _wal: wal,
-            _dir: dir,
-        }
+        Self { pool: Pool::new(&wal, threads, &payload), _wal: wal, _dir: dir }
     }
 }
 
@@ -160,11 +141,7 @@ fn append_sync(c: &mut Criterion) {
     let mut group = c.benchmark_group("append_sync");
     group.sample_size(20).throughput(Throughput::Elements(1));
     for threads in APPENDERS {
-        let name = if threads == 1 {
-            "1 appender".to_owned()
-        } else {
-            format!("{threads} appenders")
-        };
+        let name = if threads == 1 { "1 appender".to_owned() } else { format!("{threads} appenders") };
         for (payload_bytes, label) in PAYLOADS {
             // Set up lazily, so cases filtered out on the command line cost nothing.
             let mut case: Option<AppendCase> = None;
@@ -179,13 +156,7 @@ fn append_sync(c: &mut Criterion) {
 
 /// Runs `iters` records through `tasks` concurrent appender tasks on a
 /// single-threaded runtime and returns the elapsed time.
-fn run_tasks(
-    rt: &Runtime,
-    committer: &Arc<Committer>,
-    tasks: u64,
-    iters: u64,
-    payload: &Arc<[u8]>,
-) -> Duration {
+fn run_tasks(rt: &Runtime, committer: &Arc<Committer>, tasks: u64, iters: u64, payload: &Arc<[u8]>) -> Duration {
     let start = Instant::now();
     rt.block_on(async {
         let handles: Vec<_> = (0..tasks)
@@ -217,12 +188,9 @@ fn append_commit(c: &mut Criterion) {
             group.bench_function(BenchmarkId::new(format!("{tasks} tasks"), label), |b| {
                 let (_, committer, rt) = case.get_or_insert_with(|| {
                     let dir = scratch_dir("wal-commit-");
-                    let wal =
-                        Arc::new(Wal::open(dir.path(), Options::default()).expect("open log"));
+                    let wal = Arc::new(Wal::open(dir.path(), Options::default()).expect("open log"));
                     let committer = Arc::new(Committer::start(wal).expect("start committer"));
-                    let rt = tokio::runtime::Builder::new_current_thread()
-                        .build()
-                        .expect("runtime");
+                    let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
                     (dir, committer, rt)
                 });
                 b.iter_custom(|iters| run_tasks(rt, committer, tasks as u64, iters, &payload));
@@ -235,12 +203,7 @@ fn append_commit(c: &mut Criterion) {
 /// Creates `path` holding `len` zero bytes (really written, so the blocks
 /// are allocated), synced.
 fn zeroed_file(path: &Path, len: usize) -> File {
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .expect("create file");
+    let mut file = OpenOptions::new().read(true).write(true).create_new(true).open(path).expect("create file");
     let chunk = vec![0u8; 1 << 20];
     for _ in 0..len / chunk.len() {
         file.write_all(&chunk).expect("zero-fill file");
@@ -264,11 +227,9 @@ fn raw_baseline(c: &mut Criterion) {
 
     let (mut file, mut offset) = (None, 0);
     group.bench_function(BenchmarkId::new("pwrite+fdatasync", "256B"), |b| {
-        let file =
-            file.get_or_insert_with(|| zeroed_file(&dir.path().join("pwrite"), RAW_FILE_BYTES));
+        let file = file.get_or_insert_with(|| zeroed_file(&dir.path().join("pwrite"), RAW_FILE_BYTES));
         b.iter(|| {
-            file.write_all_at(black_box(&data), offset as u64)
-                .expect("pwrite");
+            file.write_all_at(black_box(&data), offset as u64).expect("pwrite");
             file.sync_data().expect("fdatasync");
             offset = (offset + RAW_WRITE_BYTES) % RAW_FILE_BYTES;
         });
@@ -276,12 +237,8 @@ fn raw_baseline(c: &mut Criterion) {
 
     let (mut map, mut offset) = (None, 0);
     group.bench_function(BenchmarkId::new("mmap+msync", "256B"), |b| {
-        let map = map.get_or_insert_with(|| {
-            map_file(
-                &zeroed_file(&dir.path().join("mmap"), RAW_FILE_BYTES),
-                RAW_FILE_BYTES,
-            )
-        });
+        let map =
+            map.get_or_insert_with(|| map_file(&zeroed_file(&dir.path().join("mmap"), RAW_FILE_BYTES), RAW_FILE_BYTES));
         b.iter(|| {
             map[offset..offset + RAW_WRITE_BYTES].copy_from_slice(black_box(&data));
             // memmap2 widens the range to whole pages: this syncs the touched page.
@@ -295,8 +252,7 @@ fn raw_baseline(c: &mut Criterion) {
 /// Fills `dir` with a log of exactly `RECOVERY_SEGMENTS` full segments of
 /// 1 KiB records, synced; returns the number of records.
 fn build_log(dir: &Path, options: &Options) -> u64 {
-    let per_segment = (options.segment_bytes as usize - SEGMENT_HEADER_BYTES)
-        / record_bytes(RECOVERY_PAYLOAD_BYTES);
+    let per_segment = (options.segment_bytes as usize - SEGMENT_HEADER_BYTES) / record_bytes(RECOVERY_PAYLOAD_BYTES);
     let records = per_segment as u64 * RECOVERY_SEGMENTS;
     let wal = Wal::open(dir, options.clone()).expect("open log");
     let payload: Vec<u8> = (0..RECOVERY_PAYLOAD_BYTES).map(|i| (i * 7) as u8).collect();
@@ -318,27 +274,18 @@ fn build_log(dir: &Path, options: &Options) -> u64 {
 
 /// Total size of the segment files in `dir`.
 fn segment_file_bytes(dir: &Path) -> u64 {
-    let entries = fs::read_dir(dir)
-        .expect("list log directory")
-        .map(|entry| entry.expect("read log directory"));
+    let entries = fs::read_dir(dir).expect("list log directory").map(|entry| entry.expect("read log directory"));
     let segments = entries.filter(|entry| entry.file_name().to_string_lossy().ends_with(".seg"));
-    segments
-        .map(|entry| entry.metadata().expect("stat segment").len())
-        .sum()
+    segments.map(|entry| entry.metadata().expect("stat segment").len()).sum()
 }
 
 fn recovery(c: &mut Criterion) {
     let mut group = c.benchmark_group("recovery");
-    group
-        .sample_size(10)
-        .throughput(Throughput::Bytes(RECOVERY_SEGMENTS * DEFAULT_SEGMENT_BYTES));
+    group.sample_size(10).throughput(Throughput::Bytes(RECOVERY_SEGMENTS * DEFAULT_SEGMENT_BYTES));
     let dir = scratch_dir("wal-recovery-");
     // No background segment creation, so opening only reads and the
     // directory stays the same across iterations.
-    let options = Options {
-        prepare_ahead: false,
-        ..Options::default()
-    };
+    let options = Options { prepare_ahead: false, ..Options::default() };
     let mut records = None;
     group.bench_function(BenchmarkId::new("open", "2x64MiB of 1KiB records"), |b| {
         let records = *records.get_or_insert_with(|| build_log(dir.path(), &options));
@@ -349,11 +296,7 @@ fn recovery(c: &mut Criterion) {
                 let wal = Wal::open(dir.path(), options.clone()).expect("open log");
                 total += start.elapsed();
                 let stats = wal.recovery_stats();
-                assert_eq!(
-                    (stats.records, stats.torn_bytes_dropped),
-                    (records, 0),
-                    "recovery changed the log"
-                );
+                assert_eq!((stats.records, stats.torn_bytes_dropped), (records, 0), "recovery changed the log");
             }
             total
         });

@@ -128,12 +128,7 @@ impl Claims {
         let source_id = u128::from_le_bytes(bytes[1..17].try_into().ok()?);
         let expires_ms = i64::from_le_bytes(bytes[17..25].try_into().ok()?);
         let nonce = u64::from_le_bytes(bytes[25..33].try_into().ok()?);
-        Some(Self {
-            source_id: Id(source_id),
-            kind,
-            expires_ms,
-            nonce,
-        })
+        Some(Self { source_id: Id(source_id), kind, expires_ms, nonce })
     }
 }
 
@@ -164,33 +159,22 @@ pub fn issue(key: &TokenKey, claims: &Claims) -> String {
 
 /// Checks a token's signature, kind and expiry, in that order, and returns
 /// its claims. Never panics, whatever the input.
-pub fn verify(
-    key: &TokenKey,
-    token: &str,
-    kind: TokenKind,
-    now_ms: TimestampMs,
-) -> Result<Claims, AuthError> {
+pub fn verify(key: &TokenKey, token: &str, kind: TokenKind, now_ms: TimestampMs) -> Result<Claims, AuthError> {
     if token.len() != TOKEN_CHARS {
         return Err(AuthError::Malformed);
     }
     let (signed, mac_b64) = token.rsplit_once('.').ok_or(AuthError::Malformed)?;
-    let payload_b64 = signed
-        .strip_prefix(TOKEN_PREFIX)
-        .ok_or(AuthError::Malformed)?;
+    let payload_b64 = signed.strip_prefix(TOKEN_PREFIX).ok_or(AuthError::Malformed)?;
     if payload_b64.len() != PAYLOAD_CHARS || mac_b64.len() != MAC_CHARS {
         return Err(AuthError::Malformed);
     }
     let tag = B64URL.decode(mac_b64).map_err(|_| AuthError::Malformed)?;
     let mut mac = key.mac();
     mac.update(signed.as_bytes());
-    mac.verify_slice(&tag)
-        .map_err(|_| AuthError::BadSignature)?;
+    mac.verify_slice(&tag).map_err(|_| AuthError::BadSignature)?;
 
-    let payload: [u8; PAYLOAD_BYTES] = B64URL
-        .decode(payload_b64)
-        .ok()
-        .and_then(|bytes| bytes.try_into().ok())
-        .ok_or(AuthError::Malformed)?;
+    let payload: [u8; PAYLOAD_BYTES] =
+        B64URL.decode(payload_b64).ok().and_then(|bytes| bytes.try_into().ok()).ok_or(AuthError::Malformed)?;
     let claims = Claims::decode(&payload).ok_or(AuthError::Malformed)?;
     if claims.kind != kind {
         return Err(AuthError::WrongKind);
@@ -222,11 +206,7 @@ pub fn hash_secret(secret: &str, ids: &dyn IdSource) -> String {
     let mut salt = [0u8; SALT_BYTES];
     ids.fill(&mut salt);
     let digest = pbkdf2_sha256(secret.as_bytes(), &salt, HASH_ROUNDS);
-    format!(
-        "{HASH_SCHEME}${HASH_ROUNDS}${}${}",
-        hex(&salt),
-        hex(&digest)
-    )
+    format!("{HASH_SCHEME}${HASH_ROUNDS}${}${}", hex(&salt), hex(&digest))
 }
 
 /// Whether `secret` matches a value made by [`hash_secret`]. The digests
@@ -265,10 +245,7 @@ fn parse_stored_hash(stored: &str) -> Option<StoredHash> {
     if !rounds.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    let rounds = rounds
-        .parse::<u32>()
-        .ok()
-        .filter(|r| (1..=HASH_ROUNDS_MAX).contains(r))?;
+    let rounds = rounds.parse::<u32>().ok().filter(|r| (1..=HASH_ROUNDS_MAX).contains(r))?;
     Some((rounds, unhex(salt)?, unhex(digest)?))
 }
 
@@ -292,10 +269,7 @@ fn pbkdf2_sha256(password: &[u8], salt: &[u8], rounds: u32) -> [u8; DIGEST_BYTES
 /// Compares without an early exit, so the time taken does not reveal how
 /// many leading bytes match.
 fn constant_time_eq(a: &[u8; DIGEST_BYTES], b: &[u8; DIGEST_BYTES]) -> bool {
-    let diff = a
-        .iter()
-        .zip(b)
-        .fold(0u8, |acc, (x, y)| acc | black_box(x ^ y));
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | black_box(x ^ y));
     black_box(diff) == 0
 }
 
@@ -354,11 +328,7 @@ mod tests {
             let token = issue(&key, &claims(kind));
             assert_eq!(token.len(), TOKEN_CHARS);
             assert!(token.starts_with("frx1."));
-            assert!(
-                token
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-            );
+            assert!(token.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)));
             assert_eq!(verify(&key, &token, kind, NOW_MS), Ok(claims(kind)));
         }
     }
@@ -366,17 +336,10 @@ mod tests {
     #[test]
     fn extreme_claim_values_round_trip() {
         let key = key(1);
-        let claims = Claims {
-            source_id: Id(u128::MAX),
-            kind: TokenKind::Access,
-            expires_ms: i64::MAX,
-            nonce: u64::MAX,
-        };
+        let claims =
+            Claims { source_id: Id(u128::MAX), kind: TokenKind::Access, expires_ms: i64::MAX, nonce: u64::MAX };
         let token = issue(&key, &claims);
-        assert_eq!(
-            verify(&key, &token, TokenKind::Access, i64::MIN),
-            Ok(claims)
-        );
+        assert_eq!(verify(&key, &token, TokenKind::Access, i64::MIN), Ok(claims));
     }
 
     #[test]
@@ -386,14 +349,8 @@ mod tests {
         let token = issue(&key, &claims);
         let at = claims.expires_ms;
         assert_eq!(verify(&key, &token, TokenKind::Access, at - 1), Ok(claims));
-        assert_eq!(
-            verify(&key, &token, TokenKind::Access, at),
-            Err(AuthError::Expired)
-        );
-        assert_eq!(
-            verify(&key, &token, TokenKind::Access, at + 1),
-            Err(AuthError::Expired)
-        );
+        assert_eq!(verify(&key, &token, TokenKind::Access, at), Err(AuthError::Expired));
+        assert_eq!(verify(&key, &token, TokenKind::Access, at + 1), Err(AuthError::Expired));
     }
 
     #[test]
@@ -401,23 +358,14 @@ mod tests {
         let key = key(1);
         let access = issue(&key, &claims(TokenKind::Access));
         let refresh = issue(&key, &claims(TokenKind::Refresh));
-        assert_eq!(
-            verify(&key, &access, TokenKind::Refresh, NOW_MS),
-            Err(AuthError::WrongKind)
-        );
-        assert_eq!(
-            verify(&key, &refresh, TokenKind::Access, NOW_MS),
-            Err(AuthError::WrongKind)
-        );
+        assert_eq!(verify(&key, &access, TokenKind::Refresh, NOW_MS), Err(AuthError::WrongKind));
+        assert_eq!(verify(&key, &refresh, TokenKind::Access, NOW_MS), Err(AuthError::WrongKind));
     }
 
     #[test]
     fn another_key_rejects_the_token() {
         let token = issue(&key(1), &claims(TokenKind::Access));
-        assert_eq!(
-            verify(&key(2), &token, TokenKind::Access, NOW_MS),
-            Err(AuthError::BadSignature)
-        );
+        assert_eq!(verify(&key(2), &token, TokenKind::Access, NOW_MS), Err(AuthError::BadSignature));
     }
 
     #[test]
@@ -451,10 +399,7 @@ mod tests {
         let mut forged = claims(TokenKind::Access);
         forged.expires_ms = i64::MAX;
         let forged = format!("{TOKEN_PREFIX}{}.{mac_b64}", B64URL.encode(forged.encode()));
-        assert_eq!(
-            verify(&key, &forged, TokenKind::Access, NOW_MS),
-            Err(AuthError::BadSignature)
-        );
+        assert_eq!(verify(&key, &forged, TokenKind::Access, NOW_MS), Err(AuthError::BadSignature));
     }
 
     #[test]
@@ -476,26 +421,18 @@ mod tests {
         ];
         for case in cases {
             let result = verify(&key, &case, TokenKind::Access, NOW_MS);
-            assert!(
-                matches!(result, Err(AuthError::Malformed | AuthError::BadSignature)),
-                "{result:?}"
-            );
+            assert!(matches!(result, Err(AuthError::Malformed | AuthError::BadSignature)), "{result:?}");
         }
     }
 
     #[test]
     fn random_strings_are_rejected() {
-        const ALPHABET: &[u8; 64] =
-            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
         let seed = 7;
         let ids = SeededIds::new(seed);
         let key = key(1);
-        let b64 = |n: usize| -> String {
-            ids.bytes(n)
-                .iter()
-                .map(|b| char::from(ALPHABET[usize::from(b % 64)]))
-                .collect()
-        };
+        let b64 =
+            |n: usize| -> String { ids.bytes(n).iter().map(|b| char::from(ALPHABET[usize::from(b % 64)])).collect() };
         for round in 0..2_000 {
             let text = if round % 2 == 0 {
                 // Passes every structural check; only the MAC can fail.
@@ -505,10 +442,7 @@ mod tests {
                 String::from_utf8_lossy(&ids.bytes(len)).into_owned()
             };
             let result = verify(&key, &text, TokenKind::Access, NOW_MS);
-            assert!(
-                matches!(result, Err(AuthError::Malformed | AuthError::BadSignature)),
-                "seed {seed}: {text:?}"
-            );
+            assert!(matches!(result, Err(AuthError::Malformed | AuthError::BadSignature)), "seed {seed}: {text:?}");
         }
     }
 
@@ -584,10 +518,7 @@ mod tests {
         assert_eq!((s1.len(), key.len()), (43, 22));
         assert_ne!(s1, s2);
         for text in [&s1, &s2, &key] {
-            assert!(
-                text.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            );
+            assert!(text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
         }
     }
 }

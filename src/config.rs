@@ -101,6 +101,21 @@ impl Config {
         if self.delivery.retry_schedule_ms.is_empty() {
             return Err("delivery.retry_schedule_ms must list at least one delay".into());
         }
+        let record_bytes = self.max_record_bytes() as u64;
+        let segment = self.storage.segment_bytes;
+        if segment < record_bytes + 4096 || !segment.is_multiple_of(4096) || segment > ferrox_storage::MAX_SEGMENT_BYTES
+        {
+            return Err(format!(
+                "storage.segment_bytes ({segment}) must be a multiple of 4096, at most {}, and hold one message of max_body_bytes ({}) with {} bytes of overhead: at least {}",
+                ferrox_storage::MAX_SEGMENT_BYTES,
+                self.max_body_bytes,
+                limits::EVENT_OVERHEAD_BYTES,
+                (record_bytes + 4096).div_ceil(4096) * 4096
+            ));
+        }
+        if self.delivery.timeout_ms == 0 || self.delivery.timeout_ms > crate::objects::MAX_TIMEOUT_MS {
+            return Err(format!("delivery.timeout_ms must be between 1 and {}", crate::objects::MAX_TIMEOUT_MS));
+        }
         if self.admin_token.as_deref().is_some_and(|t| t.len() < 16) {
             return Err("admin_token must be at least 16 characters".into());
         }
@@ -108,6 +123,12 @@ impl Config {
             crate::objects::validate_url(url).map_err(|e| format!("alert_webhook_url: {e}"))?;
         }
         Ok(())
+    }
+
+    /// The largest WAL record the engine writes: a message of
+    /// `max_body_bytes` with its event overhead.
+    pub fn max_record_bytes(&self) -> u32 {
+        u32::try_from(self.max_body_bytes + limits::EVENT_OVERHEAD_BYTES).unwrap_or(u32::MAX)
     }
 
     /// The WAL directory inside the data directory.
@@ -144,7 +165,7 @@ mod tests {
             listen = "127.0.0.1:0"
             data_dir = "/tmp/x"
             admin_token = "0123456789abcdef0"
-            max_body_bytes = 1048576
+            max_body_bytes = 524288
             [auth]
             token_lifetime_s = 60
             [delivery]
@@ -168,6 +189,9 @@ mod tests {
         let c = Config::parse(text).unwrap();
         assert_eq!((c.sources.len(), c.destinations.len(), c.subscriptions.len()), (1, 1, 1));
         assert!(Config::parse("max_body_bytes = 0").is_err());
+        let err = Config::parse("[storage]\nsegment_bytes = 1048576").unwrap_err();
+        assert!(err.contains("segment_bytes") && err.contains("max_body_bytes"), "{err}");
+        assert!(Config::parse("max_body_bytes = 65536\n[storage]\nsegment_bytes = 1048576").is_ok());
         assert!(Config::parse("admin_token = \"short\"").is_err());
     }
 }

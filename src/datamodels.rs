@@ -36,12 +36,7 @@ pub const FHIR: &str = "FHIR";
 
 /// FHIR messages take their event type from the `MessageHeader`, so one
 /// wildcard row stands for all of them.
-static FHIR_ANY: EventSpec = EventSpec {
-    data_model: FHIR,
-    event_type: "*",
-    kind: Kind::Async,
-    required: &[],
-};
+static FHIR_ANY: EventSpec = EventSpec { data_model: FHIR, event_type: "*", kind: Kind::Async, required: &[] };
 
 /// Expands `DataModel: [EventType, ...] Kind [Required, ...];` lines into
 /// one `EventSpec` per event type.
@@ -143,11 +138,8 @@ pub fn lookup(data_model: &str, event_type: &str) -> Result<&'static EventSpec, 
 /// The text for an unknown data model, with a hint when only the case differs.
 fn unknown_data_model(data_model: &str) -> String {
     let mut text = format!("Unknown DataModel '{data_model}'");
-    let near = EVENTS
-        .iter()
-        .map(|spec| spec.data_model)
-        .chain([FHIR])
-        .find(|known| known.eq_ignore_ascii_case(data_model));
+    let near =
+        EVENTS.iter().map(|spec| spec.data_model).chain([FHIR]).find(|known| known.eq_ignore_ascii_case(data_model));
     if let Some(near) = near {
         text.push_str(&format!("; did you mean '{near}'?"));
     }
@@ -210,11 +202,7 @@ mod tests {
 
     /// Splits a comma-separated cell; `—` is the empty list.
     fn cell_list(cell: &str) -> Vec<&str> {
-        if cell == "—" {
-            Vec::new()
-        } else {
-            cell.split(", ").collect()
-        }
+        if cell == "—" { Vec::new() } else { cell.split(", ").collect() }
     }
 
     /// Every event type of the document, expanded: (model, event, kind, required).
@@ -222,9 +210,7 @@ mod tests {
         let mut rows = Vec::new();
         for line in DOCUMENT.lines() {
             let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
-            let [model, events, kind, required] = cells[..] else {
-                panic!("bad row {line}")
-            };
+            let [model, events, kind, required] = cells[..] else { panic!("bad row {line}") };
             let kind = match kind {
                 "async" => Kind::Async,
                 "sync" => Kind::Sync,
@@ -241,8 +227,7 @@ mod tests {
     fn every_document_row_resolves_with_its_kind_and_required_fields() {
         let rows = document_rows();
         for (model, event, kind, required) in &rows {
-            let spec =
-                lookup(model, event).unwrap_or_else(|e| panic!("{model}:{event}: {}", e.text));
+            let spec = lookup(model, event).unwrap_or_else(|e| panic!("{model}:{event}: {}", e.text));
             assert_eq!((spec.data_model, spec.event_type), (*model, *event));
             assert_eq!(spec.kind, *kind, "{model}:{event}");
             assert_eq!(spec.required, &required[..], "{model}:{event}");
@@ -251,9 +236,8 @@ mod tests {
         assert_eq!(rows.len(), 90);
         assert_eq!(EVENTS.len(), rows.len());
         for (i, a) in EVENTS.iter().enumerate() {
-            let duplicate = EVENTS[i + 1..]
-                .iter()
-                .any(|b| (a.data_model, a.event_type) == (b.data_model, b.event_type));
+            let duplicate =
+                EVENTS[i + 1..].iter().any(|b| (a.data_model, a.event_type) == (b.data_model, b.event_type));
             assert!(!duplicate, "{}:{} twice", a.data_model, a.event_type);
         }
     }
@@ -268,20 +252,10 @@ mod tests {
             ("PatientAdmin", "Cancel", Async, &["Patient"]),
             ("Scheduling", "Cancel", Async, &["Visit"]),
             ("Scheduling", "AvailableSlots", Sync, &["StartDateTime"]),
-            (
-                "SurgicalScheduling",
-                "Cancel",
-                Async,
-                &["Patient", "Procedures", "Visit"],
-            ),
+            ("SurgicalScheduling", "Cancel", Async, &["Patient", "Procedures", "Visit"]),
             ("Results", "Query", Sync, &[]),
             ("Order", "GroupedOrders", Async, &["Patient", "Orders"]),
-            (
-                "Medications",
-                "Administration",
-                Async,
-                &["Patient", "Administrations"],
-            ),
+            ("Medications", "Administration", Async, &["Patient", "Administrations"]),
             ("ClinicalSummary", "VisitQuery", Sync, &["Patient"]),
             ("ClinicalSummary", "DocumentGet", Sync, &["Document"]),
             ("Notes", "Replace", Async, &["Patient", "Note"]),
@@ -291,119 +265,54 @@ mod tests {
             ("Referral", "AuthResponse", Async, &["Patient"]),
             ("Referral", "Query", Sync, &["Patient"]),
             ("Claim", "PaymentBatch", Async, &[]),
-            (
-                "Financial",
-                "Transaction",
-                Async,
-                &["Patient", "Transactions"],
-            ),
+            ("Financial", "Transaction", Async, &["Patient", "Transactions"]),
             ("Vaccination", "PatientQuery", Sync, &[]),
             ("Flowsheet", "New", Async, &["Patient", "Observations"]),
             ("Device", "New", Async, &["Device", "Observations"]),
             ("Inventory", "Deplete", Async, &["Items"]),
-            (
-                "Organization",
-                "Update",
-                Async,
-                &["Action", "Directory", "Organizations"],
-            ),
+            ("Organization", "Update", Async, &["Action", "Directory", "Organizations"]),
             ("Organization", "Query", Sync, &["Directory"]),
-            (
-                "PatientEducation",
-                "Delete",
-                Async,
-                &["Patient", "Education"],
-            ),
+            ("PatientEducation", "Delete", Async, &["Patient", "Education"]),
             ("Research", "Study", Async, &[]),
-            (
-                "ClinicalDecisions",
-                "Request",
-                Sync,
-                &[
-                    "Patient",
-                    "UnsignedMedicationOrders",
-                    "UnsignedProcedureOrders",
-                ],
-            ),
+            ("ClinicalDecisions", "Request", Sync, &["Patient", "UnsignedMedicationOrders", "UnsignedProcedureOrders"]),
             ("Enrichment", "NaturalLanguageProcessingQuery", Sync, &[]),
-            (
-                "SSO",
-                "SignOn",
-                Async,
-                &["Subject", "IssuedAt", "Expiration"],
-            ),
+            ("SSO", "SignOn", Async, &["Subject", "IssuedAt", "Expiration"]),
             ("FHIR", "admin-notify", Async, &[]),
         ];
         for (model, event, kind, required) in cases {
-            let spec =
-                lookup(model, event).unwrap_or_else(|e| panic!("{model}:{event}: {}", e.text));
-            assert_eq!(
-                (spec.kind, spec.required),
-                (*kind, *required),
-                "{model}:{event}"
-            );
+            let spec = lookup(model, event).unwrap_or_else(|e| panic!("{model}:{event}: {}", e.text));
+            assert_eq!((spec.kind, spec.required), (*kind, *required), "{model}:{event}");
         }
-        assert_eq!(
-            lookup("FHIR", "patient-link").map(|s| s.event_type).ok(),
-            Some("*")
-        );
+        assert_eq!(lookup("FHIR", "patient-link").map(|s| s.event_type).ok(), Some("*"));
     }
 
     #[test]
     fn errors_are_invalid_with_clear_texts() {
         let cases: &[(&str, &str, &str)] = &[
             ("Foo", "NewPatient", "Unknown DataModel 'Foo'"),
-            (
-                "patientadmin",
-                "NewPatient",
-                "Unknown DataModel 'patientadmin'; did you mean 'PatientAdmin'?",
-            ),
-            (
-                "PatientAdmin",
-                "Bar",
-                "Unknown EventType 'Bar' for DataModel 'PatientAdmin'",
-            ),
+            ("patientadmin", "NewPatient", "Unknown DataModel 'patientadmin'; did you mean 'PatientAdmin'?"),
+            ("PatientAdmin", "Bar", "Unknown EventType 'Bar' for DataModel 'PatientAdmin'"),
             (
                 "PatientAdmin",
                 "newpatient",
                 "Unknown EventType 'newpatient' for DataModel 'PatientAdmin'; did you mean 'NewPatient'?",
             ),
-            (
-                "PatientAdmin",
-                "Query",
-                "Unknown EventType 'Query' for DataModel 'PatientAdmin'",
-            ),
-            (
-                "PatientAdmin",
-                "",
-                "Unknown EventType '' for DataModel 'PatientAdmin'",
-            ),
-            (
-                "ClinicalSummary",
-                "PatientQueryResponse",
-                "EventType 'PatientQueryResponse' is not an event type",
-            ),
+            ("PatientAdmin", "Query", "Unknown EventType 'Query' for DataModel 'PatientAdmin'"),
+            ("PatientAdmin", "", "Unknown EventType '' for DataModel 'PatientAdmin'"),
+            ("ClinicalSummary", "PatientQueryResponse", "EventType 'PatientQueryResponse' is not an event type"),
             ("PatientAdmin", "AuthResponse", "names the shape of a reply"),
             ("FHIR", "admin-notifyResponse", "names the shape of a reply"),
         ];
         for (model, event, text) in cases {
             let e = lookup(model, event).expect_err(event);
             assert_eq!(e.kind, ErrorKind::Invalid, "{model}:{event}");
-            assert!(
-                e.text.starts_with(text) || e.text.contains(text),
-                "{model}:{event}: {}",
-                e.text
-            );
+            assert!(e.text.starts_with(text) || e.text.contains(text), "{model}:{event}: {}", e.text);
         }
     }
 
     #[test]
     fn no_event_type_but_auth_response_ends_in_response() {
-        let odd: Vec<_> = EVENTS
-            .iter()
-            .filter(|s| s.event_type.ends_with("Response"))
-            .map(|s| s.event_type)
-            .collect();
+        let odd: Vec<_> = EVENTS.iter().filter(|s| s.event_type.ends_with("Response")).map(|s| s.event_type).collect();
         assert_eq!(odd, ["AuthResponse"]);
     }
 

@@ -28,16 +28,36 @@ pub trait IdSource: Send + Sync + fmt::Debug {
 
 pub type SharedIds = Arc<dyn IdSource>;
 
-/// The operating system's generator.
+/// Bytes drawn from the OS at a time: one system call serves many IDs.
+const OS_POOL_BYTES: usize = 4096;
+
+/// The operating system's generator (getrandom), read in blocks.
 #[derive(Debug, Default)]
-pub struct OsIds;
+pub struct OsIds {
+    pool: Mutex<(Vec<u8>, usize)>,
+}
 
 impl IdSource for OsIds {
     fn fill(&self, out: &mut [u8]) {
-        // `Uuid::new_v4` draws from the OS generator (getrandom).
-        for chunk in out.chunks_mut(16) {
-            let random = uuid::Uuid::new_v4().as_u128().to_le_bytes();
-            chunk.copy_from_slice(&random[..chunk.len()]);
+        let mut guard = self.pool.lock();
+        let (pool, used) = &mut *guard;
+        let mut filled = 0;
+        while filled < out.len() {
+            if *used == pool.len() {
+                pool.resize(OS_POOL_BYTES, 0);
+                // Without OS randomness no safe identifier or secret can be
+                // made; there is nothing sensible to continue with.
+                if let Err(e) = getrandom::fill(pool) {
+                    panic!("the operating system's random generator failed: {e}");
+                }
+                *used = 0;
+            }
+            let n = (out.len() - filled).min(pool.len() - *used);
+            out[filled..filled + n].copy_from_slice(&pool[*used..*used + n]);
+            // Bytes handed out are never handed out again.
+            pool[*used..*used + n].fill(0);
+            *used += n;
+            filled += n;
         }
     }
 }
@@ -77,7 +97,10 @@ mod tests {
         let (x, y) = (a.id(), b.id());
         assert_eq!(x, y);
         assert_ne!(a.id(), x);
-        assert_eq!(uuid::Uuid::from_u128(OsIds.id().0).get_version_num(), 4);
+        let os = OsIds::default();
+        assert_eq!(uuid::Uuid::from_u128(os.id().0).get_version_num(), 4);
+        assert_ne!(os.id(), os.id());
+        assert_eq!(os.bytes(10_000).len(), 10_000);
         assert_eq!(a.bytes(37).len(), 37);
     }
 }

@@ -76,11 +76,7 @@ struct Seen {
 
 impl Seen {
     fn into_error(self, error: ApiError) -> InboundError {
-        InboundError {
-            error,
-            data_model: self.data_model,
-            event_type: self.event_type,
-        }
+        InboundError { error, data_model: self.data_model, event_type: self.event_type }
     }
 }
 
@@ -92,10 +88,7 @@ pub fn parse_redox(body: &[u8], endpoint: Endpoint) -> Result<Inbound, InboundEr
 
 /// Parses and validates a FHIR R4 message `Bundle`.
 pub fn parse_fhir(body: &[u8]) -> Result<Inbound, InboundError> {
-    let mut seen = Seen {
-        data_model: Some(datamodels::FHIR.to_owned()),
-        event_type: None,
-    };
+    let mut seen = Seen { data_model: Some(datamodels::FHIR.to_owned()), event_type: None };
     fhir(body, &mut seen).map_err(|error| seen.into_error(error))
 }
 
@@ -106,8 +99,7 @@ fn redox(bytes: &[u8], endpoint: Endpoint, seen: &mut Seen) -> Result<Inbound, A
     let data_model = meta_name(meta, "DataModel")?;
     seen.data_model = Some(data_model.clone());
     if data_model == datamodels::FHIR {
-        let text =
-            format!("DataModel 'FHIR' is not sent here: post FHIR message Bundles to {FHIR_PATH}");
+        let text = format!("DataModel 'FHIR' is not sent here: post FHIR message Bundles to {FHIR_PATH}");
         return Err(ApiError::invalid(text));
     }
     let event_type = meta_name(meta, "EventType")?;
@@ -118,20 +110,13 @@ fn redox(bytes: &[u8], endpoint: Endpoint, seen: &mut Seen) -> Result<Inbound, A
     check_test_flag(meta)?;
     check_required_fields(spec, object)?;
     let meta = Value::Object(meta.clone());
-    Ok(Inbound {
-        data_model,
-        event_type,
-        destinations,
-        meta,
-        body,
-    })
+    Ok(Inbound { data_model, event_type, destinations, meta, body })
 }
 
 fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
     // serde_json's message ends with "at line L column C"; its recursion limit
     // turns a deeply nested body into an error rather than a stack overflow.
-    serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::invalid(format!("Body is not valid JSON: {e}")))
+    serde_json::from_slice(bytes).map_err(|e| ApiError::invalid(format!("Body is not valid JSON: {e}")))
 }
 
 /// The text for a value of the wrong type: "`path` must be `what`, found a number".
@@ -149,9 +134,7 @@ fn must_be(path: &str, what: &str, found: &Value) -> String {
 
 /// `value` must be an object; `path` names it in the error.
 fn as_object<'a>(value: &'a Value, path: &str) -> Result<&'a Object, ApiError> {
-    value
-        .as_object()
-        .ok_or_else(|| ApiError::invalid(must_be(path, "a JSON object", value)))
+    value.as_object().ok_or_else(|| ApiError::invalid(must_be(path, "a JSON object", value)))
 }
 
 /// The field `key` of `object`, where `null` counts as absent.
@@ -163,9 +146,9 @@ fn redox_meta(body: &Object) -> Result<&Object, ApiError> {
     match field(body, "Meta") {
         Some(Value::Object(meta)) => Ok(meta),
         Some(other) => Err(ApiError::required(must_be("Meta", "an object", other))),
-        None if body.contains_key("resourceType") => Err(ApiError::required(format!(
-            "Required field missing - Meta (FHIR resources go to {FHIR_PATH})"
-        ))),
+        None if body.contains_key("resourceType") => {
+            Err(ApiError::required(format!("Required field missing - Meta (FHIR resources go to {FHIR_PATH})")))
+        }
         None => Err(ApiError::required("Required field missing - Meta")),
     }
 }
@@ -175,9 +158,7 @@ fn meta_name(meta: &Object, key: &str) -> Result<String, ApiError> {
     let path = format!("Meta.{key}");
     match field(meta, key) {
         Some(Value::String(name)) if !name.is_empty() => Ok(name.clone()),
-        Some(Value::String(_)) | None => Err(ApiError::required(format!(
-            "Required field missing - {path}"
-        ))),
+        Some(Value::String(_)) | None => Err(ApiError::required(format!("Required field missing - {path}"))),
         Some(other) => Err(ApiError::required(must_be(&path, "a string", other))),
     }
 }
@@ -260,13 +241,7 @@ fn fhir(bytes: &[u8], seen: &mut Seen) -> Result<Inbound, ApiError> {
     datamodels::lookup(datamodels::FHIR, &event_type)?;
     let destinations = fhir_destinations(header)?;
     let data_model = datamodels::FHIR.to_owned();
-    Ok(Inbound {
-        data_model,
-        event_type,
-        destinations,
-        meta: Value::Null,
-        body,
-    })
+    Ok(Inbound { data_model, event_type, destinations, meta: Value::Null, body })
 }
 
 /// `object[key]` must be the string `expected`; `path` names it in errors.
@@ -274,13 +249,9 @@ fn expect_code(object: &Object, key: &str, expected: &str, path: &str) -> Result
     let what = format!("'{expected}'");
     match field(object, key) {
         Some(Value::String(code)) if code == expected => Ok(()),
-        Some(Value::String(code)) => Err(ApiError::invalid(format!(
-            "{path} must be {what}, found '{code}'"
-        ))),
+        Some(Value::String(code)) => Err(ApiError::invalid(format!("{path} must be {what}, found '{code}'"))),
         Some(other) => Err(ApiError::invalid(must_be(path, &what, other))),
-        None => Err(ApiError::required(format!(
-            "Required element missing - {path} (must be {what})"
-        ))),
+        None => Err(ApiError::required(format!("Required element missing - {path} (must be {what})"))),
     }
 }
 
@@ -317,9 +288,8 @@ fn fhir_event(header: &Object) -> Result<String, ApiError> {
         return Err(ApiError::required(text));
     };
     let coding = as_object(coding, "MessageHeader.eventCoding")?;
-    optional_string(coding, "code", "MessageHeader.eventCoding")?.ok_or_else(|| {
-        ApiError::required("Required element missing - MessageHeader.eventCoding.code")
-    })
+    optional_string(coding, "code", "MessageHeader.eventCoding")?
+        .ok_or_else(|| ApiError::required("Required element missing - MessageHeader.eventCoding.code"))
 }
 
 /// The event name an event URI ends in: its fragment if it has one (as in
@@ -327,11 +297,7 @@ fn fhir_event(header: &Object) -> Result<String, ApiError> {
 /// a URN its last colon-separated part. `None` when that is empty.
 fn uri_event(uri: &str) -> Option<&str> {
     let (rest, fragment) = uri.split_once('#').unwrap_or((uri, ""));
-    let path = if fragment.is_empty() {
-        rest.split('?').next().unwrap_or(rest)
-    } else {
-        fragment
-    };
+    let path = if fragment.is_empty() { rest.split('?').next().unwrap_or(rest) } else { fragment };
     let mut event = path.trim_end_matches('/').rsplit('/').next().unwrap_or("");
     if !path.contains('/') && path.starts_with("urn:") {
         event = event.rsplit(':').next().unwrap_or("");
@@ -374,8 +340,7 @@ mod tests {
     use super::*;
     use crate::error::ErrorKind::{self, Invalid, Required};
 
-    const NEW_PATIENT: &str =
-        r#"{"Meta": {"DataModel": "PatientAdmin", "EventType": "NewPatient"}, "Patient": {}}"#;
+    const NEW_PATIENT: &str = r#"{"Meta": {"DataModel": "PatientAdmin", "EventType": "NewPatient"}, "Patient": {}}"#;
 
     /// A NewPatient message whose `Meta` has `extra` merged in.
     fn new_patient_with(extra: Value) -> String {
@@ -387,10 +352,7 @@ mod tests {
     }
 
     fn dest(id: Option<&str>, name: Option<&str>) -> DestinationRef {
-        DestinationRef {
-            id: id.map(str::to_owned),
-            name: name.map(str::to_owned),
-        }
+        DestinationRef { id: id.map(str::to_owned), name: name.map(str::to_owned) }
     }
 
     fn redox_err(body: &str, endpoint: Endpoint) -> InboundError {
@@ -404,9 +366,8 @@ mod tests {
     fn redox_bad_input_is_rejected_with_kind_and_text() {
         use Endpoint::{Query, Send};
         let with = |extra| new_patient_with(extra);
-        let meta = |model: &str, event: &str| {
-            format!(r#"{{"Meta": {{"DataModel": "{model}", "EventType": "{event}"}}}}"#)
-        };
+        let meta =
+            |model: &str, event: &str| format!(r#"{{"Meta": {{"DataModel": "{model}", "EventType": "{event}"}}}}"#);
         // (body, endpoint, kind, text: exact, or a prefix when it ends in '…').
         #[rustfmt::skip]
         let cases: Vec<(String, Endpoint, ErrorKind, &str)> = vec![
@@ -447,11 +408,7 @@ mod tests {
             let e = redox_err(body, *endpoint);
             assert_eq!(e.error.kind, *kind, "{body}: {}", e.error.text);
             match text.strip_suffix('…') {
-                Some(fragment) => assert!(
-                    e.error.text.starts_with(fragment),
-                    "{body}: {}",
-                    e.error.text
-                ),
+                Some(fragment) => assert!(e.error.text.starts_with(fragment), "{body}: {}", e.error.text),
                 None => assert_eq!(e.error.text, *text, "{body}"),
             }
         }
@@ -460,18 +417,9 @@ mod tests {
     #[test]
     fn redox_errors_carry_what_was_known() {
         let e = redox_err(r#"{"Meta": {"DataModel": "PatientAdmin"}}"#, Endpoint::Send);
-        assert_eq!(
-            (e.data_model.as_deref(), e.event_type),
-            (Some("PatientAdmin"), None)
-        );
-        let e = redox_err(
-            r#"{"Meta": {"DataModel": "PatientAdmin", "EventType": "Bar"}}"#,
-            Endpoint::Send,
-        );
-        assert_eq!(
-            (e.data_model.as_deref(), e.event_type.as_deref()),
-            (Some("PatientAdmin"), Some("Bar"))
-        );
+        assert_eq!((e.data_model.as_deref(), e.event_type), (Some("PatientAdmin"), None));
+        let e = redox_err(r#"{"Meta": {"DataModel": "PatientAdmin", "EventType": "Bar"}}"#, Endpoint::Send);
+        assert_eq!((e.data_model.as_deref(), e.event_type.as_deref()), (Some("PatientAdmin"), Some("Bar")));
         let e = redox_err("{}", Endpoint::Send);
         assert_eq!((e.data_model, e.event_type), (None, None));
     }
@@ -482,10 +430,7 @@ mod tests {
             json!({"Test": true, "Destinations": [{"ID": "d-1", "Name": "EHR"}, {"Name": "Lab", "ID": null}]}),
         );
         let inbound = parse_redox(body.as_bytes(), Endpoint::Send).expect("valid");
-        assert_eq!(
-            (inbound.data_model.as_str(), inbound.event_type.as_str()),
-            ("PatientAdmin", "NewPatient")
-        );
+        assert_eq!((inbound.data_model.as_str(), inbound.event_type.as_str()), ("PatientAdmin", "NewPatient"));
         let expected = [dest(Some("d-1"), Some("EHR")), dest(None, Some("Lab"))];
         assert_eq!(inbound.destinations, expected);
         assert_eq!(inbound.meta["Test"], true);
@@ -503,8 +448,8 @@ mod tests {
             (r#"{"Meta": {"DataModel": "Claim", "EventType": "Payment", "Destinations": null}}"#, Endpoint::Send),
         ];
         for (body, endpoint) in cases {
-            let inbound = parse_redox(body.as_bytes(), *endpoint)
-                .unwrap_or_else(|e| panic!("{body}: {}", e.error.text));
+            let inbound =
+                parse_redox(body.as_bytes(), *endpoint).unwrap_or_else(|e| panic!("{body}: {}", e.error.text));
             assert!(inbound.destinations.is_empty(), "{body}");
         }
     }
@@ -521,22 +466,12 @@ mod tests {
             "destination": [{"name": "EHR", "endpoint": format!("urn:uuid:{id}")}, {"name": "Lab", "endpoint": "https://lab.example/in"},
                 {"endpoint": format!("urn:uuid:{id}")}]});
         let inbound = parse_fhir(bundle(header).as_bytes()).expect("valid");
-        assert_eq!(
-            (inbound.data_model.as_str(), inbound.event_type.as_str()),
-            ("FHIR", "patient-link")
-        );
+        assert_eq!((inbound.data_model.as_str(), inbound.event_type.as_str()), ("FHIR", "patient-link"));
         let id = id.to_lowercase();
-        let expected = [
-            dest(Some(&id), Some("EHR")),
-            dest(None, Some("Lab")),
-            dest(Some(&id), None),
-        ];
+        let expected = [dest(Some(&id), Some("EHR")), dest(None, Some("Lab")), dest(Some(&id), None)];
         assert_eq!(inbound.destinations, expected);
         assert_eq!(inbound.meta, Value::Null);
-        assert_eq!(
-            inbound.body["entry"][1]["resource"]["resourceType"],
-            "Patient"
-        );
+        assert_eq!(inbound.body["entry"][1]["resource"]["resourceType"], "Patient");
     }
 
     #[test]

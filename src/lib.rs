@@ -20,7 +20,7 @@ pub mod model;
 pub mod objects;
 pub mod router;
 pub mod server;
-pub mod state;
 pub mod signature;
+pub mod state;
 pub mod transform;
 pub mod wal_tool;

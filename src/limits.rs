@@ -3,9 +3,12 @@
 /// Default largest request body (SPEC §9: 10 MiB): clinical documents with
 /// attachments fit; anything larger belongs in a document store.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 10 << 20;
-/// Largest `max_body_bytes` accepted: the body is one WAL record, and a
-/// record is at most the WAL's maximum record size.
-pub const MAX_BODY_BYTES_LIMIT: usize = ferrox_storage::DEFAULT_MAX_RECORD_BYTES as usize - 64 * 1024;
+/// Bytes a message event takes beyond its body (IDs, names, logs), bounded
+/// generously: a message's event is one WAL record.
+pub const EVENT_OVERHEAD_BYTES: usize = 64 * 1024;
+/// Largest `max_body_bytes` accepted: with its event overhead a body must
+/// fit the WAL's largest record.
+pub const MAX_BODY_BYTES_LIMIT: usize = ferrox_storage::DEFAULT_MAX_RECORD_BYTES as usize - EVENT_OVERHEAD_BYTES;
 /// Capacity of the router's mailbox. A full mailbox makes senders wait
 /// (back-pressure), it never drops.
 pub const ROUTER_MAILBOX: usize = 4096;

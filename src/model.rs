@@ -43,7 +43,7 @@ pub struct Source {
     pub id: Id,
     pub name: String,
     pub api_key: String,
-    /// `sha256$<salt hex>$<digest hex>` of the secret; the secret itself is
+    /// `pbkdf2-sha256$<rounds>$<salt hex>$<digest hex>` of the secret; the secret itself is
     /// never stored.
     pub secret_hash: String,
 }
@@ -102,7 +102,8 @@ pub struct Subscription {
 
 impl Subscription {
     pub fn matches(&self, data_model: &str, event_type: &str) -> bool {
-        self.data_model == data_model && (self.event_types.is_empty() || self.event_types.iter().any(|e| e == event_type))
+        self.data_model == data_model
+            && (self.event_types.is_empty() || self.event_types.iter().any(|e| e == event_type))
     }
 }
 

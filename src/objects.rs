@@ -15,8 +15,6 @@ use crate::{
     transform::Transform,
 };
 
-/// Default delivery timeout (SPEC §6).
-pub const DEFAULT_TIMEOUT_MS: u64 = 30_000;
 /// Longest delivery timeout accepted: beyond this a hung receiver would hold
 /// its queue for too long between retries.
 pub const MAX_TIMEOUT_MS: u64 = 10 * 60 * 1000;
@@ -69,7 +67,12 @@ fn nonempty(field: &str, text: &str) -> Result<(), ApiError> {
 
 /// The ID to use: the one given (which must match `path_id` when the object
 /// is addressed by URL), else `existing`, else a new one.
-fn choose_id(field_id: Option<&str>, path_id: Option<Id>, existing: Option<Id>, ids: &dyn IdSource) -> Result<Id, ApiError> {
+fn choose_id(
+    field_id: Option<&str>,
+    path_id: Option<Id>,
+    existing: Option<Id>,
+    ids: &dyn IdSource,
+) -> Result<Id, ApiError> {
     let given = field_id.map(|t| parse_id("id", t)).transpose()?;
     match (given, path_id) {
         (Some(g), Some(p)) if g != p => Err(ApiError::invalid("id in the body differs from the id in the path")),
@@ -80,7 +83,13 @@ fn choose_id(field_id: Option<&str>, path_id: Option<Id>, existing: Option<Id>, 
 impl SourceSpec {
     /// Builds the stored source; returns the secret when one was generated
     /// (shown once). `existing` keeps its key and secret when not replaced.
-    pub fn build(&self, path_id: Option<Id>, existing: Option<&Source>, state: &State, ids: &dyn IdSource) -> Result<(Source, Option<String>), ApiError> {
+    pub fn build(
+        &self,
+        path_id: Option<Id>,
+        existing: Option<&Source>,
+        state: &State,
+        ids: &dyn IdSource,
+    ) -> Result<(Source, Option<String>), ApiError> {
         nonempty("name", &self.name)?;
         let id = choose_id(self.id.as_deref(), path_id, existing.map(|s| s.id), ids)?;
         let api_key = match (&self.api_key, existing) {
@@ -118,13 +127,21 @@ pub fn validate_url(text: &str) -> Result<(), ApiError> {
 }
 
 impl DestinationSpec {
-    pub fn build(&self, path_id: Option<Id>, existing: Option<&Destination>, ids: &dyn IdSource) -> Result<Destination, ApiError> {
+    /// `default_timeout_ms` applies when the spec gives none (the
+    /// configuration's `[delivery] timeout_ms`).
+    pub fn build(
+        &self,
+        path_id: Option<Id>,
+        existing: Option<&Destination>,
+        default_timeout_ms: u64,
+        ids: &dyn IdSource,
+    ) -> Result<Destination, ApiError> {
         nonempty("name", &self.name)?;
         validate_url(&self.url)?;
         let environment = Environment::parse(&self.environment).ok_or_else(|| {
             ApiError::invalid(format!("environment '{}' must be production, staging or development", self.environment))
         })?;
-        let timeout_ms = self.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
+        let timeout_ms = self.timeout_ms.unwrap_or(default_timeout_ms);
         if timeout_ms == 0 || timeout_ms > MAX_TIMEOUT_MS {
             return Err(ApiError::invalid(format!("timeout_ms must be between 1 and {MAX_TIMEOUT_MS}")));
         }
@@ -153,7 +170,13 @@ impl DestinationSpec {
 }
 
 impl SubscriptionSpec {
-    pub fn build(&self, path_id: Option<Id>, existing: Option<&Subscription>, state: &State, ids: &dyn IdSource) -> Result<Subscription, ApiError> {
+    pub fn build(
+        &self,
+        path_id: Option<Id>,
+        existing: Option<&Subscription>,
+        state: &State,
+        ids: &dyn IdSource,
+    ) -> Result<Subscription, ApiError> {
         let source_id = parse_id("source_id", &self.source_id)?;
         let destination_id = parse_id("destination_id", &self.destination_id)?;
         if !state.sources.contains_key(&source_id) {

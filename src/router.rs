@@ -15,7 +15,7 @@ use crate::{
     error::{ApiError, ErrorKind},
     ids::{IdSource, SharedIds},
     inbound::{DestinationRef, Inbound},
-    journal::{Accepted, Event, Journal, NewLog},
+    journal::{Accepted, CommitFuture, Event, Journal, NewLog},
     limits,
     model::{Id, LogType},
     state::State,
@@ -43,13 +43,12 @@ impl Router {
         self
     }
 
-    /// Appends `event`, applies it, and returns a future that resolves once
-    /// it is durable. Nothing is applied if the append fails.
-    fn append(&mut self, event: Event) -> Result<(u64, impl Future<Output = Result<(), ApiError>> + use<>), ApiError> {
-        let position = self.journal.append(&event).map_err(storage_error)?;
-        self.state.write().apply(position, &event);
-        let commit = self.journal.commit(position);
-        Ok((position, async move { commit.await.map_err(storage_error) }))
+    /// Appends `event` and applies it; returns its position. Nothing is
+    /// applied if the append fails.
+    fn append(&mut self, event: &Event) -> Result<u64, ApiError> {
+        let position = self.journal.append(event).map_err(storage_error)?;
+        self.state.write().apply(position, event);
+        Ok(position)
     }
 }
 
@@ -59,7 +58,7 @@ impl std::fmt::Debug for Router {
     }
 }
 
-fn storage_error(e: crate::journal::JournalError) -> ApiError {
+pub fn storage_error(e: crate::journal::JournalError) -> ApiError {
     tracing::error!(error = %e, "journal write failed");
     ApiError::new(ErrorKind::Unavailable, format!("the message could not be stored: {e}"))
 }
@@ -72,11 +71,30 @@ impl Actor for Router {
     }
 }
 
+/// What routing needs of a request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Routing {
+    pub data_model: String,
+    pub event_type: String,
+    /// Explicit destinations; empty routes by subscriptions.
+    pub destinations: Vec<DestinationRef>,
+}
+
+impl Routing {
+    pub fn of(inbound: &Inbound) -> Self {
+        Self {
+            data_model: inbound.data_model.clone(),
+            event_type: inbound.event_type.clone(),
+            destinations: inbound.destinations.clone(),
+        }
+    }
+}
+
 /// A validated SEND (or a query to record) from an authenticated source.
 #[derive(Debug)]
 pub struct Submit {
     pub source_id: Id,
-    pub inbound: Inbound,
+    pub routing: Routing,
     pub payload: Vec<u8>,
     pub idempotency_key: Option<String>,
     pub log_type: LogType,
@@ -92,29 +110,36 @@ pub struct SendOutcome {
     pub repeated: bool,
 }
 
+/// The router's answer to a `Submit`: the outcome and a future that
+/// resolves once it is durable. The caller awaits durability on its own
+/// thread, so the router goes on routing meanwhile.
+pub struct Submitted {
+    pub outcome: SendOutcome,
+    pub durable: CommitFuture,
+}
+
+impl std::fmt::Debug for Submitted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Submitted").field("outcome", &self.outcome).finish_non_exhaustive()
+    }
+}
+
 impl Message for Submit {
-    type Result = Result<SendOutcome, ApiError>;
+    type Result = Result<Submitted, ApiError>;
 }
 
 impl Handler<Submit> for Router {
-    type Result = ResponseFuture<Result<SendOutcome, ApiError>>;
+    type Result = Result<Submitted, ApiError>;
 
     fn handle(&mut self, msg: Submit, _ctx: &mut Self::Context) -> Self::Result {
         let now = self.clock.now_ms();
         if let Some(key) = &msg.idempotency_key
             && let Some(outcome) = self.repeat(msg.source_id, key, now)
         {
-            let commit = self.journal.commit(outcome.position);
-            return Box::pin(async move {
-                commit.await.map_err(storage_error)?;
-                Ok(outcome)
-            });
+            let durable = self.journal.commit(outcome.position);
+            return Ok(Submitted { outcome, durable });
         }
-        let routed = route(&self.state.read(), msg.source_id, &msg.inbound);
-        let destinations = match routed {
-            Ok(d) => d,
-            Err(e) => return Box::pin(async move { Err(e) }),
-        };
+        let destinations = route(&self.state.read(), msg.source_id, &msg.routing)?;
         let logs: Vec<NewLog> = destinations
             .into_iter()
             .map(|destination_id| NewLog { id: self.ids.id(), attempt_id: self.ids.id(), destination_id })
@@ -124,25 +149,25 @@ impl Handler<Submit> for Router {
             message_id,
             log_type: msg.log_type,
             source_id: msg.source_id,
-            data_model: msg.inbound.data_model,
-            event_type: msg.inbound.event_type,
+            data_model: msg.routing.data_model,
+            event_type: msg.routing.event_type,
             received_at_ms: now,
             idempotency_key: msg.idempotency_key,
             logs: logs.clone(),
             payload: msg.payload,
         });
-        let (position, durable) = match self.append(event) {
-            Ok(appended) => appended,
-            Err(e) => return Box::pin(async move { Err(e) }),
-        };
+        let position = self.append(&event)?;
+        let commit = self.journal.commit(position);
         let notify = self.notify.clone();
-        Box::pin(async move {
-            durable.await?;
+        let hint = logs.clone();
+        let durable: CommitFuture = Box::pin(async move {
+            commit.await?;
             if let Some(notify) = notify {
-                notify(position, &logs);
+                notify(position, &hint);
             }
-            Ok(SendOutcome { message_id, position, logs, repeated: false })
-        })
+            Ok(())
+        });
+        Ok(Submitted { outcome: SendOutcome { message_id, position, logs, repeated: false }, durable })
     }
 }
 
@@ -163,7 +188,7 @@ impl Router {
 }
 
 /// The destinations a message goes to (SPEC §3 routing), in a stable order.
-pub fn route(state: &State, source: Id, inbound: &Inbound) -> Result<Vec<Id>, ApiError> {
+pub fn route(state: &State, source: Id, inbound: &Routing) -> Result<Vec<Id>, ApiError> {
     let (model, event) = (inbound.data_model.as_str(), inbound.event_type.as_str());
     let subscribed: BTreeSet<Id> = state
         .matching_subscriptions(source, model, event)
@@ -190,7 +215,10 @@ pub fn route(state: &State, source: Id, inbound: &Inbound) -> Result<Vec<Id>, Ap
         }
     }
     if chosen.len() > limits::MAX_LOGS_PER_MESSAGE {
-        return Err(ApiError::invalid(format!("A message may go to at most {} destinations", limits::MAX_LOGS_PER_MESSAGE)));
+        return Err(ApiError::invalid(format!(
+            "A message may go to at most {} destinations",
+            limits::MAX_LOGS_PER_MESSAGE
+        )));
     }
     Ok(chosen)
 }
@@ -207,7 +235,9 @@ fn resolve(state: &State, wanted: &DestinationRef) -> Result<Id, ApiError> {
             let mut named = state.destinations.values().filter(|d| d.name == name);
             match (named.next(), named.next()) {
                 (Some(d), None) => Some(d.id),
-                (Some(_), Some(_)) => return Err(ApiError::invalid(format!("Destination name '{name}' is ambiguous: give its ID"))),
+                (Some(_), Some(_)) => {
+                    return Err(ApiError::invalid(format!("Destination name '{name}' is ambiguous: give its ID")));
+                }
                 _ => None,
             }
         }
@@ -249,11 +279,14 @@ impl Handler<Change> for Router {
             Err(e) => return Box::pin(async move { Err(e) }),
         };
         let Some(event) = event else { return Box::pin(async move { Ok(answer) }) };
-        match self.append(event) {
-            Ok((_, durable)) => Box::pin(async move {
-                durable.await?;
-                Ok(answer)
-            }),
+        match self.append(&event) {
+            Ok(position) => {
+                let commit = self.journal.commit(position);
+                Box::pin(async move {
+                    commit.await.map_err(storage_error)?;
+                    Ok(answer)
+                })
+            }
             Err(e) => Box::pin(async move { Err(e) }),
         }
     }

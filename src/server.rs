@@ -39,7 +39,11 @@ impl std::fmt::Debug for Running {
 
 /// Opens the journal and rebuilds the state from it.
 pub fn recover(config: &Config) -> anyhow::Result<(Arc<WalJournal>, State)> {
-    let options = Options { segment_bytes: config.storage.segment_bytes, ..Options::default() };
+    let options = Options {
+        segment_bytes: config.storage.segment_bytes,
+        max_record_bytes: config.max_record_bytes(),
+        ..Options::default()
+    };
     let journal = WalJournal::open(&config.wal_dir(), options).context("opening the write-ahead log")?;
     let stats = journal.wal().recovery_stats().clone();
     tracing::info!(
@@ -72,7 +76,13 @@ pub async fn start(config: Config, clock: SharedClock, ids: SharedIds) -> anyhow
     let router = Router::new(journal.clone(), state.clone(), clock.clone(), ids.clone()).start();
     let run = |decide: Box<Decide>| {
         let router = router.clone();
-        async move { router.send(Change { decide }).await.map_err(|e| anyhow::anyhow!("router: {e}"))?.map_err(|e| anyhow::anyhow!("{e}")) }
+        async move {
+            router
+                .send(Change { decide })
+                .await
+                .map_err(|e| anyhow::anyhow!("router: {e}"))?
+                .map_err(|e| anyhow::anyhow!("{e}"))
+        }
     };
     run(Box::new(|state, ids| {
         let event = state.token_key.is_none().then(|| Event::TokenKeyCreated { key: *TokenKey::generate(ids).bytes() });
@@ -80,13 +90,20 @@ pub async fn start(config: Config, clock: SharedClock, ids: SharedIds) -> anyhow
     }))
     .await?;
     for spec in config.sources.clone() {
-        run(Box::new(move |state, ids| upsert_source(state, ids, &spec))).await.context("upserting a configured source")?;
+        run(Box::new(move |state, ids| upsert_source(state, ids, &spec)))
+            .await
+            .context("upserting a configured source")?;
     }
+    let default_timeout_ms = config.delivery.timeout_ms;
     for spec in config.destinations.clone() {
-        run(Box::new(move |state, ids| upsert_destination(state, ids, &spec))).await.context("upserting a configured destination")?;
+        run(Box::new(move |state, ids| upsert_destination(state, ids, &spec, default_timeout_ms)))
+            .await
+            .context("upserting a configured destination")?;
     }
     for spec in config.subscriptions.clone() {
-        run(Box::new(move |state, ids| upsert_subscription(state, ids, &spec))).await.context("upserting a configured subscription")?;
+        run(Box::new(move |state, ids| upsert_subscription(state, ids, &spec)))
+            .await
+            .context("upserting a configured subscription")?;
     }
     let token_key = Arc::new(TokenKey::new(state.read().token_key.context("the token key was not created")?));
     let config = Arc::new(config);
@@ -95,8 +112,14 @@ pub async fn start(config: Config, clock: SharedClock, ids: SharedIds) -> anyhow
     let server = HttpServer::new(move || {
         App::new()
             .app_data(web::Data::new(app_ctx.clone()))
-            .app_data(web::QueryConfig::default().error_handler(|e, _| ApiError::invalid(format!("Invalid query: {e}")).into()))
-            .app_data(web::PathConfig::default().error_handler(|e, _| ApiError::not_found(format!("Invalid path: {e}")).into()))
+            .app_data(
+                web::QueryConfig::default()
+                    .error_handler(|e, _| ApiError::invalid(format!("Invalid query: {e}")).into()),
+            )
+            .app_data(
+                web::PathConfig::default()
+                    .error_handler(|e, _| ApiError::not_found(format!("Invalid path: {e}")).into()),
+            )
             .configure(http::routes)
             .default_service(web::to(|| async {
                 HttpResponse::NotFound().json(ApiError::not_found("No such endpoint").redox_body("Http", None, None))
@@ -111,7 +134,12 @@ pub async fn start(config: Config, clock: SharedClock, ids: SharedIds) -> anyhow
 
 type Decided = Result<(Option<Event>, Value), ApiError>;
 
-fn by_id_or_name<'a, T>(items: impl Iterator<Item = &'a T>, id: Option<&str>, name: &str, get: impl Fn(&T) -> (Id, &str)) -> Option<&'a T> {
+fn by_id_or_name<'a, T>(
+    items: impl Iterator<Item = &'a T>,
+    id: Option<&str>,
+    name: &str,
+    get: impl Fn(&T) -> (Id, &str),
+) -> Option<&'a T> {
     let id = id.and_then(Id::parse);
     items.filter(|t| get(t).1 == name || Some(get(t).0) == id).min_by_key(|t| Some(get(t).0) != id)
 }
@@ -122,9 +150,9 @@ fn upsert_source(state: &State, ids: &dyn IdSource, spec: &SourceSpec) -> Decide
     Ok(((existing != Some(&source)).then_some(Event::SourceUpserted(source)), Value::Null))
 }
 
-fn upsert_destination(state: &State, ids: &dyn IdSource, spec: &DestinationSpec) -> Decided {
+fn upsert_destination(state: &State, ids: &dyn IdSource, spec: &DestinationSpec, default_timeout_ms: u64) -> Decided {
     let existing = by_id_or_name(state.destinations.values(), spec.id.as_deref(), &spec.name, |d| (d.id, &d.name));
-    let destination = spec.build(None, existing, ids)?;
+    let destination = spec.build(None, existing, default_timeout_ms, ids)?;
     Ok(((existing != Some(&destination)).then_some(Event::DestinationUpserted(destination)), Value::Null))
 }
 
@@ -132,9 +160,10 @@ fn upsert_subscription(state: &State, ids: &dyn IdSource, spec: &SubscriptionSpe
     let wanted = (Id::parse(&spec.source_id), Id::parse(&spec.destination_id));
     let existing = match spec.id.as_deref().and_then(Id::parse) {
         Some(id) => state.subscriptions.get(&id),
-        None => state.subscriptions.values().find(|s| {
-            (Some(s.source_id), Some(s.destination_id)) == wanted && s.data_model == spec.data_model
-        }),
+        None => state
+            .subscriptions
+            .values()
+            .find(|s| (Some(s.source_id), Some(s.destination_id)) == wanted && s.data_model == spec.data_model),
     };
     let subscription = spec.build(None, existing, state, ids)?;
     Ok(((existing != Some(&subscription)).then_some(Event::SubscriptionUpserted(subscription)), Value::Null))

@@ -39,12 +39,7 @@ pub fn generate_signing_secret(ids: &dyn IdSource) -> String {
 }
 
 /// The `webhook-signature` header value for one delivery attempt.
-pub fn sign(
-    secret: &str,
-    msg_id: &str,
-    timestamp_s: i64,
-    body: &[u8],
-) -> Result<String, SignatureError> {
+pub fn sign(secret: &str, msg_id: &str, timestamp_s: i64, body: &[u8]) -> Result<String, SignatureError> {
     let key = decode_secret(secret).ok_or(SignatureError::InvalidSecret)?;
     if msg_id.is_empty() || msg_id.contains('.') {
         return Err(SignatureError::InvalidMessageId);
@@ -55,10 +50,7 @@ pub fn sign(
     mac.update(timestamp_s.to_string().as_bytes());
     mac.update(b".");
     mac.update(body);
-    Ok(format!(
-        "{SIGNATURE_VERSION},{}",
-        STANDARD.encode(mac.finalize().into_bytes())
-    ))
+    Ok(format!("{SIGNATURE_VERSION},{}", STANDARD.encode(mac.finalize().into_bytes())))
 }
 
 /// Whether `secret` can sign: used to check an operator-supplied secret
@@ -78,9 +70,7 @@ fn decode_secret(secret: &str) -> Option<Vec<u8>> {
         return None;
     }
     let key = STANDARD.decode(encoded).ok()?;
-    (KEY_BYTES_MIN..=KEY_BYTES_MAX)
-        .contains(&key.len())
-        .then_some(key)
+    (KEY_BYTES_MIN..=KEY_BYTES_MAX).contains(&key.len()).then_some(key)
 }
 
 #[cfg(test)]
@@ -98,10 +88,7 @@ mod tests {
         let timestamp = 1614265330;
         let payload = r#"{"test": 2432232314}"#;
         let expected = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
-        assert_eq!(
-            sign(key, msg_id, timestamp, payload.as_bytes()),
-            Ok(expected.to_owned())
-        );
+        assert_eq!(sign(key, msg_id, timestamp, payload.as_bytes()), Ok(expected.to_owned()));
     }
 
     #[test]
@@ -110,10 +97,7 @@ mod tests {
         let key = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
         let payload = br#"{"email":"test@example.com","username":"test_user"}"#;
         let expected = "v1,tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw=";
-        assert_eq!(
-            sign(key, "msg_27UH4WbU6Z5A5EzD8u03UvzRbpk", 1649367553, payload),
-            Ok(expected.to_owned())
-        );
+        assert_eq!(sign(key, "msg_27UH4WbU6Z5A5EzD8u03UvzRbpk", 1649367553, payload), Ok(expected.to_owned()));
     }
 
     #[test]
@@ -130,33 +114,20 @@ mod tests {
             "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwé".into(),
             format!("whsec_{long_key}"),
             format!("whsec_{short_key}"),
-            format!(
-                "whsec_{}",
-                STANDARD.encode([7u8; KEY_BYTES]).trim_end_matches('=')
-            ),
+            format!("whsec_{}", STANDARD.encode([7u8; KEY_BYTES]).trim_end_matches('=')),
             format!("whsec_{}", "A".repeat(10 << 20)),
         ];
         for secret in cases {
             assert!(!is_valid_secret(&secret), "{secret:?}");
-            assert_eq!(
-                sign(&secret, "msg_1", 1, b"{}"),
-                Err(SignatureError::InvalidSecret),
-                "{secret:?}"
-            );
+            assert_eq!(sign(&secret, "msg_1", 1, b"{}"), Err(SignatureError::InvalidSecret), "{secret:?}");
         }
     }
 
     #[test]
     fn message_ids_with_a_dot_are_refused() {
         let secret = generate_signing_secret(&SeededIds::new(1));
-        assert_eq!(
-            sign(&secret, "msg.1", 1, b"{}"),
-            Err(SignatureError::InvalidMessageId)
-        );
-        assert_eq!(
-            sign(&secret, "", 1, b"{}"),
-            Err(SignatureError::InvalidMessageId)
-        );
+        assert_eq!(sign(&secret, "msg.1", 1, b"{}"), Err(SignatureError::InvalidMessageId));
+        assert_eq!(sign(&secret, "", 1, b"{}"), Err(SignatureError::InvalidMessageId));
     }
 
     #[test]

@@ -23,7 +23,8 @@ pub fn verify(data_dir: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
     for record in inspection.records() {
         let record = record?;
         if record.kind() == EVENT_KIND {
-            access(record.payload()).map_err(|e| anyhow::anyhow!("record {} is not a valid event: {e}", record.seq()))?;
+            access(record.payload())
+                .map_err(|e| anyhow::anyhow!("record {} is not a valid event: {e}", record.seq()))?;
             events += 1;
         }
     }
@@ -31,7 +32,9 @@ pub fn verify(data_dir: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
     writeln!(out, "records: {} ({} bytes), events: {events}", s.records, s.record_bytes)?;
     writeln!(out, "checkpoint: {}", inspection.checkpoint)?;
     match &s.torn_at {
-        Some((segment, offset)) => writeln!(out, "torn tail: {segment} at offset {offset} (never acknowledged; dropped at next start)")?,
+        Some((segment, offset)) => {
+            writeln!(out, "torn tail: {segment} at offset {offset} (never acknowledged; dropped at next start)")?
+        }
         None => writeln!(out, "torn tail: none")?,
     }
     writeln!(out, "ok: every record verified in {} ms", s.duration.as_millis())?;

@@ -23,7 +23,10 @@ pub async fn metrics(ctx: web::Data<AppCtx>) -> HttpResponse {
         }
     }
     let mut out = String::new();
-    let _ = writeln!(out, "# HELP ferrox_messages_accepted_total Messages accepted.\n# TYPE ferrox_messages_accepted_total counter");
+    let _ = writeln!(
+        out,
+        "# HELP ferrox_messages_accepted_total Messages accepted.\n# TYPE ferrox_messages_accepted_total counter"
+    );
     let _ = writeln!(out, "ferrox_messages_accepted_total {}", state.next_message_id.saturating_sub(1));
     let _ = writeln!(out, "# HELP ferrox_logs Logs by status.\n# TYPE ferrox_logs gauge");
     let statuses = [
@@ -41,7 +44,10 @@ pub async fn metrics(ctx: web::Data<AppCtx>) -> HttpResponse {
     for (id, queue) in &state.queues {
         let _ = writeln!(out, "ferrox_queue_depth{{destination=\"{id}\"}} {}", queue.pending.len());
     }
-    let _ = writeln!(out, "# HELP ferrox_wal_durable_position Highest durable journal position.\n# TYPE ferrox_wal_durable_position gauge");
+    let _ = writeln!(
+        out,
+        "# HELP ferrox_wal_durable_position Highest durable journal position.\n# TYPE ferrox_wal_durable_position gauge"
+    );
     let _ = writeln!(out, "ferrox_wal_durable_position {}", ctx.journal.durable_through());
     HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(out)
 }

@@ -96,7 +96,10 @@ pub fn require_json(req: &HttpRequest, also: &[&str]) -> Result<(), ApiError> {
     match mime.as_deref() {
         Some("application/json") => Ok(()),
         Some(m) if also.contains(&m) => Ok(()),
-        Some(m) => Err(ApiError::new(ErrorKind::UnsupportedMediaType, format!("Content-Type '{m}' is not supported: send application/json"))),
+        Some(m) => Err(ApiError::new(
+            ErrorKind::UnsupportedMediaType,
+            format!("Content-Type '{m}' is not supported: send application/json"),
+        )),
         None => Err(ApiError::new(ErrorKind::UnsupportedMediaType, "Content-Type is missing: send application/json")),
     }
 }
@@ -104,7 +107,8 @@ pub fn require_json(req: &HttpRequest, also: &[&str]) -> Result<(), ApiError> {
 /// Reads the body, refusing (413) as soon as it exceeds `limit` bytes.
 pub async fn read_body(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<Vec<u8>, ApiError> {
     let too_large = || ApiError::new(ErrorKind::TooLarge, format!("Body exceeds the limit of {limit} bytes"));
-    let declared = req.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+    let declared =
+        req.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|len| len > limit) {
         return Err(too_large());
     }

@@ -40,7 +40,12 @@ fn plain(error: ApiError) -> InboundError {
 
 /// Authenticates, validates, and hands the message to the router; returns
 /// once it is durable.
-async fn accept(ctx: &AppCtx, req: &HttpRequest, payload: web::Payload, shape: Shape) -> Result<(Inbound, SendOutcome), InboundError> {
+async fn accept(
+    ctx: &AppCtx,
+    req: &HttpRequest,
+    payload: web::Payload,
+    shape: Shape,
+) -> Result<(Inbound, SendOutcome), InboundError> {
     let source_id = authenticate_source(ctx, req).map_err(plain)?;
     require_json(req, &["application/fhir+json"]).map_err(plain)?;
     let body = read_body(req, payload, ctx.config.max_body_bytes).await.map_err(plain)?;
@@ -54,12 +59,19 @@ async fn accept(ctx: &AppCtx, req: &HttpRequest, payload: web::Payload, shape: S
         event_type: Some(inbound.event_type.clone()),
     };
     let idempotency_key = idempotency_key(req).map_err(known)?;
-    let send = router::Submit { source_id, inbound: inbound.clone(), payload: body, idempotency_key, log_type: LogType::Async };
-    let outcome = match ctx.router.send(send).await {
+    let send = router::Submit {
+        source_id,
+        routing: router::Routing::of(&inbound),
+        payload: body,
+        idempotency_key,
+        log_type: LogType::Async,
+    };
+    let submitted = match ctx.router.send(send).await {
         Ok(result) => result.map_err(known)?,
         Err(e) => return Err(known(ApiError::new(ErrorKind::Unavailable, format!("The router is not running: {e}")))),
     };
-    Ok((inbound, outcome))
+    submitted.durable.await.map_err(|e| known(router::storage_error(e)))?;
+    Ok((inbound, submitted.outcome))
 }
 
 /// The `Idempotency-Key` header, if present and well formed.
@@ -67,7 +79,10 @@ fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
     let Some(value) = req.headers().get("idempotency-key") else { return Ok(None) };
     let key = value.to_str().map_err(|_| ApiError::invalid("Idempotency-Key must be visible ASCII"))?.trim();
     if key.is_empty() || key.len() > limits::MAX_IDEMPOTENCY_KEY_BYTES {
-        return Err(ApiError::invalid(format!("Idempotency-Key must be 1 to {} characters", limits::MAX_IDEMPOTENCY_KEY_BYTES)));
+        return Err(ApiError::invalid(format!(
+            "Idempotency-Key must be 1 to {} characters",
+            limits::MAX_IDEMPOTENCY_KEY_BYTES
+        )));
     }
     Ok(Some(key.to_owned()))
 }

@@ -43,30 +43,38 @@ fn reply(result: Result<HttpResponse, ApiError>) -> HttpResponse {
 }
 
 pub async fn authenticate(ctx: web::Data<AppCtx>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
-    reply(async {
-        let creds: Authenticate = body(&req, payload).await?;
-        let source_id = {
-            let state = ctx.state.read();
-            let source = state.source_by_api_key(&creds.api_key).filter(|s| auth::verify_secret(&creds.secret, &s.secret_hash));
-            source.map(|s| s.id).ok_or_else(|| ApiError::unauthorized("Invalid apiKey or secret"))?
-        };
-        Ok(tokens(&ctx, source_id))
-    }
-    .await)
+    reply(
+        async {
+            let creds: Authenticate = body(&req, payload).await?;
+            let source_id = {
+                let state = ctx.state.read();
+                let source = state
+                    .source_by_api_key(&creds.api_key)
+                    .filter(|s| auth::verify_secret(&creds.secret, &s.secret_hash));
+                source.map(|s| s.id).ok_or_else(|| ApiError::unauthorized("Invalid apiKey or secret"))?
+            };
+            Ok(tokens(&ctx, source_id))
+        }
+        .await,
+    )
 }
 
 pub async fn refresh(ctx: web::Data<AppCtx>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
-    reply(async {
-        let creds: Refresh = body(&req, payload).await?;
-        let claims = auth::verify(&ctx.token_key, &creds.refresh_token, TokenKind::Refresh, ctx.clock.now_ms())
-            .map_err(|e| ApiError::unauthorized(format!("Invalid refresh token: {e}")))?;
-        let state = ctx.state.read();
-        let source = state.source_by_api_key(&creds.api_key).filter(|s| s.id == claims.source_id);
-        let source_id = source.map(|s| s.id).ok_or_else(|| ApiError::unauthorized("The refresh token belongs to another apiKey"))?;
-        drop(state);
-        Ok(tokens(&ctx, source_id))
-    }
-    .await)
+    reply(
+        async {
+            let creds: Refresh = body(&req, payload).await?;
+            let claims = auth::verify(&ctx.token_key, &creds.refresh_token, TokenKind::Refresh, ctx.clock.now_ms())
+                .map_err(|e| ApiError::unauthorized(format!("Invalid refresh token: {e}")))?;
+            let state = ctx.state.read();
+            let source = state.source_by_api_key(&creds.api_key).filter(|s| s.id == claims.source_id);
+            let source_id = source
+                .map(|s| s.id)
+                .ok_or_else(|| ApiError::unauthorized("The refresh token belongs to another apiKey"))?;
+            drop(state);
+            Ok(tokens(&ctx, source_id))
+        }
+        .await,
+    )
 }
 
 fn tokens(ctx: &AppCtx, source_id: Id) -> HttpResponse {

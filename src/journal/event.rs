@@ -11,20 +11,43 @@ pub const EVENT_KIND: u16 = 1;
 #[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub enum Event {
     SourceUpserted(Source),
-    SourceDeleted { id: Id },
+    SourceDeleted {
+        id: Id,
+    },
     DestinationUpserted(Destination),
-    DestinationDeleted { id: Id },
+    DestinationDeleted {
+        id: Id,
+    },
     SubscriptionUpserted(Subscription),
-    SubscriptionDeleted { id: Id },
+    SubscriptionDeleted {
+        id: Id,
+    },
     /// The key that signs source tokens, created once.
-    TokenKeyCreated { key: [u8; 32] },
+    TokenKeyCreated {
+        key: [u8; 32],
+    },
     MessageAccepted(Accepted),
     /// A delivery attempt finished (written by the destination's actor).
-    AttemptRecorded { log_id: Id, attempt: Attempt },
+    AttemptRecorded {
+        log_id: Id,
+        attempt: Attempt,
+    },
     /// A log changed status (written by the destination's actor).
-    LogStatusChanged { log_id: Id, status: LogStatus, at_ms: TimestampMs, reason: Option<String> },
-    QueuePaused { destination_id: Id, at_ms: TimestampMs, reason: String },
-    QueueResumed { destination_id: Id, at_ms: TimestampMs },
+    LogStatusChanged {
+        log_id: Id,
+        status: LogStatus,
+        at_ms: TimestampMs,
+        reason: Option<String>,
+    },
+    QueuePaused {
+        destination_id: Id,
+        at_ms: TimestampMs,
+        reason: String,
+    },
+    QueueResumed {
+        destination_id: Id,
+        at_ms: TimestampMs,
+    },
     AlertRaised(Alert),
 }
 

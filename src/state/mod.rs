@@ -113,7 +113,11 @@ impl State {
             let logs = a
                 .logs
                 .iter()
-                .map(|l| NewLog { id: (&l.id).into(), attempt_id: (&l.attempt_id).into(), destination_id: (&l.destination_id).into() })
+                .map(|l| NewLog {
+                    id: (&l.id).into(),
+                    attempt_id: (&l.attempt_id).into(),
+                    destination_id: (&l.destination_id).into(),
+                })
                 .collect();
             let log_type = rkyv::deserialize::<LogType, rkyv::rancor::Error>(&a.log_type).map_err(|e| e.to_string())?;
             let meta = AcceptedMeta {
@@ -177,7 +181,9 @@ impl State {
                     log.attempts.push(attempt.clone());
                 }
             }
-            Event::LogStatusChanged { log_id, status, at_ms, reason } => self.set_status(*log_id, *status, *at_ms, reason.clone()),
+            Event::LogStatusChanged { log_id, status, at_ms, reason } => {
+                self.set_status(*log_id, *status, *at_ms, reason.clone())
+            }
             Event::QueuePaused { destination_id, at_ms, reason } => {
                 self.queues.entry(*destination_id).or_default().paused = Some((*at_ms, reason.clone()));
             }
@@ -261,10 +267,7 @@ impl State {
 
     /// The message an `Idempotency-Key` of `source` named within the window.
     pub fn idempotent(&self, source: Id, key: &str, now_ms: TimestampMs) -> Option<Idempotent> {
-        self.idempotency
-            .get(&(source, key.to_owned()))
-            .filter(|e| now_ms - e.at_ms < IDEMPOTENCY_WINDOW_MS)
-            .copied()
+        self.idempotency.get(&(source, key.to_owned())).filter(|e| now_ms - e.at_ms < IDEMPOTENCY_WINDOW_MS).copied()
     }
 
     pub fn log(&self, id: Id) -> Option<&Log> {
@@ -284,7 +287,12 @@ impl State {
     }
 
     /// The subscriptions of `source` that match a data model and event type.
-    pub fn matching_subscriptions<'a>(&'a self, source: Id, data_model: &'a str, event_type: &'a str) -> impl Iterator<Item = &'a Subscription> {
+    pub fn matching_subscriptions<'a>(
+        &'a self,
+        source: Id,
+        data_model: &'a str,
+        event_type: &'a str,
+    ) -> impl Iterator<Item = &'a Subscription> {
         self.subscriptions.values().filter(move |s| s.source_id == source && s.matches(data_model, event_type))
     }
 }

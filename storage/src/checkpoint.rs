@@ -38,22 +38,12 @@ fn decode(buf: &[u8]) -> Result<u64, &'static str> {
 /// Reads the checkpoint; 0 when none was ever written.
 pub(crate) fn read(vfs: &dyn Vfs, dir: &Path) -> Result<u64> {
     let path = dir.join(FILE_NAME);
-    if !vfs
-        .list(dir)
-        .map_err(io_err("list", dir))?
-        .iter()
-        .any(|n| n == FILE_NAME)
-    {
+    if !vfs.list(dir).map_err(io_err("list", dir))?.iter().any(|n| n == FILE_NAME) {
         return Ok(0);
     }
     let file = vfs.open(&path).map_err(io_err("open", &path))?;
     let map = file.map().map_err(io_err("map", &path))?;
-    decode(map.all()).map_err(|reason| Error::Corrupt {
-        segment: path,
-        offset: 0,
-        seq: 0,
-        reason,
-    })
+    decode(map.all()).map_err(|reason| Error::Corrupt { segment: path, offset: 0, seq: 0, reason })
 }
 
 /// Durably replaces the checkpoint with `seq`.
@@ -61,11 +51,8 @@ pub(crate) fn write(vfs: &dyn Vfs, dir: &Path, seq: u64) -> Result<()> {
     let tmp = dir.join(TMP_NAME);
     let path = dir.join(FILE_NAME);
     let result = (|| {
-        let file = vfs
-            .create(&tmp, BYTES as u64)
-            .map_err(io_err("create", &tmp))?;
-        file.write_at(0, &encode(seq))
-            .map_err(io_err("write", &tmp))?;
+        let file = vfs.create(&tmp, BYTES as u64).map_err(io_err("create", &tmp))?;
+        file.write_at(0, &encode(seq)).map_err(io_err("write", &tmp))?;
         file.sync().map_err(io_err("sync", &tmp))?;
         vfs.rename(&tmp, &path).map_err(io_err("rename", &tmp))?;
         vfs.sync_dir(dir).map_err(io_err("sync directory", dir))

@@ -24,29 +24,19 @@ pub enum Error {
     /// prove it had been synced. Opening with [`Recovery::Repair`](crate::Recovery::Repair)
     /// truncates the log at this point.
     #[error("damaged record in {} at offset {offset} (expected sequence {seq}): {reason}", segment.display())]
-    Corrupt {
-        segment: PathBuf,
-        offset: u64,
-        seq: u64,
-        reason: &'static str,
-    },
+    Corrupt { segment: PathBuf, offset: u64, seq: u64, reason: &'static str },
     #[error("sequence number {seq} has not been appended")]
     NotAppended { seq: u64 },
     #[error("invalid options: {0}")]
     InvalidOptions(String),
-    #[error(
-        "checkpoint {requested} is beyond the end of the log ({next_seq} is the next sequence number)"
-    )]
+    #[error("checkpoint {requested} is beyond the end of the log ({next_seq} is the next sequence number)")]
     CheckpointBeyondEnd { requested: u64, next_seq: u64 },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Attaches the operation and path to an I/O error.
-pub(crate) fn io_err(
-    op: &'static str,
-    path: impl Into<PathBuf>,
-) -> impl FnOnce(io::Error) -> Error {
+pub(crate) fn io_err(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Error {
     let path = path.into();
     move |source| Error::Io { op, path, source }
 }

@@ -33,9 +33,7 @@ pub(crate) struct Index {
 
 impl Index {
     pub(crate) fn new(segments: Vec<IndexedSegment>) -> Self {
-        Self {
-            segments: segments.into(),
-        }
+        Self { segments: segments.into() }
     }
 
     /// The first retained sequence number, if any record is retained.
@@ -47,10 +45,7 @@ impl Index {
         let pos = self.segments.partition_point(|s| s.end_seq() <= seq);
         let entry = self.segments.get(pos)?;
         let i = usize::try_from(seq.checked_sub(entry.first_seq)?).ok()?;
-        entry
-            .offsets
-            .get(i)
-            .map(|&offset| (entry.segment.clone(), offset))
+        entry.offsets.get(i).map(|&offset| (entry.segment.clone(), offset))
     }
 
     /// Publishes record `seq` at `offset` of `segment`; records arrive in order.
@@ -61,10 +56,7 @@ impl Index {
                 last.offsets.push(offset);
             }
             last => {
-                assert!(
-                    last.is_none_or(|l| l.end_seq() == seq),
-                    "records are published in order"
-                );
+                assert!(last.is_none_or(|l| l.end_seq() == seq), "records are published in order");
                 self.segments.push_back(IndexedSegment {
                     segment: segment.clone(),
                     first_seq: seq,
@@ -119,32 +111,20 @@ impl Record {
     /// published (see `mmap`). A mismatch is reported as damage.
     pub(crate) fn read(segment: Arc<Segment>, seq: u64, offset: u32) -> Result<Self> {
         let start = offset as usize;
-        let damaged = |reason| Error::Corrupt {
-            segment: segment.path.clone(),
-            offset: u64::from(offset),
-            seq,
-            reason,
-        };
+        let damaged = |reason| Error::Corrupt { segment: segment.path.clone(), offset: u64::from(offset), seq, reason };
         let header = segment.map.bytes(start, start + RECORD_HEADER_BYTES);
         let payload_len = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
         let end = start.saturating_add(record_bytes(payload_len));
         if end > segment.len() {
             return Err(damaged("record runs past the end of the segment"));
         }
-        let (kind, payload_start) =
-            match decode_record(segment.map.bytes(start, end), 0, segment.salt) {
-                Slot::Record(h, _) if h.seq == seq => (h.kind, start + RECORD_HEADER_BYTES),
-                Slot::Record(..) => return Err(damaged("record holds another sequence number")),
-                Slot::Empty => return Err(damaged("record slot is empty")),
-                Slot::Invalid(reason) => return Err(damaged(reason)),
-            };
-        Ok(Self {
-            segment,
-            seq,
-            kind,
-            payload_start,
-            payload_len,
-        })
+        let (kind, payload_start) = match decode_record(segment.map.bytes(start, end), 0, segment.salt) {
+            Slot::Record(h, _) if h.seq == seq => (h.kind, start + RECORD_HEADER_BYTES),
+            Slot::Record(..) => return Err(damaged("record holds another sequence number")),
+            Slot::Empty => return Err(damaged("record slot is empty")),
+            Slot::Invalid(reason) => return Err(damaged(reason)),
+        };
+        Ok(Self { segment, seq, kind, payload_start, payload_len })
     }
 
     pub fn seq(&self) -> u64 {
@@ -156,9 +136,7 @@ impl Record {
     }
 
     pub fn payload(&self) -> &[u8] {
-        self.segment
-            .map
-            .bytes(self.payload_start, self.payload_start + self.payload_len)
+        self.segment.map.bytes(self.payload_start, self.payload_start + self.payload_len)
     }
 }
 

@@ -23,7 +23,10 @@ impl Inspection {
     /// Every valid record, in order, read in place.
     pub fn records(&self) -> impl Iterator<Item = Result<Record>> + '_ {
         self.segments.iter().flat_map(|s| {
-            s.offsets.iter().enumerate().map(|(i, &offset)| Record::read(s.segment.clone(), s.first_seq + i as u64, offset))
+            s.offsets
+                .iter()
+                .enumerate()
+                .map(|(i, &offset)| Record::read(s.segment.clone(), s.first_seq + i as u64, offset))
         })
     }
 }

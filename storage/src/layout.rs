@@ -81,11 +81,7 @@ impl SegmentHeader {
         if buf[40..60].iter().any(|&b| b != 0) {
             return Err("reserved segment header bytes are not zero");
         }
-        Ok(Self {
-            index: u64_at(buf, 16),
-            segment_bytes: u64_at(buf, 24),
-            salt: u64_at(buf, 32),
-        })
+        Ok(Self { index: u64_at(buf, 16), segment_bytes: u64_at(buf, 24), salt: u64_at(buf, 32) })
     }
 }
 
@@ -128,9 +124,7 @@ pub(crate) fn encode_record(out: &mut Vec<u8>, header: &RecordHeader, salt: u64,
     out.extend_from_slice(&head);
     out.extend_from_slice(payload);
     out.resize(start + record_bytes(payload.len()), 0);
-    debug_assert!(
-        matches!(decode_record(&out[start..], 0, salt), Slot::Record(h, p) if h == *header && p == payload)
-    );
+    debug_assert!(matches!(decode_record(&out[start..], 0, salt), Slot::Record(h, p) if h == *header && p == payload));
 }
 
 /// Decodes the slot at `offset` of a segment's bytes `buf`.
@@ -138,10 +132,7 @@ pub(crate) fn encode_record(out: &mut Vec<u8>, header: &RecordHeader, salt: u64,
 /// Never panics and never allocates, whatever `buf` holds: every length is
 /// checked against the buffer before it is used.
 pub(crate) fn decode_record(buf: &[u8], offset: usize, salt: u64) -> Slot<'_> {
-    let Some(head) = offset
-        .checked_add(RECORD_HEADER_BYTES)
-        .and_then(|end| buf.get(offset..end))
-    else {
+    let Some(head) = offset.checked_add(RECORD_HEADER_BYTES).and_then(|end| buf.get(offset..end)) else {
         // Too little room left for a header: the writer never puts a record
         // there, so for the scan this is the end of the segment.
         return if buf.get(offset..).is_some_and(is_zero) {
@@ -170,10 +161,7 @@ pub(crate) fn decode_record(buf: &[u8], offset: usize, salt: u64) -> Slot<'_> {
     }
     let payload_start = offset + RECORD_HEADER_BYTES;
     let padded = align_up(header.payload_len as usize);
-    let Some(body) = payload_start
-        .checked_add(padded)
-        .and_then(|end| buf.get(payload_start..end))
-    else {
+    let Some(body) = payload_start.checked_add(padded).and_then(|end| buf.get(payload_start..end)) else {
         return Slot::Invalid("record runs past the end of the segment");
     };
     let (payload, padding) = body.split_at(header.payload_len as usize);
@@ -190,9 +178,8 @@ pub(crate) fn decode_record(buf: &[u8], offset: usize, salt: u64) -> Slot<'_> {
 /// vectorizes: recovery runs it over the unused tail of every segment.
 pub(crate) fn is_zero(buf: &[u8]) -> bool {
     let mut chunks = buf.chunks_exact(16);
-    let words_zero = chunks.by_ref().fold(0u128, |acc, c| {
-        acc | u128::from_ne_bytes(c.try_into().unwrap_or([1; 16]))
-    }) == 0;
+    let words_zero =
+        chunks.by_ref().fold(0u128, |acc, c| acc | u128::from_ne_bytes(c.try_into().unwrap_or([1; 16]))) == 0;
     words_zero && chunks.remainder().iter().all(|&b| b == 0)
 }
 
@@ -224,12 +211,7 @@ mod tests {
 
     fn encoded(seq: u64, kind: u16, payload: &[u8], salt: u64) -> Vec<u8> {
         let mut out = Vec::new();
-        let header = RecordHeader {
-            payload_len: payload.len() as u32,
-            seq,
-            synced_through: seq - 1,
-            kind,
-        };
+        let header = RecordHeader { payload_len: payload.len() as u32, seq, synced_through: seq - 1, kind };
         encode_record(&mut out, &header, salt, payload);
         out
     }
@@ -243,10 +225,7 @@ mod tests {
             assert_eq!(buf.len() % RECORD_ALIGN, 0);
             match decode_record(&buf, 0, 42) {
                 Slot::Record(h, p) => {
-                    assert_eq!(
-                        (h.seq, h.kind, h.synced_through, p),
-                        (9, 3, 8, &payload[..])
-                    );
+                    assert_eq!((h.seq, h.kind, h.synced_through, p), (9, 3, 8, &payload[..]));
                 }
                 other => panic!("expected a record, got {other:?}"),
             }
@@ -263,10 +242,7 @@ mod tests {
     #[test]
     fn wrong_salt_fails_crc() {
         let buf = encoded(1, 1, b"hello", 1);
-        assert!(matches!(
-            decode_record(&buf, 0, 2),
-            Slot::Invalid("record CRC mismatch")
-        ));
+        assert!(matches!(decode_record(&buf, 0, 2), Slot::Invalid("record CRC mismatch")));
     }
 
     #[test]
@@ -275,10 +251,7 @@ mod tests {
         for bit in 0..buf.len() * 8 {
             let mut bad = buf.clone();
             bad[bit / 8] ^= 1 << (bit % 8);
-            assert!(
-                !matches!(decode_record(&bad, 0, 99), Slot::Record(..)),
-                "flip of bit {bit} went unnoticed"
-            );
+            assert!(!matches!(decode_record(&bad, 0, 99), Slot::Record(..)), "flip of bit {bit} went unnoticed");
         }
     }
 
@@ -287,19 +260,12 @@ mod tests {
         let mut buf = encoded(1, 1, b"x", 5);
         buf[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(matches!(decode_record(&buf, 0, 5), Slot::Invalid(_)));
-        assert!(matches!(
-            decode_record(&buf, usize::MAX - 3, 5),
-            Slot::Empty | Slot::Invalid(_)
-        ));
+        assert!(matches!(decode_record(&buf, usize::MAX - 3, 5), Slot::Empty | Slot::Invalid(_)));
     }
 
     #[test]
     fn segment_header_round_trips_and_detects_damage() {
-        let header = SegmentHeader {
-            index: 3,
-            segment_bytes: 1 << 20,
-            salt: 0xfeed,
-        };
+        let header = SegmentHeader { index: 3, segment_bytes: 1 << 20, salt: 0xfeed };
         let bytes = header.encode();
         assert_eq!(SegmentHeader::decode(&bytes), Ok(header));
         let mut bad = bytes;

@@ -165,8 +165,7 @@ pub use crate::{
     index::Record,
     inspect::{Inspection, inspect},
     options::{
-        DEFAULT_MAX_RECORD_BYTES, DEFAULT_SEGMENT_BYTES, MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES,
-        Options, Recovery,
+        DEFAULT_MAX_RECORD_BYTES, DEFAULT_SEGMENT_BYTES, MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES, Options, Recovery,
     },
     recovery::RecoveryStats,
     wal::{Iter, Wal},

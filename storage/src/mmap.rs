@@ -26,10 +26,7 @@ pub struct Region {
 
 impl fmt::Debug for Region {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Region")
-            .field("len", &self.len())
-            .field("writable", &self.writable)
-            .finish()
+        f.debug_struct("Region").field("len", &self.len()).field("writable", &self.writable).finish()
     }
 }
 
@@ -37,32 +34,20 @@ impl Region {
     /// Maps all of `file` read-only. A zero-length file maps to an empty region.
     pub(crate) fn map_read_only(file: &File, len: u64) -> io::Result<Self> {
         if len == 0 {
-            return Ok(Self {
-                raw: None,
-                writable: false,
-            });
+            return Ok(Self { raw: None, writable: false });
         }
         let len = usize::try_from(len).map_err(|_| io::Error::other("file too large to map"))?;
         let raw = MmapOptions::new().len(len).map_raw_read_only(file)?;
-        Ok(Self {
-            raw: Some(Arc::new(raw)),
-            writable: false,
-        })
+        Ok(Self { raw: Some(Arc::new(raw)), writable: false })
     }
 
     /// An anonymous, zero-filled, writable region of `len` bytes.
     pub(crate) fn anonymous(len: usize) -> io::Result<Self> {
         if len == 0 {
-            return Ok(Self {
-                raw: None,
-                writable: true,
-            });
+            return Ok(Self { raw: None, writable: true });
         }
         let raw = MmapRaw::from(MmapOptions::new().len(len).map_anon()?);
-        Ok(Self {
-            raw: Some(Arc::new(raw)),
-            writable: true,
-        })
+        Ok(Self { raw: Some(Arc::new(raw)), writable: true })
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -75,11 +60,7 @@ impl Region {
     /// at or below the log's synced-through point, or any range while
     /// recovery has the log to itself); see the module docs.
     pub(crate) fn bytes(&self, start: usize, end: usize) -> &[u8] {
-        assert!(
-            start <= end && end <= self.len(),
-            "range {start}..{end} outside a region of {}",
-            self.len()
-        );
+        assert!(start <= end && end <= self.len(), "range {start}..{end} outside a region of {}", self.len());
         match &self.raw {
             None => &[],
             // SAFETY: the range is in bounds (asserted above) of a live
@@ -87,9 +68,7 @@ impl Region {
             // borrowed. The mapping is never unmapped or resized while a
             // `Region` exists, and by the module invariant nothing writes to
             // a range while a slice of it is alive.
-            Some(raw) => unsafe {
-                std::slice::from_raw_parts(raw.as_ptr().add(start), end - start)
-            },
+            Some(raw) => unsafe { std::slice::from_raw_parts(raw.as_ptr().add(start), end - start) },
         }
     }
 
@@ -100,14 +79,9 @@ impl Region {
 
     /// Copies `data` into the region at `offset` (anonymous regions only).
     pub(crate) fn write(&self, offset: usize, data: &[u8]) -> io::Result<()> {
-        let end = offset
-            .checked_add(data.len())
-            .filter(|&end| end <= self.len());
+        let end = offset.checked_add(data.len()).filter(|&end| end <= self.len());
         if !self.writable || end.is_none() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "write outside a writable region",
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "write outside a writable region"));
         }
         if let Some(raw) = &self.raw {
             // SAFETY: `offset..offset + data.len()` is in bounds (checked
@@ -115,13 +89,7 @@ impl Region {
             // overlap it: it is a shared borrow, and the log never hands out
             // slices of a range before writing it (module invariant), so no
             // reference to the destination bytes exists during the copy.
-            unsafe {
-                std::ptr::copy_nonoverlapping(
-                    data.as_ptr(),
-                    raw.as_mut_ptr().add(offset),
-                    data.len(),
-                )
-            };
+            unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), raw.as_mut_ptr().add(offset), data.len()) };
         }
         Ok(())
     }

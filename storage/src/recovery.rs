@@ -18,10 +18,7 @@ use std::{path::Path, sync::Arc, time::Duration};
 use crate::{
     error::{Error, Result, io_err},
     index::IndexedSegment,
-    layout::{
-        RECORD_ALIGN, SEGMENT_HEADER_BYTES, Slot, decode_record, is_zero, last_nonzero_end,
-        record_bytes,
-    },
+    layout::{RECORD_ALIGN, SEGMENT_HEADER_BYTES, Slot, decode_record, is_zero, last_nonzero_end, record_bytes},
     options::{Options, Recovery},
     segment::{self, DELETED_SUFFIX, Segment, TMP_SUFFIX},
     vfs::Vfs,
@@ -83,13 +80,8 @@ struct Scan {
 
 fn scan_segment(seg: &Segment, expected: &mut Option<u64>) -> Scan {
     let buf = seg.map.all();
-    let mut scan = Scan {
-        offsets: Vec::new(),
-        first_seq: None,
-        record_bytes: 0,
-        stop: SEGMENT_HEADER_BYTES,
-        bad: None,
-    };
+    let mut scan =
+        Scan { offsets: Vec::new(), first_seq: None, record_bytes: 0, stop: SEGMENT_HEADER_BYTES, bad: None };
     loop {
         match decode_record(buf, scan.stop, seg.salt) {
             Slot::Empty => return scan,
@@ -105,8 +97,7 @@ fn scan_segment(seg: &Segment, expected: &mut Option<u64>) -> Scan {
                 *expected = Some(header.seq + 1);
                 scan.first_seq.get_or_insert(header.seq);
                 // Segments are at most 4 GiB (checked in `Options`), so offsets fit.
-                scan.offsets
-                    .push(u32::try_from(scan.stop).unwrap_or(u32::MAX));
+                scan.offsets.push(u32::try_from(scan.stop).unwrap_or(u32::MAX));
                 let bytes = record_bytes(header.payload_len as usize);
                 scan.record_bytes += bytes as u64;
                 scan.stop += bytes;
@@ -120,10 +111,7 @@ fn scan_segment(seg: &Segment, expected: &mut Option<u64>) -> Scan {
 fn list_segments(vfs: &dyn Vfs, dir: &Path, read_only: bool) -> Result<Vec<u64>> {
     let names = vfs.list(dir).map_err(io_err("list", dir))?;
     let mut removed = false;
-    for name in names
-        .iter()
-        .filter(|n| !read_only && (n.ends_with(TMP_SUFFIX) || n.ends_with(DELETED_SUFFIX)))
-    {
+    for name in names.iter().filter(|n| !read_only && (n.ends_with(TMP_SUFFIX) || n.ends_with(DELETED_SUFFIX))) {
         let path = dir.join(name);
         vfs.remove(&path).map_err(io_err("remove", &path))?;
         removed = true;
@@ -131,31 +119,20 @@ fn list_segments(vfs: &dyn Vfs, dir: &Path, read_only: bool) -> Result<Vec<u64>>
     if removed {
         vfs.sync_dir(dir).map_err(io_err("sync directory", dir))?;
     }
-    let mut indices: Vec<u64> = names
-        .iter()
-        .filter_map(|n| segment::parse_name(n))
-        .collect();
+    let mut indices: Vec<u64> = names.iter().filter_map(|n| segment::parse_name(n)).collect();
     indices.sort_unstable();
     Ok(indices)
 }
 
 /// Recovers the log in `dir`; `checkpoint` is the owner's last checkpoint.
-pub(crate) fn recover(
-    vfs: &dyn Vfs,
-    dir: &Path,
-    options: &Options,
-    checkpoint: u64,
-) -> Result<Recovered> {
+pub(crate) fn recover(vfs: &dyn Vfs, dir: &Path, options: &Options, checkpoint: u64) -> Result<Recovered> {
     let read_only = options.recovery == Recovery::ReadOnly;
     let indices = list_segments(vfs, dir, read_only)?;
     let mut segments = Vec::with_capacity(indices.len());
     for &index in &indices {
         segments.push(Segment::open(vfs, dir, index)?);
     }
-    let mut stats = RecoveryStats {
-        segments: segments.len(),
-        ..RecoveryStats::default()
-    };
+    let mut stats = RecoveryStats { segments: segments.len(), ..RecoveryStats::default() };
     let mut indexed: Vec<IndexedSegment> = Vec::new();
     let mut expected: Option<u64> = None;
     // Position (in `segments`) and offset just past the last record.
@@ -166,31 +143,19 @@ pub(crate) fn recover(
         let seg = match opened {
             Ok(seg) => seg,
             Err(reason) => {
-                bad = Some(BadPoint {
-                    pos,
-                    offset: 0,
-                    reason,
-                });
+                bad = Some(BadPoint { pos, offset: 0, reason });
                 break;
             }
         };
         stats.scanned_bytes += seg.len() as u64;
         if pos > 0 && indices[pos] != indices[pos - 1] + 1 {
-            bad = Some(BadPoint {
-                pos,
-                offset: 0,
-                reason: "a segment file is missing before this one",
-            });
+            bad = Some(BadPoint { pos, offset: 0, reason: "a segment file is missing before this one" });
             break;
         }
         if ended {
             // After an empty segment every segment must be empty too.
             if !is_zero(seg.map.bytes(SEGMENT_HEADER_BYTES, seg.len())) {
-                bad = Some(BadPoint {
-                    pos,
-                    offset: SEGMENT_HEADER_BYTES,
-                    reason: "records after an empty segment",
-                });
+                bad = Some(BadPoint { pos, offset: SEGMENT_HEADER_BYTES, reason: "records after an empty segment" });
                 break;
             }
             continue;
@@ -199,37 +164,22 @@ pub(crate) fn recover(
         if let Some(first_seq) = scan.first_seq {
             stats.records += scan.offsets.len() as u64;
             stats.record_bytes += scan.record_bytes;
-            indexed.push(IndexedSegment {
-                segment: seg.clone(),
-                first_seq,
-                offsets: scan.offsets,
-            });
+            indexed.push(IndexedSegment { segment: seg.clone(), first_seq, offsets: scan.offsets });
             log_end = Some((pos, scan.stop));
         } else {
             ended = true;
         }
         if let Some(reason) = scan.bad {
-            bad = Some(BadPoint {
-                pos,
-                offset: scan.stop,
-                reason,
-            });
+            bad = Some(BadPoint { pos, offset: scan.stop, reason });
             break;
         }
         if !is_zero(seg.map.bytes(scan.stop, seg.len())) {
-            bad = Some(BadPoint {
-                pos,
-                offset: scan.stop,
-                reason: "unexpected bytes after the last record",
-            });
+            bad = Some(BadPoint { pos, offset: scan.stop, reason: "unexpected bytes after the last record" });
             break;
         }
     }
     let floor = checkpoint.max(1);
-    if let Some(first) = indexed
-        .first()
-        .filter(|f| f.first_seq > floor && options.recovery == Recovery::Strict)
-    {
+    if let Some(first) = indexed.first().filter(|f| f.first_seq > floor && options.recovery == Recovery::Strict) {
         return Err(Error::Corrupt {
             segment: first.segment.path.clone(),
             offset: SEGMENT_HEADER_BYTES as u64,
@@ -240,58 +190,30 @@ pub(crate) fn recover(
     let next_seq = expected.unwrap_or(floor);
     let survivors = match &bad {
         Some(bad) => {
-            truncate(
-                vfs, dir, options, &indices, &segments, bad, next_seq, &mut stats,
-            )?;
+            truncate(vfs, dir, options, &indices, &segments, bad, next_seq, &mut stats)?;
             bad.pos + usize::from(bad.offset > 0)
         }
         None => segments.len(),
     };
     // Every surviving segment has a valid header: a bad one is a bad point.
-    let alive: Vec<Arc<Segment>> = segments[..survivors]
-        .iter()
-        .filter_map(|s| s.as_ref().ok().cloned())
-        .collect();
+    let alive: Vec<Arc<Segment>> = segments[..survivors].iter().filter_map(|s| s.as_ref().ok().cloned()).collect();
     let (tail, spares) = match log_end {
-        Some((pos, offset)) => (
-            Some((alive[pos].clone(), offset)),
-            alive[pos + 1..].to_vec(),
-        ),
-        None => (
-            alive.first().map(|s| (s.clone(), SEGMENT_HEADER_BYTES)),
-            alive.iter().skip(1).cloned().collect(),
-        ),
+        Some((pos, offset)) => (Some((alive[pos].clone(), offset)), alive[pos + 1..].to_vec()),
+        None => (alive.first().map(|s| (s.clone(), SEGMENT_HEADER_BYTES)), alive.iter().skip(1).cloned().collect()),
     };
     for entry in indexed.iter().filter(|_| !read_only) {
         // Records read back may have come from the page cache of a process
         // that died before syncing them: make them durable before anything
         // is stamped as synced after them.
-        entry
-            .segment
-            .file
-            .sync()
-            .map_err(io_err("sync", &entry.segment.path))?;
+        entry.segment.file.sync().map_err(io_err("sync", &entry.segment.path))?;
     }
-    let next_index = alive
-        .last()
-        .map_or_else(|| indices.first().copied().unwrap_or(1), |s| s.index + 1);
-    Ok(Recovered {
-        indexed,
-        tail,
-        spares,
-        next_seq,
-        next_index,
-        stats,
-    })
+    let next_index = alive.last().map_or_else(|| indices.first().copied().unwrap_or(1), |s| s.index + 1);
+    Ok(Recovered { indexed, tail, spares, next_seq, next_index, stats })
 }
 
 /// Searches the bytes after `bad` for valid records. Returns how many there
 /// are and the first that vouches for the record expected at `bad`.
-fn search_after(
-    segments: &[Result<Arc<Segment>, &'static str>],
-    bad: &BadPoint,
-    expected: u64,
-) -> (u64, Option<u64>) {
+fn search_after(segments: &[Result<Arc<Segment>, &'static str>], bad: &BadPoint, expected: u64) -> (u64, Option<u64>) {
     let mut found = 0;
     let mut proof = None;
     for (pos, seg) in segments.iter().enumerate().skip(bad.pos) {
@@ -363,25 +285,19 @@ fn truncate(
     let first_deleted = bad.pos + usize::from(bad.offset > 0);
     for (pos, seg) in segments.iter().enumerate().skip(first_deleted) {
         if let Ok(seg) = seg {
-            dropped += last_nonzero_end(seg.map.all(), SEGMENT_HEADER_BYTES)
-                .map_or(0, |e| e - SEGMENT_HEADER_BYTES) as u64;
+            dropped +=
+                last_nonzero_end(seg.map.all(), SEGMENT_HEADER_BYTES).map_or(0, |e| e - SEGMENT_HEADER_BYTES) as u64;
         }
         let path = dir.join(segment::file_name(indices[pos]));
-        let doomed = dir.join(format!(
-            "{}{DELETED_SUFFIX}",
-            segment::file_name(indices[pos])
-        ));
-        vfs.rename(&path, &doomed)
-            .map_err(io_err("rename", &path))?;
+        let doomed = dir.join(format!("{}{DELETED_SUFFIX}", segment::file_name(indices[pos])));
+        vfs.rename(&path, &doomed).map_err(io_err("rename", &path))?;
         vfs.remove(&doomed).map_err(io_err("remove", &doomed))?;
     }
     vfs.sync_dir(dir).map_err(io_err("sync directory", dir))?;
     stats.torn_bytes_dropped += dropped;
     if damage {
-        stats.repaired = Some(format!(
-            "{name} at offset {}: {} (expected sequence {expected})",
-            bad.offset, bad.reason
-        ));
+        stats.repaired =
+            Some(format!("{name} at offset {}: {} (expected sequence {expected})", bad.offset, bad.reason));
         stats.records_discarded = found;
     } else {
         stats.torn_at = Some((name, bad.offset as u64));
@@ -397,9 +313,7 @@ fn zero(seg: &Segment, start: usize, end: usize) -> Result<()> {
     let mut at = start;
     while at < end {
         let n = CHUNK.min(end - at);
-        seg.file
-            .write_at(at as u64, &zeros[..n])
-            .map_err(io_err("zero torn tail of", &seg.path))?;
+        seg.file.write_at(at as u64, &zeros[..n]).map_err(io_err("zero torn tail of", &seg.path))?;
         at += n;
     }
     seg.file.sync().map_err(io_err("sync", &seg.path))

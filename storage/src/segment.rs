@@ -46,10 +46,7 @@ pub(crate) struct Segment {
 
 impl fmt::Debug for Segment {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Segment")
-            .field("index", &self.index)
-            .field("path", &self.path)
-            .finish()
+        f.debug_struct("Segment").field("index", &self.index).field("path", &self.path).finish()
     }
 }
 
@@ -57,49 +54,25 @@ impl Segment {
     /// Creates segment `index`: a zero-filled file of `segment_bytes` with its
     /// header, synced, then renamed into place and the directory synced, so
     /// a segment file with its final name is always complete.
-    pub(crate) fn create(
-        vfs: &dyn Vfs,
-        dir: &Path,
-        index: u64,
-        segment_bytes: u64,
-        salt: u64,
-    ) -> Result<Arc<Self>> {
+    pub(crate) fn create(vfs: &dyn Vfs, dir: &Path, index: u64, segment_bytes: u64, salt: u64) -> Result<Arc<Self>> {
         let path = dir.join(file_name(index));
         let tmp = dir.join(format!("{}{TMP_SUFFIX}", file_name(index)));
-        let file = vfs
-            .create(&tmp, segment_bytes)
-            .map_err(io_err("create", &tmp))?;
-        let header = SegmentHeader {
-            index,
-            segment_bytes,
-            salt,
-        };
-        file.write_at(0, &header.encode())
-            .map_err(io_err("write header of", &tmp))?;
+        let file = vfs.create(&tmp, segment_bytes).map_err(io_err("create", &tmp))?;
+        let header = SegmentHeader { index, segment_bytes, salt };
+        file.write_at(0, &header.encode()).map_err(io_err("write header of", &tmp))?;
         file.sync().map_err(io_err("sync", &tmp))?;
         vfs.rename(&tmp, &path).map_err(io_err("rename", &tmp))?;
         vfs.sync_dir(dir).map_err(io_err("sync directory", dir))?;
         let map = file.map().map_err(io_err("map", &path))?;
-        Ok(Arc::new(Self {
-            index,
-            salt,
-            path,
-            file,
-            map,
-        }))
+        Ok(Arc::new(Self { index, salt, path, file, map }))
     }
 
     /// Opens segment `index`. The inner error says why its header is invalid.
-    pub(crate) fn open(
-        vfs: &dyn Vfs,
-        dir: &Path,
-        index: u64,
-    ) -> Result<Result<Arc<Self>, &'static str>> {
+    pub(crate) fn open(vfs: &dyn Vfs, dir: &Path, index: u64) -> Result<Result<Arc<Self>, &'static str>> {
         let path = dir.join(file_name(index));
         let file = vfs.open(&path).map_err(io_err("open", &path))?;
         let map = file.map().map_err(io_err("map", &path))?;
-        let header = match SegmentHeader::decode(map.bytes(0, map.len().min(SEGMENT_HEADER_BYTES)))
-        {
+        let header = match SegmentHeader::decode(map.bytes(0, map.len().min(SEGMENT_HEADER_BYTES))) {
             Ok(header) => header,
             Err(reason) => return Ok(Err(reason)),
         };
@@ -109,13 +82,7 @@ impl Segment {
         if header.segment_bytes != file.len() {
             return Ok(Err("segment file length differs from its header"));
         }
-        Ok(Ok(Arc::new(Self {
-            index,
-            salt: header.salt,
-            path,
-            file,
-            map,
-        })))
+        Ok(Ok(Arc::new(Self { index, salt: header.salt, path, file, map })))
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -129,23 +96,14 @@ mod tests {
 
     #[test]
     fn names_sort_in_log_order_and_parse_back() {
-        let names: Vec<String> = [1u64, 2, 10, 999, u64::MAX]
-            .iter()
-            .map(|&i| file_name(i))
-            .collect();
+        let names: Vec<String> = [1u64, 2, 10, 999, u64::MAX].iter().map(|&i| file_name(i)).collect();
         let mut sorted = names.clone();
         sorted.sort();
         assert_eq!(names, sorted);
         for (i, name) in [1u64, 2, 10, 999, u64::MAX].iter().zip(&names) {
             assert_eq!(parse_name(name), Some(*i));
         }
-        for junk in [
-            "1.seg",
-            "0000000000000000000a.seg",
-            "00000000000000000001.seg.tmp",
-            "LOCK",
-            "checkpoint",
-        ] {
+        for junk in ["1.seg", "0000000000000000000a.seg", "00000000000000000001.seg.tmp", "LOCK", "checkpoint"] {
             assert_eq!(parse_name(junk), None, "{junk}");
         }
     }

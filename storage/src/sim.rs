@@ -106,9 +106,7 @@ enum Fate {
 impl fmt::Debug for LazyDisk {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = self.state.lock();
-        f.debug_struct("LazyDisk")
-            .field("files", &state.live.keys().collect::<Vec<_>>())
-            .finish()
+        f.debug_struct("LazyDisk").field("files", &state.live.keys().collect::<Vec<_>>()).finish()
     }
 }
 
@@ -149,15 +147,8 @@ impl LazyDisk {
             };
             durable.insert(name, copy);
         }
-        let state = DiskState {
-            live: durable.clone(),
-            durable,
-            dir_ops: Vec::new(),
-        };
-        LazyDisk {
-            state: Arc::new(Mutex::new(state)),
-            faults,
-        }
+        let state = DiskState { live: durable.clone(), durable, dir_ops: Vec::new() };
+        LazyDisk { state: Arc::new(Mutex::new(state)), faults }
     }
 
     /// Makes every later `sync` fail (and persist nothing) while `on`.
@@ -177,23 +168,13 @@ impl LazyDisk {
 
     /// The live bytes of a file, as a read would see them.
     pub fn read(&self, path: &Path) -> Option<Vec<u8>> {
-        self.state
-            .lock()
-            .live
-            .get(path)
-            .map(|f| f.live.all().to_vec())
+        self.state.lock().live.get(path).map(|f| f.live.all().to_vec())
     }
 
     /// Overwrites bytes of a file and makes them durable at once, as damage
     /// from outside the log would. For corruption tests.
     pub fn corrupt(&self, path: &Path, offset: u64, data: &[u8]) -> io::Result<()> {
-        let file = self
-            .state
-            .lock()
-            .live
-            .get(path)
-            .cloned()
-            .ok_or(io::ErrorKind::NotFound)?;
+        let file = self.state.lock().live.get(path).cloned().ok_or(io::ErrorKind::NotFound)?;
         file.write_at(offset, data)?;
         file.apply_pending();
         Ok(())
@@ -217,10 +198,7 @@ fn apply_dir_op(names: &mut BTreeMap<PathBuf, Arc<MemFile>>, op: &DirOp) {
 }
 
 fn not_found(path: &Path) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::NotFound,
-        format!("{} not found", path.display()),
-    )
+    io::Error::new(io::ErrorKind::NotFound, format!("{} not found", path.display()))
 }
 
 impl Vfs for LazyDisk {
@@ -240,32 +218,21 @@ impl Vfs for LazyDisk {
 
     fn create(&self, path: &Path, len: u64) -> io::Result<Arc<dyn VfsFile>> {
         if self.faults.fail_create.load(Ordering::SeqCst) {
-            return Err(io::Error::new(
-                io::ErrorKind::StorageFull,
-                "injected: no space left on device",
-            ));
+            return Err(io::Error::new(io::ErrorKind::StorageFull, "injected: no space left on device"));
         }
         let mut state = self.state.lock();
         if state.live.contains_key(path) {
-            return Err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                format!("{} exists", path.display()),
-            ));
+            return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("{} exists", path.display())));
         }
         let len_usize = usize::try_from(len).map_err(|_| io::Error::other("file too large"))?;
         let file = Arc::new(MemFile {
             len,
             live: Region::anonymous(len_usize)?,
-            images: Mutex::new(Images {
-                durable: Vec::new(),
-                pending: vec![Pending::SetLen(len)],
-            }),
+            images: Mutex::new(Images { durable: Vec::new(), pending: vec![Pending::SetLen(len)] }),
             faults: self.faults.clone(),
         });
         state.live.insert(path.to_path_buf(), file.clone());
-        state
-            .dir_ops
-            .push(DirOp::Create(path.to_path_buf(), file.clone()));
+        state.dir_ops.push(DirOp::Create(path.to_path_buf(), file.clone()));
         Ok(file)
     }
 
@@ -279,9 +246,7 @@ impl Vfs for LazyDisk {
         let mut state = self.state.lock();
         let file = state.live.remove(from).ok_or_else(|| not_found(from))?;
         state.live.insert(to.to_path_buf(), file);
-        state
-            .dir_ops
-            .push(DirOp::Rename(from.to_path_buf(), to.to_path_buf()));
+        state.dir_ops.push(DirOp::Rename(from.to_path_buf(), to.to_path_buf()));
         Ok(())
     }
 
@@ -308,19 +273,14 @@ impl Vfs for LazyDisk {
 
 impl MemFile {
     fn with_image(image: Vec<u8>, faults: Arc<Faults>) -> Self {
-        let live = Region::anonymous(image.len())
-            .unwrap_or_else(|e| panic!("test disk out of memory: {e}"));
+        let live = Region::anonymous(image.len()).unwrap_or_else(|e| panic!("test disk out of memory: {e}"));
         if !image.is_empty() {
-            live.write(0, &image)
-                .unwrap_or_else(|e| panic!("copying a test image: {e}"));
+            live.write(0, &image).unwrap_or_else(|e| panic!("copying a test image: {e}"));
         }
         MemFile {
             len: image.len() as u64,
             live,
-            images: Mutex::new(Images {
-                durable: image,
-                pending: Vec::new(),
-            }),
+            images: Mutex::new(Images { durable: image, pending: Vec::new() }),
             faults,
         }
     }
@@ -402,10 +362,7 @@ impl VfsFile for MemFile {
         let start = usize::try_from(offset).map_err(|_| io::Error::other("offset too large"))?;
         let mut images = self.images.lock();
         self.live.write(start, data)?;
-        images.pending.push(Pending::Write {
-            offset,
-            data: data.to_vec(),
-        });
+        images.pending.push(Pending::Write { offset, data: data.to_vec() });
         Ok(())
     }
 
@@ -454,27 +411,17 @@ mod tests {
         let mut seen = std::collections::BTreeSet::new();
         for seed in 0..400 {
             let image = disk.crash(seed).read(&path("a")).unwrap();
-            let sectors: Vec<bool> = image[..2048]
-                .chunks(SECTOR_BYTES as usize)
-                .map(|s| s[0] == 9)
-                .collect();
+            let sectors: Vec<bool> = image[..2048].chunks(SECTOR_BYTES as usize).map(|s| s[0] == 9).collect();
             for (i, sector) in image[..2048].chunks(SECTOR_BYTES as usize).enumerate() {
-                assert!(
-                    sector.iter().all(|&b| b == if sectors[i] { 9 } else { 0 }),
-                    "sectors survive whole"
-                );
+                assert!(sector.iter().all(|&b| b == if sectors[i] { 9 } else { 0 }), "sectors survive whole");
             }
             assert!(image[2048..].iter().all(|&b| b == 0));
             seen.insert(sectors);
         }
         let prefix = |n: usize| (0..4).map(|i| i < n).collect::<Vec<bool>>();
+        assert!((0..=4).all(|n| seen.contains(&prefix(n))), "whole, dropped and torn: {seen:?}");
         assert!(
-            (0..=4).all(|n| seen.contains(&prefix(n))),
-            "whole, dropped and torn: {seen:?}"
-        );
-        assert!(
-            seen.contains(&vec![false, true, false, true])
-                || seen.contains(&vec![true, false, true, false]),
+            seen.contains(&vec![false, true, false, true]) || seen.contains(&vec![true, false, true, false]),
             "scattered"
         );
     }
@@ -486,9 +433,7 @@ mod tests {
         file.write_at(0, &[1; 512]).unwrap();
         disk.fail_syncs(true);
         assert!(file.sync().is_err());
-        let outcomes: Vec<bool> = (0..40)
-            .map(|s| disk.crash(s).read(&path("a")).is_some())
-            .collect();
+        let outcomes: Vec<bool> = (0..40).map(|s| disk.crash(s).read(&path("a")).is_some()).collect();
         assert!(outcomes.contains(&true) && outcomes.contains(&false));
     }
 }

@@ -78,16 +78,11 @@ impl Vfs for StdFs {
     }
 
     fn create(&self, path: &Path, len: u64) -> io::Result<Arc<dyn VfsFile>> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(path)?;
+        let file = OpenOptions::new().read(true).write(true).create_new(true).open(path)?;
         let zeros = vec![0u8; ZERO_CHUNK_BYTES];
         let mut offset = 0u64;
         while offset < len {
-            let n = usize::try_from((len - offset).min(ZERO_CHUNK_BYTES as u64))
-                .unwrap_or(ZERO_CHUNK_BYTES);
+            let n = usize::try_from((len - offset).min(ZERO_CHUNK_BYTES as u64)).unwrap_or(ZERO_CHUNK_BYTES);
             file.write_all_at(&zeros[..n], offset)?;
             offset += n as u64;
         }
@@ -113,12 +108,7 @@ impl Vfs for StdFs {
     }
 
     fn lock(&self, dir: &Path) -> io::Result<Box<dyn Any + Send + Sync>> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(dir.join("LOCK"))?;
+        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(dir.join("LOCK"))?;
         match file.try_lock() {
             Ok(()) => Ok(Box::new(file)),
             Err(fs::TryLockError::WouldBlock) => Err(io::Error::new(
@@ -136,14 +126,8 @@ impl VfsFile for StdFile {
     }
 
     fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {
-        if offset
-            .checked_add(data.len() as u64)
-            .is_none_or(|end| end > self.len)
-        {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "write past the end of a preallocated file",
-            ));
+        if offset.checked_add(data.len() as u64).is_none_or(|end| end > self.len) {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "write past the end of a preallocated file"));
         }
         self.file.write_all_at(data, offset)
     }

@@ -91,10 +91,7 @@ impl fmt::Debug for Wal {
         f.debug_struct("Wal")
             .field("dir", &self.dir)
             .field("synced_through", &self.synced_through())
-            .field(
-                "appended_through",
-                &self.appended_through.load(Ordering::Acquire),
-            )
+            .field("appended_through", &self.appended_through.load(Ordering::Acquire))
             .finish()
     }
 }
@@ -110,27 +107,16 @@ impl Wal {
         let started = Instant::now();
         options.validate()?;
         let dir = dir.as_ref().to_path_buf();
-        vfs.create_dir_all(&dir)
-            .map_err(io_err("create directory", &dir))?;
+        vfs.create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
         let lock = vfs.lock(&dir).map_err(io_err("lock", &dir))?;
         let checkpoint = checkpoint::read(vfs.as_ref(), &dir)?;
         let recovered = recovery::recover(vfs.as_ref(), &dir, &options, checkpoint)?;
-        let mut rng = SplitMix64::new(
-            options
-                .seed
-                .unwrap_or_else(|| RandomState::new().hash_one(std::process::id())),
-        );
+        let mut rng = SplitMix64::new(options.seed.unwrap_or_else(|| RandomState::new().hash_one(std::process::id())));
         let mut next_index = recovered.next_index;
         let (active, offset) = match recovered.tail {
             Some(tail) => tail,
             None => {
-                let seg = Segment::create(
-                    vfs.as_ref(),
-                    &dir,
-                    next_index,
-                    options.segment_bytes,
-                    salt(&mut rng),
-                )?;
+                let seg = Segment::create(vfs.as_ref(), &dir, next_index, options.segment_bytes, salt(&mut rng))?;
                 next_index += 1;
                 (seg, SEGMENT_HEADER_BYTES)
             }
@@ -175,17 +161,12 @@ impl Wal {
             return Err(Error::ReservedKind);
         }
         if payload.len() > self.options.max_record_bytes as usize {
-            return Err(Error::RecordTooLarge {
-                len: payload.len(),
-                max: self.options.max_record_bytes,
-            });
+            return Err(Error::RecordTooLarge { len: payload.len(), max: self.options.max_record_bytes });
         }
         let size = record_bytes(payload.len());
         let mut w = self.writer.lock();
         if self.poisoned.load(Ordering::Acquire) {
-            return Err(Error::Poisoned(
-                self.sync_state.lock().failed.clone().unwrap_or_default(),
-            ));
+            return Err(Error::Poisoned(self.sync_state.lock().failed.clone().unwrap_or_default()));
         }
         if w.offset + size > w.active.len() {
             self.roll(&mut w)?;
@@ -199,10 +180,7 @@ impl Wal {
             kind,
         };
         let w = &mut *w;
-        let continues = w
-            .pending
-            .last()
-            .is_some_and(|c| Arc::ptr_eq(&c.segment, &w.active));
+        let continues = w.pending.last().is_some_and(|c| Arc::ptr_eq(&c.segment, &w.active));
         if !continues {
             let bytes = w.free_buffers.pop().unwrap_or_default();
             w.pending.push(Chunk {
@@ -213,13 +191,9 @@ impl Wal {
                 record_offsets: Vec::new(),
             });
         }
-        let Some(chunk) = w.pending.last_mut() else {
-            unreachable!("a chunk was just ensured")
-        };
+        let Some(chunk) = w.pending.last_mut() else { unreachable!("a chunk was just ensured") };
         encode_record(&mut chunk.bytes, &header, w.active.salt, payload);
-        chunk
-            .record_offsets
-            .push(u32::try_from(w.offset).unwrap_or(u32::MAX));
+        chunk.record_offsets.push(u32::try_from(w.offset).unwrap_or(u32::MAX));
         w.offset += size;
         w.next_seq += 1;
         self.appended_through.store(seq, Ordering::Release);
@@ -279,17 +253,12 @@ impl Wal {
         let chunks = std::mem::take(&mut self.writer.lock().pending);
         for chunk in &chunks {
             let seg = &chunk.segment;
-            seg.file
-                .write_at(chunk.offset as u64, &chunk.bytes)
-                .map_err(io_err("write", &seg.path))?;
+            seg.file.write_at(chunk.offset as u64, &chunk.bytes).map_err(io_err("write", &seg.path))?;
         }
         // A batch spans at most a few segments; sync each once, in log order.
         for (i, chunk) in chunks.iter().enumerate() {
             let seg = &chunk.segment;
-            if chunks
-                .get(i + 1)
-                .is_none_or(|next| !Arc::ptr_eq(&next.segment, seg))
-            {
+            if chunks.get(i + 1).is_none_or(|next| !Arc::ptr_eq(&next.segment, seg)) {
                 seg.file.sync().map_err(io_err("fdatasync", &seg.path))?;
             }
         }
@@ -332,13 +301,8 @@ impl Wal {
                 }
                 _ => {
                     let salt = salt(&mut w.rng);
-                    let seg = Segment::create(
-                        self.vfs.as_ref(),
-                        &self.dir,
-                        w.next_index,
-                        self.options.segment_bytes,
-                        salt,
-                    )?;
+                    let seg =
+                        Segment::create(self.vfs.as_ref(), &self.dir, w.next_index, self.options.segment_bytes, salt)?;
                     w.next_index += 1;
                     seg
                 }
@@ -356,11 +320,7 @@ impl Wal {
         if !self.options.prepare_ahead || !w.spares.is_empty() || w.preparing.is_some() {
             return;
         }
-        let (vfs, dir, bytes) = (
-            self.vfs.clone(),
-            self.dir.clone(),
-            self.options.segment_bytes,
-        );
+        let (vfs, dir, bytes) = (self.vfs.clone(), self.dir.clone(), self.options.segment_bytes);
         let (index, salt) = (w.next_index, salt(&mut w.rng));
         let spawned = std::thread::Builder::new()
             .name("wal-prepare".into())
@@ -375,27 +335,19 @@ impl Wal {
     /// retained or not yet synced. Its CRC is checked again on every read.
     pub fn get(&self, seq: u64) -> Result<Option<Record>> {
         let located = self.index.read().locate(seq);
-        located
-            .map(|(segment, offset)| Record::read(segment, seq, offset))
-            .transpose()
+        located.map(|(segment, offset)| Record::read(segment, seq, offset)).transpose()
     }
 
     /// Iterates over durable records from `seq` (or the first retained one,
     /// if later), including records synced while iterating.
     pub fn iter_from(&self, seq: u64) -> Iter<'_> {
         let first = self.first_seq();
-        Iter {
-            wal: self,
-            next: seq.max(first),
-        }
+        Iter { wal: self, next: seq.max(first) }
     }
 
     /// The first retained sequence number (the next one if none is retained).
     pub fn first_seq(&self) -> u64 {
-        self.index
-            .read()
-            .first_seq()
-            .unwrap_or_else(|| self.synced_through() + 1)
+        self.index.read().first_seq().unwrap_or_else(|| self.synced_through() + 1)
     }
 
     /// Highest sequence number that is durable (0 when the log is empty).
@@ -434,10 +386,7 @@ impl Wal {
     pub fn checkpoint(&self, seq: u64) -> Result<usize> {
         let next_seq = self.synced_through() + 1;
         if seq > next_seq {
-            return Err(Error::CheckpointBeyondEnd {
-                requested: seq,
-                next_seq,
-            });
+            return Err(Error::CheckpointBeyondEnd { requested: seq, next_seq });
         }
         let mut current = self.checkpoint.lock();
         if seq <= *current {
@@ -447,20 +396,12 @@ impl Wal {
         *current = seq;
         let doomed = self.index.write().drain_below(seq);
         for seg in &doomed {
-            let deleted = self
-                .dir
-                .join(format!("{}{DELETED_SUFFIX}", file_name(seg.index)));
-            self.vfs
-                .rename(&seg.path, &deleted)
-                .map_err(io_err("rename", &seg.path))?;
-            self.vfs
-                .remove(&deleted)
-                .map_err(io_err("remove", &deleted))?;
+            let deleted = self.dir.join(format!("{}{DELETED_SUFFIX}", file_name(seg.index)));
+            self.vfs.rename(&seg.path, &deleted).map_err(io_err("rename", &seg.path))?;
+            self.vfs.remove(&deleted).map_err(io_err("remove", &deleted))?;
         }
         if !doomed.is_empty() {
-            self.vfs
-                .sync_dir(&self.dir)
-                .map_err(io_err("sync directory", &self.dir))?;
+            self.vfs.sync_dir(&self.dir).map_err(io_err("sync directory", &self.dir))?;
         }
         Ok(doomed.len())
     }

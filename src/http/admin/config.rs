@@ -120,11 +120,12 @@ async fn get_destination(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path
 async fn create_destination(ctx: web::Data<AppCtx>, req: HttpRequest, body: web::Payload) -> Reply {
     authenticate_admin(&ctx, &req)?;
     let spec: DestinationSpec = json_body(&req, body).await?;
+    let timeout_ms = ctx.config.delivery.timeout_ms;
     let value = change(
         &ctx,
         Box::new(move |state, ids| {
             exists_conflict("destination", spec.id.as_deref(), |id| state.destinations.contains_key(&id))?;
-            let d = spec.build(None, None, ids)?;
+            let d = spec.build(None, None, timeout_ms, ids)?;
             let value = destination_json(&d);
             Ok((Some(Event::DestinationUpserted(d)), value))
         }),
@@ -137,10 +138,11 @@ async fn put_destination(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path
     authenticate_admin(&ctx, &req)?;
     let id = path_id(&id)?;
     let spec: DestinationSpec = json_body(&req, body).await?;
+    let timeout_ms = ctx.config.delivery.timeout_ms;
     let value = change(
         &ctx,
         Box::new(move |state, ids| {
-            let d = spec.build(Some(id), state.destinations.get(&id), ids)?;
+            let d = spec.build(Some(id), state.destinations.get(&id), timeout_ms, ids)?;
             let value = destination_json(&d);
             Ok((Some(Event::DestinationUpserted(d)), value))
         }),
@@ -208,7 +210,12 @@ async fn create_subscription(ctx: web::Data<AppCtx>, req: HttpRequest, body: web
     Ok(HttpResponse::Created().json(value))
 }
 
-async fn put_subscription(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>, body: web::Payload) -> Reply {
+async fn put_subscription(
+    ctx: web::Data<AppCtx>,
+    req: HttpRequest,
+    id: web::Path<String>,
+    body: web::Payload,
+) -> Reply {
     authenticate_admin(&ctx, &req)?;
     let id = path_id(&id)?;
     let spec: SubscriptionSpec = json_body(&req, body).await?;
@@ -230,7 +237,10 @@ async fn delete_subscription(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::
     change(
         &ctx,
         Box::new(move |state, _| {
-            let s = state.subscriptions.get(&id).ok_or_else(|| ApiError::not_found(format!("subscription {id} not found")))?;
+            let s = state
+                .subscriptions
+                .get(&id)
+                .ok_or_else(|| ApiError::not_found(format!("subscription {id} not found")))?;
             Ok((Some(Event::SubscriptionDeleted { id }), subscription_json(s)))
         }),
     )

@@ -105,8 +105,10 @@ async fn get_log(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>
         let log = log.ok_or_else(|| ApiError::not_found(format!("log {id} not found")))?;
         (log_json(&state, log), log.position)
     };
-    let payload = ctx.journal.message_payload(position).map_err(|e| ApiError::internal(format!("reading the payload: {e}")))?;
-    value["payload"] = serde_json::from_slice(&payload).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&payload).into_owned()));
+    let payload =
+        ctx.journal.message_payload(position).map_err(|e| ApiError::internal(format!("reading the payload: {e}")))?;
+    value["payload"] = serde_json::from_slice(&payload)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&payload).into_owned()));
     Ok(HttpResponse::Ok().json(value))
 }
 

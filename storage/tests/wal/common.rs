@@ -21,12 +21,7 @@ pub fn seed(test: &str) -> u64 {
 
 /// Small segments so that tests roll often.
 pub fn small(segment_bytes: u64) -> Options {
-    Options {
-        segment_bytes,
-        max_record_bytes: 1024,
-        seed: Some(7),
-        ..Options::default()
-    }
+    Options { segment_bytes, max_record_bytes: 1024, seed: Some(7), ..Options::default() }
 }
 
 pub fn open_lazy(disk: &LazyDisk, options: Options) -> Wal {
@@ -35,15 +30,10 @@ pub fn open_lazy(disk: &LazyDisk, options: Options) -> Wal {
 
 /// A payload whose bytes identify `seq` and never end in zero.
 pub fn payload(seq: u64, len: usize) -> Vec<u8> {
-    (0..len)
-        .map(|i| ((seq as usize * 31 + i * 7) % 251 + 1) as u8)
-        .collect()
+    (0..len).map(|i| ((seq as usize * 31 + i * 7) % 251 + 1) as u8).collect()
 }
 
 /// Every durable record as (seq, kind, payload).
 pub fn contents(wal: &Wal) -> Vec<(u64, u16, Vec<u8>)> {
-    wal.iter_from(0)
-        .map(|r| r.expect("record reads back"))
-        .map(|r| (r.seq(), r.kind(), r.payload().to_vec()))
-        .collect()
+    wal.iter_from(0).map(|r| r.expect("record reads back")).map(|r| (r.seq(), r.kind(), r.payload().to_vec())).collect()
 }

@@ -35,23 +35,12 @@ fn concurrent_appenders_share_syncs_and_every_record_is_durable() {
             })
         })
         .collect();
-    let acked: Vec<(u64, u64)> = handles
-        .into_iter()
-        .flat_map(|h| h.join().unwrap())
-        .collect();
+    let acked: Vec<(u64, u64)> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
     let seqs: BTreeSet<u64> = acked.iter().map(|a| a.0).collect();
-    assert_eq!(
-        seqs.len() as u64,
-        THREADS * EACH,
-        "sequence numbers are unique"
-    );
+    assert_eq!(seqs.len() as u64, THREADS * EACH, "sequence numbers are unique");
     assert_eq!(seqs.last().copied(), Some(THREADS * EACH));
     let syncs = disk.sync_count() - syncs_before;
-    assert!(
-        syncs < THREADS * EACH,
-        "{syncs} syncs for {} records: no group commit",
-        THREADS * EACH
-    );
+    assert!(syncs < THREADS * EACH, "{syncs} syncs for {} records: no group commit", THREADS * EACH);
     drop(wal);
     // Everything acknowledged survives a power cut, each under its number.
     let wal = open_lazy(&disk.crash(11), small(8192));

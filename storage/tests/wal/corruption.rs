@@ -35,21 +35,14 @@ fn torn_tail_at_every_byte_keeps_every_whole_record() {
     let path = dir.path().join(SEGMENT);
     let pristine = fs::read(&path).unwrap();
     let tail_start = layout[6].1;
-    let tail_end = layout
-        .last()
-        .map(|&(len, off)| off + format::record_bytes(len))
-        .unwrap();
+    let tail_end = layout.last().map(|&(len, off)| off + format::record_bytes(len)).unwrap();
     for cut in tail_start..=tail_end {
         let mut image = pristine.clone();
         image[cut..].fill(0);
         fs::write(&path, &image).unwrap();
-        let wal =
-            Wal::open(dir.path(), small(64 * 1024)).unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
+        let wal = Wal::open(dir.path(), small(64 * 1024)).unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
         // A record survives exactly when all its payload bytes precede the cut.
-        let whole = layout
-            .iter()
-            .take_while(|&&(len, off)| off + format::RECORD_HEADER_BYTES + len <= cut)
-            .count();
+        let whole = layout.iter().take_while(|&&(len, off)| off + format::RECORD_HEADER_BYTES + len <= cut).count();
         let got = contents(&wal);
         assert_eq!(got.len(), whole, "cut at {cut}");
         for (seq, _, bytes) in &got {
@@ -57,11 +50,7 @@ fn torn_tail_at_every_byte_keeps_every_whole_record() {
         }
         let stats = wal.recovery_stats().clone();
         if whole < layout.len() && cut > layout[whole].1 {
-            assert_eq!(
-                stats.torn_at,
-                Some((SEGMENT.to_string(), layout[whole].1 as u64)),
-                "cut at {cut}"
-            );
+            assert_eq!(stats.torn_at, Some((SEGMENT.to_string(), layout[whole].1 as u64)), "cut at {cut}");
             assert!(stats.torn_bytes_dropped > 0);
         }
         drop(wal);
@@ -87,17 +76,8 @@ fn bit_flip_in_an_acknowledged_record_is_reported_where_it_is() {
         }
         fs::write(&path, &image).unwrap();
         match Wal::open(dir.path(), small(64 * 1024)) {
-            Err(Error::Corrupt {
-                segment,
-                offset: at,
-                seq,
-                ..
-            }) => {
-                assert_eq!(
-                    (segment, at, seq),
-                    (path.clone(), offset as u64, 5),
-                    "bit {bit}"
-                );
+            Err(Error::Corrupt { segment, offset: at, seq, .. }) => {
+                assert_eq!((segment, at, seq), (path.clone(), offset as u64, 5), "bit {bit}");
             }
             other => panic!("bit {bit}: expected damage at offset {offset}, got {other:?}"),
         }
@@ -111,16 +91,10 @@ fn padding_flips_are_damage_too() {
     let path = dir.path().join(SEGMENT);
     let (len, offset) = layout[2];
     let padding_at = offset + format::RECORD_HEADER_BYTES + len;
-    assert!(
-        format::record_bytes(len) > format::RECORD_HEADER_BYTES + len,
-        "record 3 has padding"
-    );
+    assert!(format::record_bytes(len) > format::RECORD_HEADER_BYTES + len, "record 3 has padding");
     let file = fs::OpenOptions::new().write(true).open(&path).unwrap();
     file.write_all_at(&[0x80], padding_at as u64).unwrap();
-    assert!(matches!(
-        Wal::open(dir.path(), small(64 * 1024)),
-        Err(Error::Corrupt { seq: 3, .. })
-    ));
+    assert!(matches!(Wal::open(dir.path(), small(64 * 1024)), Err(Error::Corrupt { seq: 3, .. })));
 }
 
 #[test]
@@ -130,27 +104,12 @@ fn repair_truncates_at_the_damage_and_reports_it() {
     let path = dir.path().join(SEGMENT);
     let file = fs::OpenOptions::new().write(true).open(&path).unwrap();
     file.write_all_at(&[0xff], layout[6].1 as u64 + 40).unwrap();
-    assert!(matches!(
-        Wal::open(dir.path(), small(64 * 1024)),
-        Err(Error::Corrupt { seq: 7, .. })
-    ));
-    let repair = Options {
-        recovery: Recovery::Repair,
-        ..small(64 * 1024)
-    };
+    assert!(matches!(Wal::open(dir.path(), small(64 * 1024)), Err(Error::Corrupt { seq: 7, .. })));
+    let repair = Options { recovery: Recovery::Repair, ..small(64 * 1024) };
     let wal = Wal::open(dir.path(), repair).unwrap();
     assert_eq!(wal.synced_through(), 6);
-    assert_eq!(
-        wal.recovery_stats().records_discarded,
-        3,
-        "records 8..=10 were cut with the damage"
-    );
-    assert!(
-        wal.recovery_stats()
-            .repaired
-            .as_deref()
-            .is_some_and(|r| r.contains(SEGMENT))
-    );
+    assert_eq!(wal.recovery_stats().records_discarded, 3, "records 8..=10 were cut with the damage");
+    assert!(wal.recovery_stats().repaired.as_deref().is_some_and(|r| r.contains(SEGMENT)));
     assert_eq!(wal.append_sync(1, b"after repair").unwrap(), 7);
     drop(wal);
     let wal = Wal::open(dir.path(), small(64 * 1024)).unwrap();
@@ -166,13 +125,7 @@ fn damaged_segment_header_or_shortened_file_is_damage_not_a_panic() {
     let mut image = pristine.clone();
     image[20] ^= 1;
     fs::write(&path, &image).unwrap();
-    assert!(matches!(
-        Wal::open(dir.path(), small(64 * 1024)),
-        Err(Error::Corrupt { offset: 0, .. })
-    ));
+    assert!(matches!(Wal::open(dir.path(), small(64 * 1024)), Err(Error::Corrupt { offset: 0, .. })));
     fs::write(&path, &pristine[..pristine.len() / 2]).unwrap();
-    assert!(matches!(
-        Wal::open(dir.path(), small(64 * 1024)),
-        Err(Error::Corrupt { offset: 0, .. })
-    ));
+    assert!(matches!(Wal::open(dir.path(), small(64 * 1024)), Err(Error::Corrupt { offset: 0, .. })));
 }

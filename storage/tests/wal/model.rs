@@ -67,15 +67,8 @@ impl Model {
                 self.durable = self.appended.len() as u64;
                 prop_assert_eq!(self.wal().synced_through(), self.durable);
                 if self.durable > 0 {
-                    let last = self
-                        .wal()
-                        .get(self.durable)
-                        .map_err(fail)?
-                        .expect("synced record is readable");
-                    prop_assert_eq!(
-                        last.payload(),
-                        &self.appended[self.durable as usize - 1].1[..]
-                    );
+                    let last = self.wal().get(self.durable).map_err(fail)?.expect("synced record is readable");
+                    prop_assert_eq!(last.payload(), &self.appended[self.durable as usize - 1].1[..]);
                 }
             }
             Op::Checkpoint(frac) => {
@@ -96,9 +89,7 @@ impl Model {
                 self.disk.fail_syncs(true);
                 let result = self.wal().sync();
                 self.disk.fail_syncs(false);
-                prop_assert!(
-                    result.is_err() || self.wal().synced_through() == self.appended.len() as u64
-                );
+                prop_assert!(result.is_err() || self.wal().synced_through() == self.appended.len() as u64);
                 self.wal = None;
                 self.disk = self.disk.crash(seed);
                 self.recover(seed)?;
@@ -113,41 +104,25 @@ impl Model {
         let wal = open_lazy(&self.disk, self.options.clone());
         let got = contents(&wal);
         let last = wal.synced_through();
-        prop_assert!(
-            last >= self.durable,
-            "lost synced records: {} recovered, {} synced",
-            last,
-            self.durable
-        );
+        prop_assert!(last >= self.durable, "lost synced records: {} recovered, {} synced", last, self.durable);
         prop_assert!(
             last <= self.appended.len() as u64,
             "phantom records: {} recovered, {} appended",
             last,
             self.appended.len()
         );
-        prop_assert!(
-            wal.first_seq() <= self.checkpoint.max(1),
-            "retained records start after the checkpoint"
-        );
+        prop_assert!(wal.first_seq() <= self.checkpoint.max(1), "retained records start after the checkpoint");
         prop_assert_eq!(got.first().map_or(last + 1, |r| r.0), wal.first_seq());
         for (i, (seq, kind, payload)) in got.iter().enumerate() {
             prop_assert_eq!(*seq, wal.first_seq() + i as u64, "records are consecutive");
             let (want_kind, want) = &self.appended[*seq as usize - 1];
-            prop_assert!(
-                kind == want_kind && payload == want,
-                "record {} differs",
-                seq
-            );
+            prop_assert!(kind == want_kind && payload == want, "record {} differs", seq);
         }
         prop_assert_eq!(got.last().map_or(wal.first_seq() - 1, |r| r.0), last);
         drop(wal);
         self.disk = self.disk.crash(seed.rotate_left(17) ^ 0x5eed);
         let again = open_lazy(&self.disk, self.options.clone());
-        prop_assert_eq!(
-            contents(&again),
-            got,
-            "recovering twice differs from recovering once"
-        );
+        prop_assert_eq!(contents(&again), got, "recovering twice differs from recovering once");
         self.appended.truncate(last as usize);
         self.durable = last;
         self.wal = Some(again);
@@ -161,22 +136,10 @@ fn fail(e: ferrox_storage::Error) -> TestCaseError {
 
 fn run(ops: &[Op], prepare_ahead: bool) -> Result<(), TestCaseError> {
     let disk = LazyDisk::new();
-    let options = Options {
-        segment_bytes: 4096,
-        max_record_bytes: 1024,
-        prepare_ahead,
-        seed: Some(3),
-        ..Options::default()
-    };
+    let options =
+        Options { segment_bytes: 4096, max_record_bytes: 1024, prepare_ahead, seed: Some(3), ..Options::default() };
     let wal = Some(open_lazy(&disk, options.clone()));
-    let mut model = Model {
-        disk,
-        options,
-        wal,
-        appended: Vec::new(),
-        durable: 0,
-        checkpoint: 0,
-    };
+    let mut model = Model { disk, options, wal, appended: Vec::new(), durable: 0, checkpoint: 0 };
     for op in ops {
         model.apply(op)?;
     }
@@ -186,12 +149,7 @@ fn run(ops: &[Op], prepare_ahead: bool) -> Result<(), TestCaseError> {
 #[test]
 fn random_crashes_keep_every_synced_record_and_only_a_prefix() {
     let seed = seed("model");
-    let config = Config {
-        cases: 96,
-        rng_seed: RngSeed::Fixed(seed),
-        failure_persistence: None,
-        ..Config::default()
-    };
+    let config = Config { cases: 96, rng_seed: RngSeed::Fixed(seed), failure_persistence: None, ..Config::default() };
     let strategy = (proptest::collection::vec(op(), 1..120), any::<bool>());
     TestRunner::new(config)
         .run(&strategy, |(ops, prepare_ahead)| run(&ops, prepare_ahead))

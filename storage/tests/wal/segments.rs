@@ -22,11 +22,7 @@ fn rolls_across_many_segments_and_reopens_identically() {
     let wal = Wal::open(dir.path(), small(4096)).unwrap();
     for seq in 1..=600u64 {
         let len = (seq as usize * 37) % 700;
-        assert_eq!(
-            wal.append(1 + (seq % 3) as u16, &payload(seq, len))
-                .unwrap(),
-            seq
-        );
+        assert_eq!(wal.append(1 + (seq % 3) as u16, &payload(seq, len)).unwrap(), seq);
         if seq % 7 == 0 {
             wal.sync().unwrap();
         }
@@ -45,10 +41,8 @@ fn rolls_across_many_segments_and_reopens_identically() {
     assert_eq!(segment_files(dir.path()), files);
     assert_eq!(wal.recovery_stats().records, 600);
     assert_eq!(wal.recovery_stats().torn_at, None);
-    let random_access: Vec<u64> = [1u64, 599, 300, 2, 600]
-        .iter()
-        .map(|&s| wal.get(s).unwrap().unwrap().seq())
-        .collect();
+    let random_access: Vec<u64> =
+        [1u64, 599, 300, 2, 600].iter().map(|&s| wal.get(s).unwrap().unwrap().seq()).collect();
     assert_eq!(random_access, [1, 599, 300, 2, 600]);
     assert!(wal.get(601).unwrap().is_none());
     assert_eq!(wal.append_sync(1, b"next").unwrap(), 601);
@@ -63,32 +57,19 @@ fn checkpoint_deletes_whole_segments_below_it_and_survives_reopen() {
     }
     wal.sync().unwrap();
     let files_before = segment_files(dir.path()).len();
-    assert!(matches!(
-        wal.checkpoint(302),
-        Err(Error::CheckpointBeyondEnd { .. })
-    ));
+    assert!(matches!(wal.checkpoint(302), Err(Error::CheckpointBeyondEnd { .. })));
     let deleted = wal.checkpoint(150).unwrap();
     assert!(deleted > 5, "deleted {deleted}");
     assert_eq!(segment_files(dir.path()).len(), files_before - deleted);
     let first = wal.first_seq();
     assert!(first <= 150 && first > 100, "first retained {first}");
     assert!(wal.get(first - 1).unwrap().is_none());
-    assert_eq!(
-        wal.get(150).unwrap().unwrap().payload(),
-        &payload(150, 200)[..]
-    );
+    assert_eq!(wal.get(150).unwrap().unwrap().payload(), &payload(150, 200)[..]);
     assert_eq!(wal.iter_from(1).next().unwrap().unwrap().seq(), first);
-    assert_eq!(
-        wal.checkpoint(10).unwrap(),
-        0,
-        "an older checkpoint changes nothing"
-    );
+    assert_eq!(wal.checkpoint(10).unwrap(), 0, "an older checkpoint changes nothing");
     drop(wal);
     let wal = Wal::open(dir.path(), small(4096)).unwrap();
-    assert_eq!(
-        (wal.checkpoint_seq(), wal.first_seq(), wal.synced_through()),
-        (150, first, 300)
-    );
+    assert_eq!((wal.checkpoint_seq(), wal.first_seq(), wal.synced_through()), (150, first, 300));
     // The segment holding the last record is never deleted.
     wal.checkpoint(301).unwrap();
     assert_eq!(wal.segment_count(), 1);
@@ -98,14 +79,7 @@ fn checkpoint_deletes_whole_segments_below_it_and_survives_reopen() {
 #[test]
 fn a_missing_segment_is_damage() {
     let dir = tempfile::tempdir().unwrap();
-    let wal = Wal::open(
-        dir.path(),
-        Options {
-            prepare_ahead: false,
-            ..small(4096)
-        },
-    )
-    .unwrap();
+    let wal = Wal::open(dir.path(), Options { prepare_ahead: false, ..small(4096) }).unwrap();
     for seq in 1..=100u64 {
         wal.append(1, &payload(seq, 300)).unwrap();
     }
@@ -121,34 +95,18 @@ fn a_missing_segment_is_damage() {
     assert!(Wal::open(dir.path(), small(4096)).is_ok());
     fs::remove_file(dir.path().join(&files[3])).unwrap();
     let err = Wal::open(dir.path(), small(4096)).unwrap_err();
-    assert!(
-        matches!(&err, Error::Corrupt { segment, offset: 0, .. } if segment.ends_with(&files[4])),
-        "{err}"
-    );
+    assert!(matches!(&err, Error::Corrupt { segment, offset: 0, .. } if segment.ends_with(&files[4])), "{err}");
 }
 
 #[test]
 fn oversized_records_and_kind_zero_are_errors() {
     let disk = LazyDisk::new();
     let wal = open_lazy(&disk, small(4096));
-    assert!(matches!(
-        wal.append(1, &[0; 1025]),
-        Err(Error::RecordTooLarge {
-            len: 1025,
-            max: 1024
-        })
-    ));
+    assert!(matches!(wal.append(1, &[0; 1025]), Err(Error::RecordTooLarge { len: 1025, max: 1024 })));
     assert!(matches!(wal.append(0, b"x"), Err(Error::ReservedKind)));
-    assert!(matches!(
-        wal.sync_through(5),
-        Err(Error::NotAppended { seq: 5 })
-    ));
+    assert!(matches!(wal.sync_through(5), Err(Error::NotAppended { seq: 5 })));
     assert_eq!(wal.append_sync(1, &[1; 1024]).unwrap(), 1);
-    let too_big = Options {
-        segment_bytes: 4096,
-        max_record_bytes: 8192,
-        ..Options::default()
-    };
+    let too_big = Options { segment_bytes: 4096, max_record_bytes: 8192, ..Options::default() };
     assert!(matches!(
         Wal::open_on(std::sync::Arc::new(LazyDisk::new()), "/wal", too_big),
         Err(Error::InvalidOptions(_))
@@ -165,10 +123,7 @@ fn a_failed_sync_poisons_the_writer_and_loses_nothing_acknowledged() {
     assert!(matches!(wal.sync(), Err(Error::Io { .. })));
     assert!(matches!(wal.append(1, b"refused"), Err(Error::Poisoned(_))));
     assert!(matches!(wal.sync(), Err(Error::Poisoned(_))));
-    assert!(
-        wal.get(2).unwrap().is_none(),
-        "an unsynced record is never readable"
-    );
+    assert!(wal.get(2).unwrap().is_none(), "an unsynced record is never readable");
     drop(wal);
     let disk = disk.crash(5);
     let wal = open_lazy(&disk, small(4096));
@@ -186,23 +141,11 @@ fn disk_full_at_roll_fails_the_append_and_then_recovers() {
 fn disk_full_at_roll(prepare_ahead: bool) {
     let disk = LazyDisk::new();
     // The first segment is created before the disk fills up.
-    let wal = open_lazy(
-        &disk,
-        Options {
-            prepare_ahead,
-            ..small(4096)
-        },
-    );
+    let wal = open_lazy(&disk, Options { prepare_ahead, ..small(4096) });
     disk.fail_creates(true);
     let wal = if prepare_ahead {
         drop(wal);
-        open_lazy(
-            &disk,
-            Options {
-                prepare_ahead,
-                ..small(4096)
-            },
-        )
+        open_lazy(&disk, Options { prepare_ahead, ..small(4096) })
     } else {
         wal
     };
@@ -213,10 +156,7 @@ fn disk_full_at_roll(prepare_ahead: bool) {
             Err(e) => break e,
         }
     };
-    assert!(
-        matches!(&err, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::StorageFull),
-        "{err}"
-    );
+    assert!(matches!(&err, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::StorageFull), "{err}");
     wal.sync().unwrap();
     disk.fail_creates(false);
     assert_eq!(wal.append_sync(1, &[8; 500]).unwrap(), seq + 1);
@@ -245,11 +185,7 @@ fn payloads_are_aligned_for_reading_archived_data_in_place() {
     let dir = tempfile::tempdir().unwrap();
     let wal = Wal::open(dir.path(), small(64 * 1024)).unwrap();
     for i in 0..20u64 {
-        let event = Event {
-            id: i,
-            destinations: vec![u128::from(i) << 64, 3],
-            body: "x".repeat(i as usize * 3),
-        };
+        let event = Event { id: i, destinations: vec![u128::from(i) << 64, 3], body: "x".repeat(i as usize * 3) };
         let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(&event).unwrap();
         wal.append(1, &bytes).unwrap();
     }
@@ -257,8 +193,7 @@ fn payloads_are_aligned_for_reading_archived_data_in_place() {
     for record in wal.iter_from(1) {
         let record = record.unwrap();
         assert_eq!(record.payload().as_ptr() as usize % 16, 0);
-        let archived =
-            rkyv::access::<ArchivedEvent, rkyv::rancor::Error>(record.payload()).unwrap();
+        let archived = rkyv::access::<ArchivedEvent, rkyv::rancor::Error>(record.payload()).unwrap();
         assert_eq!(archived.id, record.seq() - 1);
         assert_eq!(archived.destinations.len(), 2);
     }

@@ -1,0 +1,16 @@
+//! Integration tests, one binary: each test starts the real `ferrox`
+//! binary on a temporary data directory and talks to it over HTTP.
+
+mod auth;
+mod bad_admin;
+mod bad_input;
+mod client;
+mod fhir;
+mod harness;
+mod log_detail;
+mod logs;
+mod operator;
+mod restart;
+mod segments;
+mod send;
+mod startup;
