@@ -18,3 +18,17 @@ pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 256;
 pub const MAX_LOGS_PER_MESSAGE: usize = 256;
 /// Default page of `GET /api/v1/logs` when no `limit` is given.
 pub const DEFAULT_LOG_PAGE: usize = 100;
+/// Bodies waiting for the processing pool. Beyond this, destination
+/// actors wait for room (back-pressure).
+pub const PROCESSING_QUEUE: usize = 1024;
+/// Processing threads: transforms are CPU work, one per core is enough.
+pub const PROCESSING_WORKERS: usize = 2;
+/// How often an idle destination actor looks at its queue without a hint,
+/// a safety net should a hint be missed.
+pub const DELIVERY_IDLE_CHECK_MS: u64 = 1000;
+/// Arbiters (threads) the destination actors are spread over: one per core.
+pub const DELIVERY_ARBITERS: usize = 2;
+/// Capacity of a destination actor's mailbox (hints and operator actions).
+pub const DESTINATION_MAILBOX: usize = 64;
+/// Compiled transforms a destination actor keeps.
+pub const TRANSFORM_CACHE: usize = 64;

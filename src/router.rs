@@ -4,51 +4,46 @@
 //! is durable. Configuration changes take the same path, so validation,
 //! append and apply are serialized.
 
-use std::{collections::BTreeSet, sync::Arc};
+use std::collections::BTreeSet;
 
 use actix::prelude::*;
-use parking_lot::RwLock;
 use serde_json::Value;
 
 use crate::{
     clock::SharedClock,
+    delivery::Deliveries,
     error::{ApiError, ErrorKind},
     ids::{IdSource, SharedIds},
     inbound::{DestinationRef, Inbound},
-    journal::{Accepted, CommitFuture, Event, Journal, NewLog},
+    journal::{Accepted, CommitFuture, Event, NewLog},
+    ledger::Ledger,
     limits,
     model::{Id, LogType},
     state::State,
 };
 
-/// Called after an event becomes durable, with its position: the hint to
-/// destination actors that something new is there.
-pub type Notify = Arc<dyn Fn(u64, &[NewLog]) + Send + Sync>;
-
 pub struct Router {
-    journal: Arc<dyn Journal>,
-    state: Arc<RwLock<State>>,
+    ledger: Ledger,
     clock: SharedClock,
     ids: SharedIds,
-    notify: Option<Notify>,
+    /// Hints for the destination actors, once an event is durable.
+    deliveries: Option<Deliveries>,
 }
 
 impl Router {
-    pub fn new(journal: Arc<dyn Journal>, state: Arc<RwLock<State>>, clock: SharedClock, ids: SharedIds) -> Self {
-        Self { journal, state, clock, ids, notify: None }
+    pub fn new(ledger: Ledger, clock: SharedClock, ids: SharedIds) -> Self {
+        Self { ledger, clock, ids, deliveries: None }
     }
 
-    pub fn with_notify(mut self, notify: Notify) -> Self {
-        self.notify = Some(notify);
+    pub fn with_deliveries(mut self, deliveries: Deliveries) -> Self {
+        self.deliveries = Some(deliveries);
         self
     }
 
     /// Appends `event` and applies it; returns its position. Nothing is
     /// applied if the append fails.
     fn append(&mut self, event: &Event) -> Result<u64, ApiError> {
-        let position = self.journal.append(event).map_err(storage_error)?;
-        self.state.write().apply(position, event);
-        Ok(position)
+        self.ledger.record(event).map_err(storage_error)
     }
 }
 
@@ -136,15 +131,15 @@ impl Handler<Submit> for Router {
         if let Some(key) = &msg.idempotency_key
             && let Some(outcome) = self.repeat(msg.source_id, key, now)
         {
-            let durable = self.journal.commit(outcome.position);
+            let durable = self.ledger.commit(outcome.position);
             return Ok(Submitted { outcome, durable });
         }
-        let destinations = route(&self.state.read(), msg.source_id, &msg.routing)?;
+        let destinations = route(&self.ledger.state().read(), msg.source_id, &msg.routing)?;
         let logs: Vec<NewLog> = destinations
             .into_iter()
             .map(|destination_id| NewLog { id: self.ids.id(), attempt_id: self.ids.id(), destination_id })
             .collect();
-        let message_id = self.state.read().next_message_id.max(1);
+        let message_id = self.ledger.state().read().next_message_id.max(1);
         let event = Event::MessageAccepted(Accepted {
             message_id,
             log_type: msg.log_type,
@@ -157,13 +152,13 @@ impl Handler<Submit> for Router {
             payload: msg.payload,
         });
         let position = self.append(&event)?;
-        let commit = self.journal.commit(position);
-        let notify = self.notify.clone();
-        let hint = logs.clone();
+        let commit = self.ledger.commit(position);
+        let deliveries = self.deliveries.clone();
+        let destinations: Vec<Id> = logs.iter().map(|l| l.destination_id).collect();
         let durable: CommitFuture = Box::pin(async move {
             commit.await?;
-            if let Some(notify) = notify {
-                notify(position, &hint);
+            if let Some(deliveries) = deliveries {
+                destinations.into_iter().for_each(|d| deliveries.wake(d));
             }
             Ok(())
         });
@@ -174,7 +169,7 @@ impl Handler<Submit> for Router {
 impl Router {
     /// The outcome of an earlier message with this idempotency key, if any.
     fn repeat(&self, source: Id, key: &str, now_ms: i64) -> Option<SendOutcome> {
-        let state = self.state.read();
+        let state = self.ledger.state().read();
         let earlier = state.idempotent(source, key, now_ms)?;
         let message = state.messages.get(&earlier.message_id)?;
         let logs = message
@@ -190,10 +185,12 @@ impl Router {
 /// The destinations a message goes to (SPEC §3 routing), in a stable order.
 pub fn route(state: &State, source: Id, inbound: &Routing) -> Result<Vec<Id>, ApiError> {
     let (model, event) = (inbound.data_model.as_str(), inbound.event_type.as_str());
+    // A disabled destination still gets its logs: they wait in its queue
+    // until it is enabled again, so nothing is lost while it is off.
     let subscribed: BTreeSet<Id> = state
         .matching_subscriptions(source, model, event)
         .map(|s| s.destination_id)
-        .filter(|d| state.destinations.get(d).is_some_and(|d| d.enabled))
+        .filter(|d| state.destinations.contains_key(d))
         .collect();
     let mut chosen = Vec::new();
     if inbound.destinations.is_empty() {
@@ -273,7 +270,7 @@ impl Handler<Change> for Router {
     type Result = ResponseFuture<ChangeResult>;
 
     fn handle(&mut self, msg: Change, _ctx: &mut Self::Context) -> Self::Result {
-        let decided = (msg.decide)(&self.state.read(), self.ids.as_ref());
+        let decided = (msg.decide)(&self.ledger.state().read(), self.ids.as_ref());
         let (event, answer) = match decided {
             Ok(d) => d,
             Err(e) => return Box::pin(async move { Err(e) }),
@@ -281,9 +278,13 @@ impl Handler<Change> for Router {
         let Some(event) = event else { return Box::pin(async move { Ok(answer) }) };
         match self.append(&event) {
             Ok(position) => {
-                let commit = self.journal.commit(position);
+                let commit = self.ledger.commit(position);
+                let deliveries = self.deliveries.clone();
                 Box::pin(async move {
                     commit.await.map_err(storage_error)?;
+                    if let Some(deliveries) = deliveries {
+                        deliveries.reconcile();
+                    }
                     Ok(answer)
                 })
             }

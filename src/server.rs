@@ -14,10 +14,13 @@ use crate::{
     auth::TokenKey,
     clock::SharedClock,
     config::Config,
+    delivery::{AlertSink, Deliveries, Shared, TransformPool},
     error::ApiError,
     http::{self, AppCtx},
     ids::{IdSource, SharedIds},
     journal::{Event, Journal, WalJournal},
+    ledger::Ledger,
+    limits,
     model::Id,
     objects::{DestinationSpec, SourceSpec, SubscriptionSpec},
     router::{Change, Decide, Router},
@@ -73,7 +76,17 @@ pub async fn start(config: Config, clock: SharedClock, ids: SharedIds) -> anyhow
     let (journal, state) = recover(&config)?;
     let state = Arc::new(RwLock::new(state));
     let journal: Arc<dyn Journal> = journal;
-    let router = Router::new(journal.clone(), state.clone(), clock.clone(), ids.clone()).start();
+    let ledger = Ledger::new(journal.clone(), state.clone());
+    let shared = Shared {
+        ledger: ledger.clone(),
+        clock: clock.clone(),
+        ids: ids.clone(),
+        pool: TransformPool::start(limits::PROCESSING_WORKERS).context("starting the processing pool")?,
+        retry_schedule_ms: config.delivery.retry_schedule_ms.clone(),
+        alerts: AlertSink::start(config.alert_webhook_url.clone()),
+    };
+    let deliveries = Deliveries::start(shared);
+    let router = Router::new(ledger.clone(), clock.clone(), ids.clone()).with_deliveries(deliveries.clone()).start();
     let run = |decide: Box<Decide>| {
         let router = router.clone();
         async move {
@@ -107,7 +120,7 @@ pub async fn start(config: Config, clock: SharedClock, ids: SharedIds) -> anyhow
     }
     let token_key = Arc::new(TokenKey::new(state.read().token_key.context("the token key was not created")?));
     let config = Arc::new(config);
-    let ctx = AppCtx { state, journal, router, config: config.clone(), clock, ids, token_key };
+    let ctx = AppCtx { state, journal, router, deliveries, config: config.clone(), clock, ids, token_key };
     let app_ctx = ctx.clone();
     let server = HttpServer::new(move || {
         App::new()

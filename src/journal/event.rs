@@ -82,6 +82,8 @@ pub struct Attempt {
     pub http_status: Option<u16>,
     /// Transport error or the receiver's error text.
     pub error: Option<String>,
+    /// The first 4 KiB of the receiver's answer.
+    pub response: Option<String>,
 }
 
 #[derive(Archive, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]

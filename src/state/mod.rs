@@ -242,11 +242,19 @@ impl State {
         log.updated_at_ms = at_ms;
         log.reason = reason;
         let destination_id = log.destination_id;
-        if status.is_terminal()
-            && let Some(queue) = self.queues.get_mut(&destination_id)
-        {
+        let Some(queue) = self.queues.get_mut(&destination_id) else { return };
+        if status.is_terminal() {
             queue.pending.retain(|&i| i != index);
+        } else if !queue.pending.contains(&index) {
+            // A manual retry of a terminal log: it goes next (SPEC §6).
+            queue.pending.push_front(index);
         }
+    }
+
+    /// The first durable log in a destination's queue.
+    pub fn queue_head(&self, destination: Id, durable: u64) -> Option<&Log> {
+        let queue = self.queues.get(&destination)?;
+        queue.pending.iter().filter_map(|&i| self.logs.get(i)).find(|l| l.position <= durable)
     }
 
     fn forget_idempotency_before(&mut self, cutoff_ms: TimestampMs) {

@@ -87,10 +87,13 @@ fn config_toml(options: &Options) -> String {
     }
     let destinations = [(LAB, "Lab", "production"), (ANALYTICS, "Analytics", "staging")];
     let more = [(BILLING, "Billing", "development"), (FHIR_SINK, "FhirSink", "production")];
+    // These tests look at the front half: destinations are disabled, so logs
+    // wait in their queues, undelivered.
+    let enabled = "enabled = false";
     for (id, name, environment) in destinations.into_iter().chain(more) {
         let _ = writeln!(
             toml,
-            "[[destinations]]\nid = \"{id}\"\nname = \"{name}\"\nurl = \"http://127.0.0.1:9/{name}\"\nenvironment = \"{environment}\""
+            "[[destinations]]\nid = \"{id}\"\nname = \"{name}\"\nurl = \"http://127.0.0.1:9/{name}\"\nenvironment = \"{environment}\"\n{enabled}"
         );
     }
     let subscriptions = [

@@ -38,7 +38,7 @@ fn body_of(model: &str, event: &str, n: usize) -> Value {
 fn create_results_destination(server: &Server) -> String {
     let d = server.admin_post(
         "/destinations",
-        &json!({ "name": "Doomed", "url": "http://127.0.0.1:9/doomed", "environment": "staging" }),
+        &json!({ "name": "Doomed", "url": "http://127.0.0.1:9/doomed", "environment": "staging", "enabled": false }),
     );
     assert_eq!(d.status, 201, "{}", d.text);
     let id = d.json["id"].as_str().expect("id").to_owned();

@@ -10,6 +10,7 @@ mod harness;
 mod log_detail;
 mod logs;
 mod operator;
+mod receiver;
 mod restart;
 mod segments;
 mod send;

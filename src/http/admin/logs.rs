@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use super::path_id;
 use crate::{
     clock::{parse_rfc3339, rfc3339},
+    delivery::schedule::next_attempt_at,
     error::ApiError,
     http::{AppCtx, authenticate_admin},
     limits,
@@ -63,6 +64,7 @@ fn attempt_json(a: &crate::journal::Attempt) -> Value {
         "duration_ms": a.duration_ms,
         "http_status": a.http_status,
         "error": a.error,
+        "response": a.response,
     })
 }
 
@@ -126,7 +128,9 @@ async fn queue(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>) 
         .get(&id)
         .map(|q| q.pending.iter().filter_map(|&i| state.log_at(i)).filter(|l| l.position <= durable).collect())
         .unwrap_or_default();
+    let disabled = state.destinations.get(&id).is_some_and(|d| !d.enabled);
     let paused = state.queues.get(&id).and_then(|q| q.paused.clone());
+    let paused = paused.or_else(|| disabled.then(|| (now, "destination disabled".to_owned())));
     let head = pending.first();
     let oldest = head.and_then(|l| state.messages.get(&l.message_id)).map(|m| (now - m.received_at_ms).max(0));
     let halted = head.is_some_and(|l| l.status == LogStatus::ProcessingFailed);
@@ -146,7 +150,7 @@ async fn queue(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>) 
         "state": queue_state,
         "paused_reason": reason,
         "head_log_id": head.map(|l| l.id.to_string()),
-        "next_retry_at": Value::Null,
+        "next_retry_at": head.filter(|_| retrying).map(|h| rfc3339(next_attempt_at(h, &ctx.config.delivery.retry_schedule_ms))),
         "head_attempts": head.map(|l| l.attempts.iter().map(attempt_json).collect::<Vec<_>>()).unwrap_or_default(),
     })))
 }

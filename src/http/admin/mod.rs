@@ -3,6 +3,7 @@
 
 mod config;
 mod logs;
+mod queues;
 
 use actix_web::{HttpRequest, web};
 use serde::de::DeserializeOwned;
@@ -22,6 +23,7 @@ const ADMIN_BODY_BYTES: usize = 1 << 20;
 pub fn routes(cfg: &mut web::ServiceConfig) {
     config::routes(cfg);
     logs::routes(cfg);
+    queues::routes(cfg);
 }
 
 /// Parses a JSON body into `T`; unknown fields are a 400 naming them.

@@ -1,0 +1,131 @@
+//! Operator actions on a destination's queue (SPEC §6): pause, resume,
+//! manual retry and skip. They go through the destination's actor, the
+//! only owner of its queue, and answer once their events are durable.
+
+use actix::prelude::*;
+use serde_json::{Value, json};
+
+use super::actor::DestinationActor;
+use crate::{
+    error::ApiError,
+    journal::Event,
+    model::{Id, LogStatus},
+    router::storage_error,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Pause,
+    Resume,
+    Retry(Id),
+    Skip(Id),
+}
+
+#[derive(Debug)]
+pub struct Operate(pub Action);
+
+impl Message for Operate {
+    type Result = Result<Value, ApiError>;
+}
+
+impl Handler<Operate> for DestinationActor {
+    type Result = ResponseFuture<Result<Value, ApiError>>;
+
+    fn handle(&mut self, msg: Operate, ctx: &mut Self::Context) -> Self::Result {
+        let decided = self.decide(msg.0, ctx);
+        let events = match decided {
+            Ok(events) => events,
+            Err(e) => return Box::pin(async move { Err(e) }),
+        };
+        let ledger = self.shared().ledger.clone();
+        let mut last = None;
+        for event in &events {
+            match ledger.record(event) {
+                Ok(position) => last = Some(position),
+                Err(e) => {
+                    let e = storage_error(e);
+                    return Box::pin(async move { Err(e) });
+                }
+            }
+        }
+        self.wake(ctx);
+        let commit = last.map(|p| ledger.commit(p));
+        let answer = json!({ "destination_id": self.id().to_string(), "action": format!("{:?}", msg.0) });
+        Box::pin(async move {
+            if let Some(commit) = commit {
+                commit.await.map_err(storage_error)?;
+            }
+            Ok(answer)
+        })
+    }
+}
+
+impl DestinationActor {
+    /// The events an action calls for, or why it cannot be done.
+    fn decide(&mut self, action: Action, ctx: &mut Context<Self>) -> Result<Vec<Event>, ApiError> {
+        let now = self.shared().clock.now_ms();
+        let durable = self.shared().ledger.durable_through();
+        let (paused, head) = {
+            let state = self.shared().ledger.state().read();
+            let queue = state.queues.get(&self.id());
+            (queue.is_some_and(|q| q.paused.is_some()), state.queue_head(self.id(), durable).map(|h| (h.id, h.status)))
+        };
+        let destination_id = self.id();
+        match action {
+            Action::Pause if paused => Ok(Vec::new()),
+            Action::Pause => {
+                Ok(vec![Event::QueuePaused { destination_id, at_ms: now, reason: "paused by an operator".to_owned() }])
+            }
+            Action::Resume if !paused => Ok(Vec::new()),
+            Action::Resume => Ok(vec![Event::QueueResumed { destination_id, at_ms: now }]),
+            Action::Retry(log_id) => {
+                let status = self.log_status(log_id)?;
+                if !matches!(status, LogStatus::ProcessingFailed | LogStatus::Failed | LogStatus::Retrying) {
+                    return Err(ApiError::conflict(format!(
+                        "log {log_id} is {}: only ProcessingFailed, Failed or Retrying logs can be retried",
+                        status.as_str()
+                    )));
+                }
+                self.not_in_flight(log_id)?;
+                let recovered = self.after_operator(ctx, None);
+                let retry = Event::LogStatusChanged {
+                    log_id,
+                    status: LogStatus::Pending,
+                    at_ms: now,
+                    reason: Some("manual retry".to_owned()),
+                };
+                Ok([Some(retry), recovered].into_iter().flatten().collect())
+            }
+            Action::Skip(log_id) => {
+                let stuck = matches!(head, Some((id, s)) if id == log_id && (paused || matches!(s, LogStatus::Retrying | LogStatus::ProcessingFailed)));
+                if !stuck {
+                    return Err(ApiError::conflict(format!(
+                        "log {log_id} is not the head of a paused or halted queue"
+                    )));
+                }
+                self.not_in_flight(log_id)?;
+                let recovered = self.after_operator(ctx, Some(log_id));
+                let skip = Event::LogStatusChanged {
+                    log_id,
+                    status: LogStatus::Failed,
+                    at_ms: now,
+                    reason: Some("skipped by an operator".to_owned()),
+                };
+                Ok([Some(skip), recovered].into_iter().flatten().collect())
+            }
+        }
+    }
+
+    fn log_status(&self, log_id: Id) -> Result<LogStatus, ApiError> {
+        let state = self.shared().ledger.state().read();
+        let log = state.log(log_id).filter(|l| l.destination_id == self.id());
+        log.map(|l| l.status).ok_or_else(|| ApiError::not_found(format!("log {log_id} not found")))
+    }
+
+    fn not_in_flight(&self, log_id: Id) -> Result<(), ApiError> {
+        if self.in_flight() == Some(log_id) {
+            return Err(ApiError::conflict(format!("log {log_id} is being delivered right now; try again")));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,77 @@
+//! Queue actions and alerts: pause, resume, manual retry, skip (through the
+//! destination's actor) and `GET /alerts`.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde_json::{Value, json};
+
+use super::path_id;
+use crate::{
+    clock::rfc3339,
+    delivery::Action,
+    error::ApiError,
+    http::{AppCtx, authenticate_admin},
+};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/destinations/{id}/pause", web::post().to(pause))
+        .route("/destinations/{id}/resume", web::post().to(resume))
+        .route("/logs/{id}/retry", web::post().to(retry))
+        .route("/logs/{id}/skip", web::post().to(skip))
+        .route("/alerts", web::get().to(alerts));
+}
+
+type Reply = Result<HttpResponse, ApiError>;
+
+async fn on_destination(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>, action: Action) -> Reply {
+    authenticate_admin(&ctx, &req)?;
+    let id = path_id(&id)?;
+    Ok(HttpResponse::Ok().json(ctx.deliveries.operate(id, action).await?))
+}
+
+async fn pause(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>) -> Reply {
+    on_destination(ctx, req, id, Action::Pause).await
+}
+
+async fn resume(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>) -> Reply {
+    on_destination(ctx, req, id, Action::Resume).await
+}
+
+async fn on_log(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>, retry: bool) -> Reply {
+    authenticate_admin(&ctx, &req)?;
+    let id = path_id(&id)?;
+    let destination = ctx.state.read().log(id).map(|l| l.destination_id);
+    let destination = destination.ok_or_else(|| ApiError::not_found(format!("log {id} not found")))?;
+    let action = if retry { Action::Retry(id) } else { Action::Skip(id) };
+    Ok(HttpResponse::Ok().json(ctx.deliveries.operate(destination, action).await?))
+}
+
+async fn retry(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>) -> Reply {
+    on_log(ctx, req, id, true).await
+}
+
+async fn skip(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>) -> Reply {
+    on_log(ctx, req, id, false).await
+}
+
+async fn alerts(ctx: web::Data<AppCtx>, req: HttpRequest) -> Reply {
+    authenticate_admin(&ctx, &req)?;
+    let durable = ctx.journal.durable_through();
+    let state = ctx.state.read();
+    let alerts: Vec<Value> = state
+        .alerts
+        .iter()
+        .rev()
+        .filter(|(position, _)| *position <= durable)
+        .map(|(_, a)| {
+            json!({
+                "id": a.id.to_string(),
+                "kind": a.kind.as_str(),
+                "destination_id": a.destination_id.to_string(),
+                "log_id": a.log_id.map(|l| l.to_string()),
+                "at": rfc3339(a.at_ms),
+                "text": a.text,
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "alerts": alerts, "next_cursor": null })))
+}

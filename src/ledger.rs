@@ -1,0 +1,49 @@
+//! The journal and the state it folds into, kept in step: every writer
+//! (the router, the destination actors) appends and applies under one
+//! lock, so the live state follows log order exactly, as replay does.
+
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+
+use crate::{
+    journal::{CommitFuture, Event, Journal, JournalError},
+    state::State,
+};
+
+#[derive(Debug, Clone)]
+pub struct Ledger {
+    journal: Arc<dyn Journal>,
+    state: Arc<RwLock<State>>,
+}
+
+impl Ledger {
+    pub fn new(journal: Arc<dyn Journal>, state: Arc<RwLock<State>>) -> Self {
+        Self { journal, state }
+    }
+
+    /// Appends `event` and applies it; returns its position. Nothing is
+    /// applied if the append fails. Durable once `commit` resolves.
+    pub fn record(&self, event: &Event) -> Result<u64, JournalError> {
+        let mut state = self.state.write();
+        let position = self.journal.append(event)?;
+        state.apply(position, event);
+        Ok(position)
+    }
+
+    pub fn commit(&self, position: u64) -> CommitFuture {
+        self.journal.commit(position)
+    }
+
+    pub fn journal(&self) -> &Arc<dyn Journal> {
+        &self.journal
+    }
+
+    pub fn state(&self) -> &Arc<RwLock<State>> {
+        &self.state
+    }
+
+    pub fn durable_through(&self) -> u64 {
+        self.journal.durable_through()
+    }
+}
