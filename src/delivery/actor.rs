@@ -156,7 +156,12 @@ impl DestinationActor {
             let attempt_no = u64::try_from(head.attempts.len()).unwrap_or(u64::MAX);
             let ids =
                 (data_model != "FHIR").then_some((head.message_id, head.message_id << 16 | (attempt_no & 0xffff)));
-            let body = shared.pool.prepare(payload, transform, ids).await?;
+            // Transforms run on the pool (CPU work, deep stacks); setting
+            // the Meta IDs alone is cheap enough to do here.
+            let body = match transform {
+                Some(transform) => shared.pool.prepare(payload, Some(transform), ids).await?,
+                None => request::prepare_body(&payload, None, ids)?,
+            };
             let Some(body) = body else { return Ok(Outcome::Filtered) };
             Ok(send(&shared, &client, &dest, &head, received_at_ms, body).await)
         };
@@ -257,11 +262,27 @@ impl DestinationActor {
                 }
             }
         }
+        let mut last = None;
         for event in &events {
-            if let Err(e) = self.shared.ledger.record(event) {
-                tracing::error!(destination = %self.id, error = %e, "journal write failed: delivery stops");
-                return ctx.stop();
+            match self.shared.ledger.record(event) {
+                Ok(position) => last = Some(position),
+                Err(e) => {
+                    tracing::error!(destination = %self.id, error = %e, "journal write failed: delivery stops");
+                    return ctx.stop();
+                }
             }
+        }
+        // Ask for a sync without waiting for it: the next delivery need not
+        // wait, and should a crash come first, at-least-once delivery
+        // covers an outcome that was not yet durable.
+        if let Some(position) = last {
+            let commit = self.shared.ledger.commit(position);
+            let id = self.id;
+            ctx.spawn(actix::fut::wrap_future::<_, Self>(async move {
+                if let Err(e) = commit.await {
+                    tracing::error!(destination = %id, error = %e, "journal sync failed");
+                }
+            }));
         }
     }
 

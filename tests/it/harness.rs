@@ -65,9 +65,15 @@ pub struct Options {
     pub max_body_bytes: Option<usize>,
     pub token_lifetime_s: Option<u64>,
     pub segment_bytes: Option<u64>,
+    /// The whole configuration file, replacing the default one and the
+    /// settings above (the delivery tests bring their own destinations).
+    pub config_text: Option<String>,
 }
 
 fn config_toml(options: &Options) -> String {
+    if let Some(text) = &options.config_text {
+        return text.clone();
+    }
     let mut toml = format!("admin_token = \"{ADMIN_TOKEN}\"\n");
     if let Some(bytes) = options.max_body_bytes {
         let _ = writeln!(toml, "max_body_bytes = {bytes}");

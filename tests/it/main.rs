@@ -5,6 +5,7 @@ mod auth;
 mod bad_admin;
 mod bad_input;
 mod client;
+mod delivery;
 mod fhir;
 mod harness;
 mod log_detail;

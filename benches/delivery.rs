@@ -1,0 +1,245 @@
+//! Delivery benchmark: the real `ferrox` binary (release) and a fast local
+//! receiver (actix-web, in this process) on loopback.
+//!
+//! - fan-out: messages each routed to 100 staging destinations; deliveries
+//!   per second until the receiver has every one.
+//! - strict FIFO: one destination paused while N messages queue, then
+//!   resumed; deliveries per second while it drains, and the order checked.
+//! - latency: one message at a time; accept (the engine's `received-at`) to
+//!   arrival at the receiver.
+//! - memory: resident memory of the engine before and after queueing N
+//!   messages for a paused destination, per message.
+//!
+//! Run with `cargo bench --bench delivery` (about a minute).
+
+#![allow(clippy::print_stdout)]
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    thread,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+
+const DESTINATIONS: usize = 100;
+const FANOUT_MESSAGES: usize = 400;
+const FIFO_MESSAGES: usize = 20_000;
+const LATENCY_MESSAGES: usize = 300;
+const MEMORY_MESSAGES: usize = 50_000;
+const ADMIN: &str = "bench-operator-token-0123456789";
+
+/// What the receiver saw.
+#[derive(Default)]
+struct Seen {
+    total: AtomicU64,
+    /// Message IDs delivered to the FIFO destination, in arrival order.
+    fifo: Mutex<Vec<u64>>,
+    /// Milliseconds from the engine's received-at to arrival.
+    latencies_ms: Mutex<Vec<f64>>,
+}
+
+fn now_ms() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+}
+
+async fn receive(req: HttpRequest, seen: web::Data<Arc<Seen>>) -> HttpResponse {
+    seen.total.fetch_add(1, Ordering::Relaxed);
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    if req.path() == "/fifo"
+        && let Some(id) = header("ferrox-message-id").and_then(|v| v.parse().ok())
+    {
+        seen.fifo.lock().push(id);
+    }
+    if let Some(at) = header("ferrox-received-at").and_then(|v| ferrox::clock::parse_rfc3339(&v)) {
+        seen.latencies_ms.lock().push(now_ms() - at as f64);
+    }
+    HttpResponse::Ok().body("{}")
+}
+
+/// Starts the receiver on its own thread; returns its port.
+fn start_receiver(seen: Arc<Seen>) -> u16 {
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let server = HttpServer::new(move || {
+                App::new().app_data(web::Data::new(seen.clone())).default_service(web::to(receive))
+            })
+            .workers(1)
+            .bind(("127.0.0.1", 0))
+            .expect("bind receiver");
+            tx.send(server.addrs()[0].port()).expect("report port");
+            server.run().await
+        })
+    });
+    rx.recv().expect("receiver port")
+}
+
+fn config(port: u16, data: &std::path::Path) -> String {
+    let mut toml = format!(
+        "admin_token = \"{ADMIN}\"\ndata_dir = \"{}\"\n[[sources]]\nid = \"00000000-0000-4000-8000-000000000001\"\nname = \"bench\"\napi_key = \"bench-key\"\nsecret = \"bench-secret\"\n",
+        data.display()
+    );
+    for i in 0..=DESTINATIONS {
+        let (path, model) = if i == DESTINATIONS { ("fifo".to_owned(), "Order") } else { (format!("d{i}"), "PatientAdmin") };
+        toml += &format!(
+            "[[destinations]]\nid = \"00000000-0000-4000-8000-{i:012}\"\nname = \"{path}\"\nurl = \"http://127.0.0.1:{port}/{path}\"\nenvironment = \"staging\"\n[[subscriptions]]\nsource_id = \"00000000-0000-4000-8000-000000000001\"\ndestination_id = \"00000000-0000-4000-8000-{i:012}\"\ndata_model = \"{model}\"\n"
+        );
+    }
+    toml
+}
+
+struct Engine {
+    child: Child,
+    url: String,
+    agent: ureq::Agent,
+    token: String,
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_engine(config_path: &std::path::Path) -> Engine {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ferrox"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(config_path)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start ferrox");
+    let stdout = child.stdout.take().expect("stdout");
+    let line = BufReader::new(stdout).lines().map_while(Result::ok).find(|l| l.contains("listening on")).expect("ready line");
+    let url = line.trim_start_matches("ferrox listening on ").to_owned();
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let body = json!({ "apiKey": "bench-key", "secret": "bench-secret" });
+    let reply: Value = agent.post(format!("{url}/auth/authenticate")).send_json(&body).expect("auth").body_mut().read_json().expect("json");
+    let token = reply["accessToken"].as_str().expect("token").to_owned();
+    Engine { child, url, agent, token }
+}
+
+impl Engine {
+    fn send(&self, body: &Value) -> u64 {
+        let mut resp = self
+            .agent
+            .post(format!("{}/endpoint", self.url))
+            .header("authorization", format!("Bearer {}", self.token))
+            .send_json(body)
+            .expect("send");
+        assert_eq!(resp.status(), 200);
+        let reply: Value = resp.body_mut().read_json().expect("reply");
+        reply["Meta"]["Message"]["ID"].as_u64().expect("message id")
+    }
+
+    fn admin_post(&self, path: &str) {
+        let resp = self.agent.post(format!("{}/api/v1{path}", self.url)).header("authorization", format!("Bearer {ADMIN}")).send_empty();
+        assert_eq!(resp.expect("admin").status(), 200, "{path}");
+    }
+
+    fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let kb = status.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok());
+        kb.unwrap_or(0) * 1024
+    }
+}
+
+fn admit(n: usize) -> Value {
+    json!({ "Meta": { "DataModel": "PatientAdmin", "EventType": "NewPatient" }, "Patient": { "Identifiers": [{ "ID": n.to_string() }] } })
+}
+
+fn order(n: usize) -> Value {
+    json!({ "Meta": { "DataModel": "Order", "EventType": "New" }, "Patient": { "Identifiers": [{ "ID": n.to_string() }] }, "Order": { "ID": n.to_string() } })
+}
+
+fn wait_until(what: &str, deadline: Duration, done: impl Fn() -> bool) -> Duration {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(2));
+    }
+    start.elapsed()
+}
+
+/// Sends `count` bodies from 8 client threads.
+fn send_many(engine: &Arc<Engine>, count: usize, body: fn(usize) -> Value) {
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let engine = engine.clone();
+            thread::spawn(move || {
+                for n in (t..count).step_by(8) {
+                    engine.send(&body(n));
+                }
+            })
+        })
+        .collect();
+    threads.into_iter().for_each(|t| t.join().expect("client thread"));
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn main() {
+    let seen = Arc::new(Seen::default());
+    let port = start_receiver(seen.clone());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config_path = dir.path().join("ferrox.toml");
+    std::fs::write(&config_path, config(port, dir.path())).expect("write config");
+    let engine = Arc::new(start_engine(&config_path));
+    let fifo = format!("/destinations/00000000-0000-4000-8000-{DESTINATIONS:012}");
+
+    let start = Instant::now();
+    send_many(&engine, FANOUT_MESSAGES, admit);
+    let expected = (FANOUT_MESSAGES * DESTINATIONS) as u64;
+    wait_until("fan-out deliveries", Duration::from_secs(300), || seen.total.load(Ordering::Relaxed) >= expected);
+    let secs = start.elapsed().as_secs_f64();
+    println!("fan-out: {expected} deliveries to {DESTINATIONS} destinations in {secs:.2} s: {:.0} deliveries/s", expected as f64 / secs);
+
+    engine.admin_post(&format!("{fifo}/pause"));
+    let before = seen.total.load(Ordering::Relaxed);
+    send_many(&engine, FIFO_MESSAGES, order);
+    let start = Instant::now();
+    engine.admin_post(&format!("{fifo}/resume"));
+    let target = before + FIFO_MESSAGES as u64;
+    wait_until("FIFO drain", Duration::from_secs(300), || seen.total.load(Ordering::Relaxed) >= target);
+    let secs = start.elapsed().as_secs_f64();
+    let got = seen.fifo.lock().clone();
+    assert!(got.windows(2).all(|w| w[0] < w[1]), "FIFO order broken");
+    println!("strict FIFO: {FIFO_MESSAGES} deliveries to one destination in {secs:.2} s: {:.0} deliveries/s (order verified)", FIFO_MESSAGES as f64 / secs);
+
+    seen.latencies_ms.lock().clear();
+    for n in 0..LATENCY_MESSAGES {
+        let before = seen.latencies_ms.lock().len();
+        engine.send(&order(n));
+        wait_until("one delivery", Duration::from_secs(10), || seen.latencies_ms.lock().len() > before);
+    }
+    let mut lat = seen.latencies_ms.lock().clone();
+    lat.sort_by(f64::total_cmp);
+    println!(
+        "accept -> delivered at light load ({} messages, one at a time): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (received-at has millisecond resolution)",
+        lat.len(),
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99),
+        lat.last().copied().unwrap_or(0.0)
+    );
+
+    engine.admin_post(&format!("{fifo}/pause"));
+    let rss_before = engine.rss_bytes();
+    send_many(&engine, MEMORY_MESSAGES, order);
+    let rss_after = engine.rss_bytes();
+    println!(
+        "memory: {MEMORY_MESSAGES} pending messages (1 log each, payloads left on disk) added {} bytes of resident memory: {:.0} bytes per pending message",
+        rss_after.saturating_sub(rss_before),
+        rss_after.saturating_sub(rss_before) as f64 / MEMORY_MESSAGES as f64
+    );
+}
