@@ -173,9 +173,8 @@ impl Router {
         let earlier = state.idempotent(source, key, now_ms)?;
         let message = state.messages.get(&earlier.message_id)?;
         let logs = message
-            .logs
-            .iter()
-            .filter_map(|&i| state.log_at(i))
+            .logs()
+            .filter_map(|i| state.log_at(i))
             .map(|l| NewLog { id: l.id, attempt_id: l.first_attempt_id, destination_id: l.destination_id })
             .collect();
         Some(SendOutcome { message_id: message.id, position: earlier.position, logs, repeated: true })

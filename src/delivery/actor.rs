@@ -33,6 +33,10 @@ pub struct DestinationActor {
     retry: Option<(Id, SpawnHandle)>,
     /// A pause or halt alert was raised and no recovery yet.
     episode_open: bool,
+    /// The last position this actor recorded, and whether a sync of it has
+    /// been asked for.
+    unsynced: u64,
+    syncing: bool,
     transforms: HashMap<String, Arc<Transform>>,
 }
 
@@ -46,7 +50,17 @@ impl DestinationActor {
             .queue_head(id, durable)
             .is_some_and(|h| matches!(h.status, LogStatus::Retrying | LogStatus::ProcessingFailed));
         let client = awc::Client::builder().disable_timeout().finish();
-        Self { id, shared, client, in_flight: None, retry: None, episode_open, transforms: HashMap::new() }
+        Self {
+            id,
+            shared,
+            client,
+            in_flight: None,
+            retry: None,
+            episode_open,
+            unsynced: 0,
+            syncing: false,
+            transforms: HashMap::new(),
+        }
     }
 
     /// Looks at the queue and starts what is due.
@@ -155,7 +169,7 @@ impl DestinationActor {
             };
             let attempt_no = u64::try_from(head.attempts.len()).unwrap_or(u64::MAX);
             let ids =
-                (data_model != "FHIR").then_some((head.message_id, head.message_id << 16 | (attempt_no & 0xffff)));
+                (&*data_model != "FHIR").then_some((head.message_id, head.message_id << 16 | (attempt_no & 0xffff)));
             // Transforms run on the pool (CPU work, deep stacks); setting
             // the Meta IDs alone is cheap enough to do here.
             let body = match transform {
@@ -272,18 +286,30 @@ impl DestinationActor {
                 }
             }
         }
-        // Ask for a sync without waiting for it: the next delivery need not
-        // wait, and should a crash come first, at-least-once delivery
-        // covers an outcome that was not yet durable.
         if let Some(position) = last {
-            let commit = self.shared.ledger.commit(position);
-            let id = self.id;
-            ctx.spawn(actix::fut::wrap_future::<_, Self>(async move {
-                if let Err(e) = commit.await {
-                    tracing::error!(destination = %id, error = %e, "journal sync failed");
-                }
-            }));
+            self.unsynced = self.unsynced.max(position);
+            self.request_sync(ctx);
         }
+    }
+
+    /// Asks for a sync of what this actor recorded, without waiting for it:
+    /// the next delivery need not wait, and should a crash come first,
+    /// at-least-once delivery covers an outcome that was not yet durable.
+    /// At most one request is out at a time; the committer syncs everything
+    /// appended, so one covers all that came before it.
+    fn request_sync(&mut self, ctx: &mut Context<Self>) {
+        if self.syncing || self.unsynced <= self.shared.ledger.durable_through() {
+            return;
+        }
+        self.syncing = true;
+        let commit = self.shared.ledger.commit(self.unsynced);
+        ctx.spawn(actix::fut::wrap_future::<_, Self>(commit).map(|result, act, ctx| {
+            act.syncing = false;
+            match result {
+                Ok(()) => act.request_sync(ctx),
+                Err(e) => tracing::error!(destination = %act.id, error = %e, "journal sync failed"),
+            }
+        }));
     }
 
     /// An alert for a new pause or halt episode; none while one is open.

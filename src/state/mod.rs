@@ -8,7 +8,10 @@
 
 mod query;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::{
+    collections::{BTreeMap, HashMap, HashSet, VecDeque},
+    sync::Arc,
+};
 
 pub use self::query::{LogFilter, LogPage};
 use crate::{
@@ -28,7 +31,8 @@ pub struct State {
     pub token_key: Option<[u8; 32]>,
     /// The ID the next accepted message gets.
     pub next_message_id: u64,
-    pub messages: HashMap<u64, Message>,
+    pub messages: Messages,
+    names: Interner,
     /// Every log, in acceptance order.
     logs: Vec<Log>,
     log_index: HashMap<Id, usize>,
@@ -40,6 +44,8 @@ pub struct State {
     pub position: u64,
 }
 
+/// An accepted message, as kept in memory: its body stays in the journal.
+/// Kept small, since one stays in memory per message (see `Interner`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Message {
     pub id: u64,
@@ -47,11 +53,55 @@ pub struct Message {
     pub position: u64,
     pub log_type: LogType,
     pub source_id: Id,
-    pub data_model: String,
-    pub event_type: String,
+    pub data_model: Arc<str>,
+    pub event_type: Arc<str>,
     pub received_at_ms: TimestampMs,
+    /// Its logs are the `log_count` logs from index `first_log`: a
+    /// message's logs are created together.
+    pub first_log: usize,
+    pub log_count: u32,
+}
+
+impl Message {
     /// Indexes of its logs.
-    pub logs: Vec<usize>,
+    pub fn logs(&self) -> std::ops::Range<usize> {
+        self.first_log..self.first_log + self.log_count as usize
+    }
+}
+
+/// Messages by ID. IDs are dense from 1 (the router assigns them in
+/// order), so a vector indexed by `id - 1` serves.
+#[derive(Debug, Default)]
+pub struct Messages(Vec<Option<Message>>);
+
+impl Messages {
+    pub fn get(&self, id: &u64) -> Option<&Message> {
+        let index = usize::try_from(id.checked_sub(1)?).ok()?;
+        self.0.get(index)?.as_ref()
+    }
+
+    fn insert(&mut self, message: Message) {
+        let Some(index) = message.id.checked_sub(1).and_then(|i| usize::try_from(i).ok()) else { return };
+        if self.0.len() <= index {
+            self.0.resize(index + 1, None);
+        }
+        self.0[index] = Some(message);
+    }
+}
+
+/// One shared copy of each data model and event type name.
+#[derive(Debug, Default)]
+struct Interner(HashSet<Arc<str>>);
+
+impl Interner {
+    fn intern(&mut self, name: &str) -> Arc<str> {
+        if let Some(known) = self.0.get(name) {
+            return known.clone();
+        }
+        let name: Arc<str> = Arc::from(name);
+        self.0.insert(name.clone());
+        name
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -65,7 +115,7 @@ pub struct Log {
     pub updated_at_ms: TimestampMs,
     pub attempts: Vec<Attempt>,
     /// Why the log is in its status, when an operator or a failure says so.
-    pub reason: Option<String>,
+    pub reason: Option<Box<str>>,
 }
 
 /// A destination's queue: its non-terminal logs in acceptance order.
@@ -163,7 +213,7 @@ impl State {
                     for index in queue.pending {
                         let log = &mut self.logs[index];
                         log.status = LogStatus::Failed;
-                        log.reason = Some("destination deleted".to_owned());
+                        log.reason = Some("destination deleted".into());
                     }
                 }
             }
@@ -195,7 +245,7 @@ impl State {
     }
 
     fn accept(&mut self, position: u64, a: AcceptedMeta<'_>) {
-        let mut indexes = Vec::with_capacity(a.logs.len());
+        let first_log = self.logs.len();
         for new in &a.logs {
             let index = self.logs.len();
             self.logs.push(Log {
@@ -213,7 +263,6 @@ impl State {
             if a.log_type == LogType::Async {
                 self.queues.entry(new.destination_id).or_default().pending.push_back(index);
             }
-            indexes.push(index);
         }
         if let Some(key) = a.idempotency_key {
             let entry = Idempotent { message_id: a.message_id, position, at_ms: a.received_at_ms };
@@ -227,12 +276,13 @@ impl State {
             position,
             log_type: a.log_type,
             source_id: a.source_id,
-            data_model: a.data_model.to_owned(),
-            event_type: a.event_type.to_owned(),
+            data_model: self.names.intern(a.data_model),
+            event_type: self.names.intern(a.event_type),
             received_at_ms: a.received_at_ms,
-            logs: indexes,
+            first_log,
+            log_count: u32::try_from(a.logs.len()).unwrap_or(u32::MAX),
         };
-        self.messages.insert(a.message_id, message);
+        self.messages.insert(message);
     }
 
     fn set_status(&mut self, log_id: Id, status: LogStatus, at_ms: TimestampMs, reason: Option<String>) {
@@ -240,7 +290,7 @@ impl State {
         let log = &mut self.logs[index];
         log.status = status;
         log.updated_at_ms = at_ms;
-        log.reason = reason;
+        log.reason = reason.map(String::into_boxed_str);
         let destination_id = log.destination_id;
         let Some(queue) = self.queues.get_mut(&destination_id) else { return };
         if status.is_terminal() {
@@ -317,3 +367,4 @@ fn meta_of(a: &Accepted) -> AcceptedMeta<'_> {
         logs: a.logs.clone(),
     }
 }
+

@@ -19,7 +19,7 @@ use sha2::Sha256;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
 use crate::{
-    client::{Reply, patient_admin},
+    client::{Client, Reply, patient_admin},
     harness::{ADMIN_TOKEN, EHR, Options, Rng, Server, seed},
     receiver::{Behavior, Received, Receiver},
 };
@@ -244,14 +244,14 @@ pub fn eventually<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
 }
 
 /// `GET /api/v1/logs/{id}`.
-pub fn log(server: &Server, log_id: &str) -> Value {
+pub fn log(server: &Client, log_id: &str) -> Value {
     let r = server.admin_get(&format!("/logs/{log_id}"));
     assert_eq!(r.status, 200, "GET /logs/{log_id}: {}", r.text);
     r.json
 }
 
 /// Waits until the log has `status`; returns it.
-pub fn wait_status(server: &Server, log_id: &str, status: &str) -> Value {
+pub fn wait_status(server: &Client, log_id: &str, status: &str) -> Value {
     let mut last = Value::Null;
     let found = eventually(&format!("log {log_id} to be {status}"), || {
         last = log(server, log_id);
@@ -262,14 +262,14 @@ pub fn wait_status(server: &Server, log_id: &str, status: &str) -> Value {
 }
 
 /// `GET /api/v1/destinations/{id}/queue`.
-pub fn queue(server: &Server, dest: &Dest) -> Value {
+pub fn queue(server: &Client, dest: &Dest) -> Value {
     let r = server.admin_get(&format!("/destinations/{}/queue", dest.id));
     assert_eq!(r.status, 200, "queue of {}: {}", dest.name, r.text);
     r.json
 }
 
 /// The alerts of `dest`, newest first.
-pub fn alerts(server: &Server, dest: &Dest) -> Vec<Value> {
+pub fn alerts(server: &Client, dest: &Dest) -> Vec<Value> {
     let r = server.admin_get("/alerts");
     assert_eq!(r.status, 200, "GET /alerts: {}", r.text);
     let all = r.json["alerts"].as_array().unwrap_or_else(|| panic!("no alerts list: {}", r.text));
@@ -282,7 +282,7 @@ pub fn kinds(alerts: &[Value]) -> Vec<&str> {
 }
 
 /// Every log of `dest` listed by the operator API.
-pub fn logs_of(server: &Server, dest: &Dest) -> Vec<Value> {
+pub fn logs_of(server: &Client, dest: &Dest) -> Vec<Value> {
     server.all_logs(&format!("destination={}", dest.id), 1000)
 }
 
@@ -361,22 +361,39 @@ fn production_delivers_everything_in_order_through_random_failures() {
 
 #[test]
 fn staging_and_development_fail_a_log_and_go_on() {
-    let staging_receiver = Receiver::start();
-    staging_receiver.script([status(500)]);
-    let development_receiver = Receiver::start();
-    development_receiver.script([Behavior::Reset]);
-    let staging = Dest::new(1, "staging", staging_receiver.url("/staging"));
-    let development = Dest::new(2, "development", development_receiver.url("/development"));
-    let server = Setup { destinations: vec![staging.clone(), development.clone()], ..Setup::default() }.start();
+    // Each destination fails its first request its own way: an error
+    // status, a reset connection, no answer within `timeout_ms`.
+    let failures = [("staging", status(500)), ("development", Behavior::Reset), ("staging", Behavior::Hang)];
+    let receivers: Vec<Receiver> = failures
+        .iter()
+        .map(|(_, failure)| {
+            let r = Receiver::start();
+            r.script([failure.clone()]);
+            r
+        })
+        .collect();
+    let destinations: Vec<Dest> = failures
+        .iter()
+        .zip(&receivers)
+        .zip(1..)
+        .map(|(((environment, _), r), n)| {
+            let mut d = Dest::new(n, environment, r.url("/failing"));
+            d.timeout_ms = Some(500);
+            d
+        })
+        .collect();
+    let server = Setup { destinations: destinations.clone(), ..Setup::default() }.start();
     let token = server.token();
     let sent: Vec<Sent> = (0..3).map(|n| send(&server, &token, &format!("env-{n}"))).collect();
-    for (dest, receiver) in [(&staging, &staging_receiver), (&development, &development_receiver)] {
+    let mut failed_attempts = Vec::new();
+    for (dest, receiver) in destinations.iter().zip(&receivers) {
         let expected = logs_in_order(&sent, dest);
         let received = wait_first_seen(receiver, &expected);
         assert_eq!(webhook_ids(&received), expected, "{}: a failed log was retried", dest.name);
         let failed = wait_status(&server, &expected[0], "Failed");
         let attempts = failed["attempts"].as_array().expect("attempts");
         assert_eq!(attempts.len(), 1, "{}: {failed}", dest.name);
+        failed_attempts.push(attempts[0].clone());
         for later in &expected[1..] {
             wait_status(&server, later, "Succeeded");
         }
@@ -384,15 +401,15 @@ fn staging_and_development_fail_a_log_and_go_on() {
         assert_eq!((&q["state"], &q["depth"]), (&json!("flowing"), &json!(0)), "{}: {q}", dest.name);
         assert!(alerts(&server, dest).is_empty(), "{}: a non-production failure raised an alert", dest.name);
     }
-    let staging_failure = log(&server, &sent[0].log(&staging));
-    assert_eq!(staging_failure["attempts"][0]["http_status"], 500, "{staging_failure}");
+    let [answered, reset, timed_out] = &failed_attempts[..] else { unreachable!("three destinations") };
+    assert_eq!(answered["http_status"], 500, "{answered}");
     assert!(
-        staging_failure["attempts"][0]["error"].as_str().is_some_and(|e| e.contains("answered 500")),
-        "the receiver's Meta.Errors text is kept: {staging_failure}"
+        answered["error"].as_str().is_some_and(|e| e.contains("answered 500")),
+        "the receiver's Meta.Errors text is kept: {answered}"
     );
-    let development_failure = log(&server, &sent[0].log(&development));
-    let attempt = &development_failure["attempts"][0];
-    assert!(attempt["http_status"].is_null() && attempt["error"].is_string(), "{development_failure}");
+    assert!(reset["http_status"].is_null() && reset["error"].is_string(), "{reset}");
+    assert!(timed_out["http_status"].is_null(), "{timed_out}");
+    assert!(timed_out["error"].as_str().is_some_and(|e| e.contains("timed out")), "{timed_out}");
 }
 
 #[test]

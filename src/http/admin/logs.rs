@@ -76,8 +76,8 @@ fn log_json(state: &State, log: &Log) -> Value {
         "type": message.map(|m| m.log_type.as_str()),
         "source_id": message.map(|m| m.source_id.to_string()),
         "destination_id": log.destination_id.to_string(),
-        "data_model": message.map(|m| m.data_model.as_str()),
-        "event_type": message.map(|m| m.event_type.as_str()),
+        "data_model": message.map(|m| &*m.data_model),
+        "event_type": message.map(|m| &*m.event_type),
         "status": log.status.as_str(),
         "reason": log.reason,
         "received_at": message.map(|m| rfc3339(m.received_at_ms)),
@@ -142,7 +142,7 @@ async fn queue(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>) 
     } else {
         "flowing"
     };
-    let reason = paused.map(|(_, r)| r).or_else(|| head.filter(|_| halted || retrying).and_then(|l| l.reason.clone()));
+    let reason = paused.map(|(_, r)| r).or_else(|| head.filter(|_| halted || retrying).and_then(|l| l.reason.as_deref().map(str::to_owned)));
     Ok(HttpResponse::Ok().json(json!({
         "destination_id": id.to_string(),
         "depth": pending.len(),
