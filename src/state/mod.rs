@@ -367,4 +367,3 @@ fn meta_of(a: &Accepted) -> AcceptedMeta<'_> {
         logs: a.logs.clone(),
     }
 }
-

@@ -1,150 +1,203 @@
 //! CRUD of sources, destinations and subscriptions. Every change is a
-//! journal event, answered once durable.
+//! journal event, decided inside the router and answered once durable.
+//! The three kinds share their handlers through [`Kind`].
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde::Deserialize;
+use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::{Value, json};
 
 use super::{change, json_body, path_id};
 use crate::{
     error::ApiError,
     http::{AppCtx, authenticate_admin},
+    ids::IdSource,
     journal::Event,
+    model::Id,
     objects::{DestinationSpec, SourceSpec, SubscriptionSpec, destination_json, source_json, subscription_json},
+    state::State,
 };
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/sources", web::get().to(list_sources))
-        .route("/sources", web::post().to(create_source))
-        .route("/sources/{id}", web::get().to(get_source))
-        .route("/sources/{id}", web::put().to(put_source))
-        .route("/sources/{id}", web::delete().to(delete_source))
-        .route("/destinations", web::get().to(list_destinations))
-        .route("/destinations", web::post().to(create_destination))
-        .route("/destinations/{id}", web::get().to(get_destination))
-        .route("/destinations/{id}", web::put().to(put_destination))
-        .route("/destinations/{id}", web::delete().to(delete_destination))
-        .route("/subscriptions", web::get().to(list_subscriptions))
-        .route("/subscriptions", web::post().to(create_subscription))
-        .route("/subscriptions/{id}", web::get().to(get_subscription))
-        .route("/subscriptions/{id}", web::put().to(put_subscription))
-        .route("/subscriptions/{id}", web::delete().to(delete_subscription));
+    register::<Sources>(cfg);
+    register::<Destinations>(cfg);
+    register::<Subscriptions>(cfg);
 }
 
+fn register<K: Kind>(cfg: &mut web::ServiceConfig) {
+    let one = format!("/{}/{{id}}", K::PLURAL);
+    cfg.route(&format!("/{}", K::PLURAL), web::get().to(list::<K>))
+        .route(&format!("/{}", K::PLURAL), web::post().to(create::<K>))
+        .route(&one, web::get().to(get::<K>))
+        .route(&one, web::put().to(put::<K>))
+        .route(&one, web::delete().to(delete::<K>));
+}
+
+/// What differs between the three kinds of configuration object.
+trait Kind: 'static {
+    const SINGULAR: &'static str;
+    const PLURAL: &'static str;
+    type Spec: DeserializeOwned + Send + 'static;
+
+    fn ids(state: &State) -> Vec<Id>;
+    fn json(state: &State, id: Id) -> Option<Value>;
+    /// Builds the object for an upsert; `path_id` is set for `PUT`.
+    fn upsert(spec: &Self::Spec, path_id: Option<Id>, state: &State, ids: &dyn IdSource, ctx: &Defaults) -> Decided;
+    fn spec_id(spec: &Self::Spec) -> Option<&str>;
+    /// Whether deleting `id` is refused, and why.
+    fn refuse_delete(_state: &State, _id: Id, _force: bool) -> Option<ApiError> {
+        None
+    }
+    fn deleted(id: Id) -> Event;
+}
+
+type Decided = Result<(Event, Value), ApiError>;
 type Reply = Result<HttpResponse, ApiError>;
 
-fn list(plural: &str, items: Vec<Value>) -> HttpResponse {
-    HttpResponse::Ok().json(json!({ plural: items, "next_cursor": null }))
+/// Settings from the configuration file that objects default to.
+#[derive(Debug, Clone, Copy)]
+struct Defaults {
+    timeout_ms: u64,
 }
 
-fn exists_conflict(kind: &str, id: Option<&str>, taken: impl Fn(crate::model::Id) -> bool) -> Result<(), ApiError> {
-    match id.and_then(crate::model::Id::parse) {
-        Some(id) if taken(id) => Err(ApiError::conflict(format!("{kind} {id} exists: use PUT to change it"))),
-        _ => Ok(()),
+struct Sources;
+struct Destinations;
+struct Subscriptions;
+
+impl Kind for Sources {
+    const SINGULAR: &'static str = "source";
+    const PLURAL: &'static str = "sources";
+    type Spec = SourceSpec;
+
+    fn ids(state: &State) -> Vec<Id> {
+        state.sources.keys().copied().collect()
+    }
+    fn json(state: &State, id: Id) -> Option<Value> {
+        state.sources.get(&id).map(|s| source_json(s, None))
+    }
+    fn upsert(spec: &SourceSpec, path_id: Option<Id>, state: &State, ids: &dyn IdSource, _: &Defaults) -> Decided {
+        let existing = path_id.and_then(|id| state.sources.get(&id));
+        let (source, secret) = spec.build(path_id, existing, state, ids)?;
+        let value = source_json(&source, secret.as_deref());
+        Ok((Event::SourceUpserted(source), value))
+    }
+    fn spec_id(spec: &SourceSpec) -> Option<&str> {
+        spec.id.as_deref()
+    }
+    fn deleted(id: Id) -> Event {
+        Event::SourceDeleted { id }
     }
 }
 
-async fn list_sources(ctx: web::Data<AppCtx>, req: HttpRequest) -> Reply {
-    authenticate_admin(&ctx, &req)?;
-    Ok(list("sources", ctx.state.read().sources.values().map(|s| source_json(s, None)).collect()))
+impl Kind for Destinations {
+    const SINGULAR: &'static str = "destination";
+    const PLURAL: &'static str = "destinations";
+    type Spec = DestinationSpec;
+
+    fn ids(state: &State) -> Vec<Id> {
+        state.destinations.keys().copied().collect()
+    }
+    fn json(state: &State, id: Id) -> Option<Value> {
+        state.destinations.get(&id).map(destination_json)
+    }
+    fn upsert(spec: &DestinationSpec, path_id: Option<Id>, state: &State, ids: &dyn IdSource, d: &Defaults) -> Decided {
+        let existing = path_id.and_then(|id| state.destinations.get(&id));
+        let destination = spec.build(path_id, existing, d.timeout_ms, ids)?;
+        let value = destination_json(&destination);
+        Ok((Event::DestinationUpserted(destination), value))
+    }
+    fn spec_id(spec: &DestinationSpec) -> Option<&str> {
+        spec.id.as_deref()
+    }
+    fn refuse_delete(state: &State, id: Id, force: bool) -> Option<ApiError> {
+        let queued = state.queues.get(&id).map_or(0, |q| q.pending.len());
+        (queued > 0 && !force).then(|| {
+            ApiError::conflict(format!(
+                "destination {id} has {queued} queued logs: deliver them first, or delete with ?force=true (they become Failed)"
+            ))
+        })
+    }
+    fn deleted(id: Id) -> Event {
+        Event::DestinationDeleted { id }
+    }
 }
 
-async fn get_source(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>) -> Reply {
+impl Kind for Subscriptions {
+    const SINGULAR: &'static str = "subscription";
+    const PLURAL: &'static str = "subscriptions";
+    type Spec = SubscriptionSpec;
+
+    fn ids(state: &State) -> Vec<Id> {
+        state.subscriptions.keys().copied().collect()
+    }
+    fn json(state: &State, id: Id) -> Option<Value> {
+        state.subscriptions.get(&id).map(subscription_json)
+    }
+    fn upsert(
+        spec: &SubscriptionSpec,
+        path_id: Option<Id>,
+        state: &State,
+        ids: &dyn IdSource,
+        _: &Defaults,
+    ) -> Decided {
+        let existing = path_id.and_then(|id| state.subscriptions.get(&id));
+        let subscription = spec.build(path_id, existing, state, ids)?;
+        let value = subscription_json(&subscription);
+        Ok((Event::SubscriptionUpserted(subscription), value))
+    }
+    fn spec_id(spec: &SubscriptionSpec) -> Option<&str> {
+        spec.id.as_deref()
+    }
+    fn deleted(id: Id) -> Event {
+        Event::SubscriptionDeleted { id }
+    }
+}
+
+fn not_found<K: Kind>(id: Id) -> ApiError {
+    ApiError::not_found(format!("{} {id} not found", K::SINGULAR))
+}
+
+async fn list<K: Kind>(ctx: web::Data<AppCtx>, req: HttpRequest) -> Reply {
     authenticate_admin(&ctx, &req)?;
-    let id = path_id(&id)?;
     let state = ctx.state.read();
-    let source = state.sources.get(&id).ok_or_else(|| ApiError::not_found(format!("source {id} not found")))?;
-    Ok(HttpResponse::Ok().json(source_json(source, None)))
+    let items: Vec<Value> = K::ids(&state).into_iter().filter_map(|id| K::json(&state, id)).collect();
+    Ok(HttpResponse::Ok().json(json!({ K::PLURAL: items, "next_cursor": null })))
 }
 
-async fn create_source(ctx: web::Data<AppCtx>, req: HttpRequest, body: web::Payload) -> Reply {
-    authenticate_admin(&ctx, &req)?;
-    let spec: SourceSpec = json_body(&req, body).await?;
-    let value = change(
-        &ctx,
-        Box::new(move |state, ids| {
-            exists_conflict("source", spec.id.as_deref(), |id| state.sources.contains_key(&id))?;
-            let (source, secret) = spec.build(None, None, state, ids)?;
-            let value = source_json(&source, secret.as_deref());
-            Ok((Some(Event::SourceUpserted(source)), value))
-        }),
-    )
-    .await?;
-    Ok(HttpResponse::Created().json(value))
-}
-
-async fn put_source(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>, body: web::Payload) -> Reply {
+async fn get<K: Kind>(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>) -> Reply {
     authenticate_admin(&ctx, &req)?;
     let id = path_id(&id)?;
-    let spec: SourceSpec = json_body(&req, body).await?;
-    let value = change(
-        &ctx,
-        Box::new(move |state, ids| {
-            let (source, secret) = spec.build(Some(id), state.sources.get(&id), state, ids)?;
-            let value = source_json(&source, secret.as_deref());
-            Ok((Some(Event::SourceUpserted(source)), value))
-        }),
-    )
-    .await?;
+    let value = K::json(&ctx.state.read(), id).ok_or_else(|| not_found::<K>(id))?;
     Ok(HttpResponse::Ok().json(value))
 }
 
-async fn delete_source(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>) -> Reply {
+async fn create<K: Kind>(ctx: web::Data<AppCtx>, req: HttpRequest, body: web::Payload) -> Reply {
     authenticate_admin(&ctx, &req)?;
-    let id = path_id(&id)?;
-    change(
-        &ctx,
-        Box::new(move |state, _| {
-            let source = state.sources.get(&id).ok_or_else(|| ApiError::not_found(format!("source {id} not found")))?;
-            let value = source_json(source, None);
-            Ok((Some(Event::SourceDeleted { id }), value))
-        }),
-    )
-    .await?;
-    Ok(HttpResponse::NoContent().finish())
-}
-
-async fn list_destinations(ctx: web::Data<AppCtx>, req: HttpRequest) -> Reply {
-    authenticate_admin(&ctx, &req)?;
-    Ok(list("destinations", ctx.state.read().destinations.values().map(destination_json).collect()))
-}
-
-async fn get_destination(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>) -> Reply {
-    authenticate_admin(&ctx, &req)?;
-    let id = path_id(&id)?;
-    let state = ctx.state.read();
-    let d = state.destinations.get(&id).ok_or_else(|| ApiError::not_found(format!("destination {id} not found")))?;
-    Ok(HttpResponse::Ok().json(destination_json(d)))
-}
-
-async fn create_destination(ctx: web::Data<AppCtx>, req: HttpRequest, body: web::Payload) -> Reply {
-    authenticate_admin(&ctx, &req)?;
-    let spec: DestinationSpec = json_body(&req, body).await?;
-    let timeout_ms = ctx.config.delivery.timeout_ms;
+    let spec: K::Spec = json_body(&req, body).await?;
+    let defaults = Defaults { timeout_ms: ctx.config.delivery.timeout_ms };
     let value = change(
         &ctx,
         Box::new(move |state, ids| {
-            exists_conflict("destination", spec.id.as_deref(), |id| state.destinations.contains_key(&id))?;
-            let d = spec.build(None, None, timeout_ms, ids)?;
-            let value = destination_json(&d);
-            Ok((Some(Event::DestinationUpserted(d)), value))
+            if let Some(id) = K::spec_id(&spec).and_then(Id::parse).filter(|id| K::json(state, *id).is_some()) {
+                return Err(ApiError::conflict(format!("{} {id} exists: use PUT to change it", K::SINGULAR)));
+            }
+            let (event, value) = K::upsert(&spec, None, state, ids, &defaults)?;
+            Ok((Some(event), value))
         }),
     )
     .await?;
     Ok(HttpResponse::Created().json(value))
 }
 
-async fn put_destination(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>, body: web::Payload) -> Reply {
+async fn put<K: Kind>(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>, body: web::Payload) -> Reply {
     authenticate_admin(&ctx, &req)?;
     let id = path_id(&id)?;
-    let spec: DestinationSpec = json_body(&req, body).await?;
-    let timeout_ms = ctx.config.delivery.timeout_ms;
+    let spec: K::Spec = json_body(&req, body).await?;
+    let defaults = Defaults { timeout_ms: ctx.config.delivery.timeout_ms };
     let value = change(
         &ctx,
         Box::new(move |state, ids| {
-            let d = spec.build(Some(id), state.destinations.get(&id), timeout_ms, ids)?;
-            let value = destination_json(&d);
-            Ok((Some(Event::DestinationUpserted(d)), value))
+            let (event, value) = K::upsert(&spec, Some(id), state, ids, &defaults)?;
+            Ok((Some(event), value))
         }),
     )
     .await?;
@@ -158,7 +211,7 @@ struct DeleteQuery {
     force: bool,
 }
 
-async fn delete_destination(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>) -> Reply {
+async fn delete<K: Kind>(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>) -> Reply {
     authenticate_admin(&ctx, &req)?;
     let id = path_id(&id)?;
     let query = web::Query::<DeleteQuery>::from_query(req.query_string())
@@ -167,81 +220,11 @@ async fn delete_destination(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::P
     change(
         &ctx,
         Box::new(move |state, _| {
-            let d = state.destinations.get(&id).ok_or_else(|| ApiError::not_found(format!("destination {id} not found")))?;
-            let queued = state.queues.get(&id).map_or(0, |q| q.pending.len());
-            if queued > 0 && !query.force {
-                return Err(ApiError::conflict(format!(
-                    "destination {id} has {queued} queued logs: deliver them first, or delete with ?force=true (they become Failed)"
-                )));
+            let value = K::json(state, id).ok_or_else(|| not_found::<K>(id))?;
+            if let Some(refusal) = K::refuse_delete(state, id, query.force) {
+                return Err(refusal);
             }
-            Ok((Some(Event::DestinationDeleted { id }), destination_json(d)))
-        }),
-    )
-    .await?;
-    Ok(HttpResponse::NoContent().finish())
-}
-
-async fn list_subscriptions(ctx: web::Data<AppCtx>, req: HttpRequest) -> Reply {
-    authenticate_admin(&ctx, &req)?;
-    Ok(list("subscriptions", ctx.state.read().subscriptions.values().map(subscription_json).collect()))
-}
-
-async fn get_subscription(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>) -> Reply {
-    authenticate_admin(&ctx, &req)?;
-    let id = path_id(&id)?;
-    let state = ctx.state.read();
-    let s = state.subscriptions.get(&id).ok_or_else(|| ApiError::not_found(format!("subscription {id} not found")))?;
-    Ok(HttpResponse::Ok().json(subscription_json(s)))
-}
-
-async fn create_subscription(ctx: web::Data<AppCtx>, req: HttpRequest, body: web::Payload) -> Reply {
-    authenticate_admin(&ctx, &req)?;
-    let spec: SubscriptionSpec = json_body(&req, body).await?;
-    let value = change(
-        &ctx,
-        Box::new(move |state, ids| {
-            exists_conflict("subscription", spec.id.as_deref(), |id| state.subscriptions.contains_key(&id))?;
-            let s = spec.build(None, None, state, ids)?;
-            let value = subscription_json(&s);
-            Ok((Some(Event::SubscriptionUpserted(s)), value))
-        }),
-    )
-    .await?;
-    Ok(HttpResponse::Created().json(value))
-}
-
-async fn put_subscription(
-    ctx: web::Data<AppCtx>,
-    req: HttpRequest,
-    id: web::Path<String>,
-    body: web::Payload,
-) -> Reply {
-    authenticate_admin(&ctx, &req)?;
-    let id = path_id(&id)?;
-    let spec: SubscriptionSpec = json_body(&req, body).await?;
-    let value = change(
-        &ctx,
-        Box::new(move |state, ids| {
-            let s = spec.build(Some(id), state.subscriptions.get(&id), state, ids)?;
-            let value = subscription_json(&s);
-            Ok((Some(Event::SubscriptionUpserted(s)), value))
-        }),
-    )
-    .await?;
-    Ok(HttpResponse::Ok().json(value))
-}
-
-async fn delete_subscription(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>) -> Reply {
-    authenticate_admin(&ctx, &req)?;
-    let id = path_id(&id)?;
-    change(
-        &ctx,
-        Box::new(move |state, _| {
-            let s = state
-                .subscriptions
-                .get(&id)
-                .ok_or_else(|| ApiError::not_found(format!("subscription {id} not found")))?;
-            Ok((Some(Event::SubscriptionDeleted { id }), subscription_json(s)))
+            Ok((Some(K::deleted(id)), value))
         }),
     )
     .await?;

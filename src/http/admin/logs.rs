@@ -142,7 +142,9 @@ async fn queue(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>) 
     } else {
         "flowing"
     };
-    let reason = paused.map(|(_, r)| r).or_else(|| head.filter(|_| halted || retrying).and_then(|l| l.reason.as_deref().map(str::to_owned)));
+    let reason = paused
+        .map(|(_, r)| r)
+        .or_else(|| head.filter(|_| halted || retrying).and_then(|l| l.reason.as_deref().map(str::to_owned)));
     Ok(HttpResponse::Ok().json(json!({
         "destination_id": id.to_string(),
         "depth": pending.len(),
