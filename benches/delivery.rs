@@ -88,7 +88,8 @@ fn config(port: u16, data: &std::path::Path) -> String {
         data.display()
     );
     for i in 0..=DESTINATIONS {
-        let (path, model) = if i == DESTINATIONS { ("fifo".to_owned(), "Order") } else { (format!("d{i}"), "PatientAdmin") };
+        let (path, model) =
+            if i == DESTINATIONS { ("fifo".to_owned(), "Order") } else { (format!("d{i}"), "PatientAdmin") };
         toml += &format!(
             "[[destinations]]\nid = \"00000000-0000-4000-8000-{i:012}\"\nname = \"{path}\"\nurl = \"http://127.0.0.1:{port}/{path}\"\nenvironment = \"staging\"\n[[subscriptions]]\nsource_id = \"00000000-0000-4000-8000-000000000001\"\ndestination_id = \"00000000-0000-4000-8000-{i:012}\"\ndata_model = \"{model}\"\n"
         );
@@ -119,11 +120,18 @@ fn start_engine(config_path: &std::path::Path) -> Engine {
         .spawn()
         .expect("start ferrox");
     let stdout = child.stdout.take().expect("stdout");
-    let line = BufReader::new(stdout).lines().map_while(Result::ok).find(|l| l.contains("listening on")).expect("ready line");
+    let line =
+        BufReader::new(stdout).lines().map_while(Result::ok).find(|l| l.contains("listening on")).expect("ready line");
     let url = line.trim_start_matches("ferrox listening on ").to_owned();
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
     let body = json!({ "apiKey": "bench-key", "secret": "bench-secret" });
-    let reply: Value = agent.post(format!("{url}/auth/authenticate")).send_json(&body).expect("auth").body_mut().read_json().expect("json");
+    let reply: Value = agent
+        .post(format!("{url}/auth/authenticate"))
+        .send_json(&body)
+        .expect("auth")
+        .body_mut()
+        .read_json()
+        .expect("json");
     let token = reply["accessToken"].as_str().expect("token").to_owned();
     Engine { child, url, agent, token }
 }
@@ -142,13 +150,20 @@ impl Engine {
     }
 
     fn admin_post(&self, path: &str) {
-        let resp = self.agent.post(format!("{}/api/v1{path}", self.url)).header("authorization", format!("Bearer {ADMIN}")).send_empty();
+        let resp = self
+            .agent
+            .post(format!("{}/api/v1{path}", self.url))
+            .header("authorization", format!("Bearer {ADMIN}"))
+            .send_empty();
         assert_eq!(resp.expect("admin").status(), 200, "{path}");
     }
 
     fn rss_bytes(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
-        let kb = status.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok());
+        let kb = status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok());
         kb.unwrap_or(0) * 1024
     }
 }
@@ -203,7 +218,10 @@ fn main() {
     let expected = (FANOUT_MESSAGES * DESTINATIONS) as u64;
     wait_until("fan-out deliveries", Duration::from_secs(300), || seen.total.load(Ordering::Relaxed) >= expected);
     let secs = start.elapsed().as_secs_f64();
-    println!("fan-out: {expected} deliveries to {DESTINATIONS} destinations in {secs:.2} s: {:.0} deliveries/s", expected as f64 / secs);
+    println!(
+        "fan-out: {expected} deliveries to {DESTINATIONS} destinations in {secs:.2} s: {:.0} deliveries/s",
+        expected as f64 / secs
+    );
 
     engine.admin_post(&format!("{fifo}/pause"));
     let before = seen.total.load(Ordering::Relaxed);
@@ -215,7 +233,10 @@ fn main() {
     let secs = start.elapsed().as_secs_f64();
     let got = seen.fifo.lock().clone();
     assert!(got.windows(2).all(|w| w[0] < w[1]), "FIFO order broken");
-    println!("strict FIFO: {FIFO_MESSAGES} deliveries to one destination in {secs:.2} s: {:.0} deliveries/s (order verified)", FIFO_MESSAGES as f64 / secs);
+    println!(
+        "strict FIFO: {FIFO_MESSAGES} deliveries to one destination in {secs:.2} s: {:.0} deliveries/s (order verified)",
+        FIFO_MESSAGES as f64 / secs
+    );
 
     seen.latencies_ms.lock().clear();
     for n in 0..LATENCY_MESSAGES {

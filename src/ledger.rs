@@ -46,4 +46,23 @@ impl Ledger {
     pub fn durable_through(&self) -> u64 {
         self.journal.durable_through()
     }
+
+    /// Syncs, every `interval`, whatever was appended without anyone waiting
+    /// for it (delivery outcomes, alerts). Runs on the current arbiter.
+    pub fn spawn_flusher(&self, interval: std::time::Duration) {
+        let journal = self.journal.clone();
+        actix_web::rt::spawn(async move {
+            let mut tick = actix_web::rt::time::interval(interval);
+            loop {
+                tick.tick().await;
+                let appended = journal.appended_through();
+                if appended > journal.durable_through()
+                    && let Err(e) = journal.commit(appended).await
+                {
+                    tracing::error!(error = %e, "journal sync failed");
+                    return;
+                }
+            }
+        });
+    }
 }

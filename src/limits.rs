@@ -32,3 +32,6 @@ pub const DELIVERY_ARBITERS: usize = 2;
 pub const DESTINATION_MAILBOX: usize = 64;
 /// Compiled transforms a destination actor keeps.
 pub const TRANSFORM_CACHE: usize = 64;
+/// How often events no one waits for (delivery outcomes, alerts) are
+/// synced: the most they lag behind in durability.
+pub const FLUSH_INTERVAL_MS: u64 = 10;

@@ -77,6 +77,7 @@ pub async fn start(config: Config, clock: SharedClock, ids: SharedIds) -> anyhow
     let state = Arc::new(RwLock::new(state));
     let journal: Arc<dyn Journal> = journal;
     let ledger = Ledger::new(journal.clone(), state.clone());
+    ledger.spawn_flusher(std::time::Duration::from_millis(limits::FLUSH_INTERVAL_MS));
     let shared = Shared {
         ledger: ledger.clone(),
         clock: clock.clone(),

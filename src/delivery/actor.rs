@@ -33,10 +33,6 @@ pub struct DestinationActor {
     retry: Option<(Id, SpawnHandle)>,
     /// A pause or halt alert was raised and no recovery yet.
     episode_open: bool,
-    /// The last position this actor recorded, and whether a sync of it has
-    /// been asked for.
-    unsynced: u64,
-    syncing: bool,
     transforms: HashMap<String, Arc<Transform>>,
 }
 
@@ -50,17 +46,7 @@ impl DestinationActor {
             .queue_head(id, durable)
             .is_some_and(|h| matches!(h.status, LogStatus::Retrying | LogStatus::ProcessingFailed));
         let client = awc::Client::builder().disable_timeout().finish();
-        Self {
-            id,
-            shared,
-            client,
-            in_flight: None,
-            retry: None,
-            episode_open,
-            unsynced: 0,
-            syncing: false,
-            transforms: HashMap::new(),
-        }
+        Self { id, shared, client, in_flight: None, retry: None, episode_open, transforms: HashMap::new() }
     }
 
     /// Looks at the queue and starts what is due.
@@ -252,7 +238,12 @@ impl DestinationActor {
         let status = |status, reason: Option<String>| Event::LogStatusChanged { log_id, status, at_ms: now, reason };
         let mut events = Vec::new();
         match result {
-            Ok(Outcome::Filtered) => events.push(status(LogStatus::Filtered, None)),
+            // The head leaving the queue, however it leaves, ends a pause or
+            // halt episode.
+            Ok(Outcome::Filtered) => {
+                events.push(status(LogStatus::Filtered, None));
+                events.extend(self.recovered(log_id));
+            }
             Err(reason) => {
                 events.push(status(LogStatus::ProcessingFailed, Some(reason.clone())));
                 events.extend(self.alert(
@@ -273,43 +264,19 @@ impl DestinationActor {
                     events.extend(self.alert(AlertKind::QueuePaused, Some(log_id), text));
                 } else {
                     events.push(status(LogStatus::Failed, error));
+                    events.extend(self.recovered(log_id));
                 }
             }
         }
-        let mut last = None;
+        // The ledger's flusher makes these durable within its interval: the
+        // next delivery need not wait, and should a crash come first,
+        // at-least-once delivery covers an outcome that was not durable.
         for event in &events {
-            match self.shared.ledger.record(event) {
-                Ok(position) => last = Some(position),
-                Err(e) => {
-                    tracing::error!(destination = %self.id, error = %e, "journal write failed: delivery stops");
-                    return ctx.stop();
-                }
+            if let Err(e) = self.shared.ledger.record(event) {
+                tracing::error!(destination = %self.id, error = %e, "journal write failed: delivery stops");
+                return ctx.stop();
             }
         }
-        if let Some(position) = last {
-            self.unsynced = self.unsynced.max(position);
-            self.request_sync(ctx);
-        }
-    }
-
-    /// Asks for a sync of what this actor recorded, without waiting for it:
-    /// the next delivery need not wait, and should a crash come first,
-    /// at-least-once delivery covers an outcome that was not yet durable.
-    /// At most one request is out at a time; the committer syncs everything
-    /// appended, so one covers all that came before it.
-    fn request_sync(&mut self, ctx: &mut Context<Self>) {
-        if self.syncing || self.unsynced <= self.shared.ledger.durable_through() {
-            return;
-        }
-        self.syncing = true;
-        let commit = self.shared.ledger.commit(self.unsynced);
-        ctx.spawn(actix::fut::wrap_future::<_, Self>(commit).map(|result, act, ctx| {
-            act.syncing = false;
-            match result {
-                Ok(()) => act.request_sync(ctx),
-                Err(e) => tracing::error!(destination = %act.id, error = %e, "journal sync failed"),
-            }
-        }));
     }
 
     /// An alert for a new pause or halt episode; none while one is open.

@@ -31,6 +31,8 @@ pub trait Journal: Send + Sync + fmt::Debug {
     fn commit(&self, position: u64) -> CommitFuture;
     /// The highest durable position.
     fn durable_through(&self) -> u64;
+    /// The highest position appended, durable or not.
+    fn appended_through(&self) -> u64;
     /// Calls `f` with every durable event, in order.
     fn replay(&self, f: &mut dyn FnMut(u64, &ArchivedEvent)) -> Result<(), JournalError>;
     /// The request body of the message accepted at `position`.
@@ -67,6 +69,10 @@ impl Journal for WalJournal {
 
     fn durable_through(&self) -> u64 {
         self.wal().synced_through()
+    }
+
+    fn appended_through(&self) -> u64 {
+        self.wal().next_seq() - 1
     }
 
     fn replay(&self, f: &mut dyn FnMut(u64, &ArchivedEvent)) -> Result<(), JournalError> {

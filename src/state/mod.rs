@@ -3,8 +3,10 @@
 //! replayed log rebuilds the same state.
 //!
 //! An entry is *durable* once the journal has synced its position. Readers
-//! outside the router act only on durable entries (see `durable` arguments),
-//! so nothing undurable is ever shown or delivered.
+//! outside the router act only on durable messages, logs and alerts (see
+//! `durable` arguments), so no message is shown or delivered before it is
+//! durable. A log's status changes are shown as recorded; the ledger's
+//! flusher syncs them within milliseconds.
 
 mod query;
 

@@ -37,8 +37,10 @@ struct Shared {
 
 #[derive(Default)]
 struct State {
-    /// Waiting futures: the sequence number each waits for, and its waker.
-    waiters: Vec<(u64, Waker)>,
+    /// Waiting futures: the sequence number each waits for, its slot (one
+    /// per future: several may wait for the same record), and its waker.
+    waiters: Vec<(u64, u64, Waker)>,
+    next_slot: u64,
     /// Set once a sync failed; every later commit fails with it.
     failed: Option<String>,
     stop: bool,
@@ -61,7 +63,7 @@ impl Committer {
 
     /// A future that resolves once record `seq` is durable.
     pub fn commit(&self, seq: u64) -> Commit {
-        Commit { shared: self.shared.clone(), seq }
+        Commit { shared: self.shared.clone(), seq, slot: None }
     }
 
     pub fn wal(&self) -> &Arc<Wal> {
@@ -91,7 +93,7 @@ impl Shared {
                     // Wake everyone: their futures see the log still
                     // unsynced and fail rather than hang.
                     state.failed.get_or_insert_with(|| "the committer stopped".to_owned());
-                    state.waiters.drain(..).for_each(|(_, w)| w.wake());
+                    state.waiters.drain(..).for_each(|(_, _, w)| w.wake());
                     return;
                 }
             }
@@ -102,7 +104,7 @@ impl Shared {
             match result {
                 Ok(()) => {
                     let synced = self.wal.synced_through();
-                    state.waiters.retain(|(seq, waker)| {
+                    state.waiters.retain(|(seq, _, waker)| {
                         let done = *seq <= synced;
                         if done {
                             waker.wake_by_ref();
@@ -112,7 +114,7 @@ impl Shared {
                 }
                 Err(e) => {
                     state.failed = Some(e.to_string());
-                    state.waiters.drain(..).for_each(|(_, w)| w.wake());
+                    state.waiters.drain(..).for_each(|(_, _, w)| w.wake());
                     state.stop = true;
                 }
             }
@@ -125,6 +127,8 @@ impl Shared {
 pub struct Commit {
     shared: Arc<Shared>,
     seq: u64,
+    /// Where this future's waker is registered, once it is.
+    slot: Option<u64>,
 }
 
 impl fmt::Debug for Commit {
@@ -137,26 +141,41 @@ impl Future for Commit {
     type Output = Result<()>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let shared = &self.shared;
+        let this = self.get_mut();
+        let shared = this.shared.clone();
         // The committer publishes the synced point before taking this lock
         // to wake waiters, so checking under the lock loses no wake-up.
         let mut state = shared.state.lock();
-        if shared.wal.synced_through() >= self.seq {
+        if shared.wal.synced_through() >= this.seq {
             return Poll::Ready(Ok(()));
         }
         if let Some(reason) = &state.failed {
             return Poll::Ready(Err(Error::Poisoned(reason.clone())));
         }
-        if self.seq >= shared.wal.next_seq() {
-            return Poll::Ready(Err(Error::NotAppended { seq: self.seq }));
+        if this.seq >= shared.wal.next_seq() {
+            return Poll::Ready(Err(Error::NotAppended { seq: this.seq }));
         }
-        match state.waiters.iter_mut().find(|(seq, _)| *seq == self.seq) {
-            Some((_, waker)) => waker.clone_from(cx.waker()),
-            None => state.waiters.push((self.seq, cx.waker().clone())),
+        let registered = this.slot.and_then(|slot| state.waiters.iter_mut().find(|(_, s, _)| *s == slot));
+        match registered {
+            Some((_, _, waker)) => waker.clone_from(cx.waker()),
+            None => {
+                let slot = state.next_slot;
+                state.next_slot += 1;
+                state.waiters.push((this.seq, slot, cx.waker().clone()));
+                this.slot = Some(slot);
+            }
         }
         drop(state);
         shared.work.notify_one();
         Poll::Pending
+    }
+}
+
+impl Drop for Commit {
+    fn drop(&mut self) {
+        if let Some(slot) = self.slot {
+            self.shared.state.lock().waiters.retain(|(_, s, _)| *s != slot);
+        }
     }
 }
 
@@ -208,6 +227,23 @@ mod tests {
         assert_eq!(committer.wal().synced_through(), 50);
         block_on(committer.commit(3)).unwrap();
         assert!(matches!(block_on(committer.commit(51)), Err(Error::NotAppended { seq: 51 })));
+    }
+
+    #[test]
+    fn several_futures_may_wait_for_the_same_record() {
+        let disk = LazyDisk::new();
+        let committer = Arc::new(Committer::start(wal(&disk)).unwrap());
+        let seq = committer.wal().append(1, b"shared").unwrap();
+        let waiters: Vec<_> = (0..4)
+            .map(|_| {
+                let committer = committer.clone();
+                std::thread::spawn(move || block_on(committer.commit(seq)))
+            })
+            .collect();
+        for waiter in waiters {
+            waiter.join().unwrap().unwrap();
+        }
+        assert!(committer.shared.state.lock().waiters.is_empty(), "no waker is left behind");
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use std::{
     collections::{HashMap, HashSet},
     fmt::Write as _,
-    sync::Mutex,
+    sync::{Arc, Mutex},
     thread,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
@@ -158,7 +158,11 @@ impl Sent {
 
     /// Its log for `dest`.
     pub fn log(&self, dest: &Dest) -> String {
-        self.logs.get(&dest.id).unwrap_or_else(|| panic!("message {} has no log for {}", self.message_id, dest.name)).0.clone()
+        self.logs
+            .get(&dest.id)
+            .unwrap_or_else(|| panic!("message {} has no log for {}", self.message_id, dest.name))
+            .0
+            .clone()
     }
 
     /// The `AttemptID` the 200 named for `dest`.
@@ -287,7 +291,14 @@ pub fn logs_of(server: &Client, dest: &Dest) -> Vec<Value> {
 }
 
 fn status(code: u16) -> Behavior {
-    Behavior::Status(code, if code == 200 { "{}".to_owned() } else { format!("{{\"Meta\":{{\"Errors\":[{{\"Text\":\"answered {code}\"}}]}}}}") })
+    Behavior::Status(
+        code,
+        if code == 200 {
+            "{}".to_owned()
+        } else {
+            format!("{{\"Meta\":{{\"Errors\":[{{\"Text\":\"answered {code}\"}}]}}}}")
+        },
+    )
 }
 
 /// Sends `count` messages from `threads` concurrent clients; returns what
@@ -318,11 +329,19 @@ fn production_delivers_everything_in_order_through_random_failures() {
     let seed = seed("production_delivers_everything_in_order_through_random_failures");
     let receiver = Receiver::start();
     let rng = Mutex::new(Rng::new(seed));
+    // Whether each request, in arrival order, was answered 200.
+    let answers = Arc::new(Mutex::new(Vec::new()));
+    let answered = answers.clone();
     // 30% answered 500, 5% reset, the rest 200.
-    receiver.set_rule(move |_, _| match rng.lock().expect("rng").below(100) {
-        0..30 => status(500),
-        30..35 => Behavior::Reset,
-        _ => status(200),
+    receiver.set_rule(move |r, _| {
+        let roll = rng.lock().expect("rng").below(100);
+        let id = r.header("webhook-id").unwrap_or_default().to_owned();
+        answered.lock().expect("answers").push((id, roll >= 35));
+        match roll {
+            0..30 => status(500),
+            30..35 => Behavior::Reset,
+            _ => status(200),
+        }
     });
     let dest = Dest::new(1, "production", receiver.url("/fifo"));
     let setup =
@@ -334,11 +353,16 @@ fn production_delivers_everything_in_order_through_random_failures() {
     let expected = logs_in_order(&sent, &dest);
     let received = wait_first_seen(&receiver, &expected);
     assert_retries_back_to_back(&received);
-    eprintln!(
-        "{FIFO_MESSAGES} messages, {} requests, delivered in {:?}",
-        receiver.received().len(),
-        started.elapsed()
-    );
+    // A log is sent only once its predecessor succeeded.
+    let answers = eventually("every answer to be decided", || {
+        let answers = answers.lock().expect("answers").clone();
+        (answers.len() >= received.len()).then_some(answers)
+    });
+    for (n, pair) in answers.windows(2).enumerate() {
+        let [(before, ok), (after, _)] = pair else { unreachable!("windows of two") };
+        assert!(*ok || before == after, "request {}: log {after} was sent after a failure of {before}", n + 1);
+    }
+    eprintln!("{FIFO_MESSAGES} messages, {} requests, delivered in {:?}", receiver.received().len(), started.elapsed());
     // Every log ends Succeeded, with one attempt per request the receiver saw.
     let logs = eventually("every log to succeed", || {
         let logs = logs_of(&server, &dest);
@@ -430,7 +454,7 @@ fn a_hanging_destination_does_not_slow_another() {
     assert_eq!(webhook_ids(&received), expected);
     let head = logs_in_order(&sent, &stuck)[0].clone();
     let hung = hanging.wait_for(|r| !r.is_empty(), PATIENCE);
-    assert_eq!(webhook_ids(&hung), [head.clone()], "only the head of the stuck queue is in flight");
+    assert_eq!(webhook_ids(&hung), std::slice::from_ref(&head), "only the head of the stuck queue is in flight");
     let q = queue(&server, &stuck);
     assert_eq!((&q["head_log_id"], &q["depth"]), (&json!(head), &json!(20)), "{q}");
     assert_eq!(log(&server, &head)["status"], "Pending");
@@ -478,7 +502,8 @@ fn deliveries_carry_verifiable_signatures_and_ferrox_headers() {
         let timestamp = header("webhook-timestamp");
         let seconds: i64 = timestamp.parse().unwrap_or_else(|_| panic!("webhook-timestamp {timestamp:?}"));
         assert!((seconds - now_s).abs() < 120, "webhook-timestamp {seconds} is not about now ({now_s})");
-        let expected = standard_webhooks_signature(dest.signing_secret.as_deref().unwrap(), &log_id, timestamp, &request.body);
+        let expected =
+            standard_webhooks_signature(dest.signing_secret.as_deref().unwrap(), &log_id, timestamp, &request.body);
         assert_eq!(header("webhook-signature"), expected, "attempt {n}: the signature does not verify");
         assert_eq!(header("ferrox-attempt-id"), attempt["id"].as_str().expect("attempt id"), "attempt {n}");
         assert_eq!(rfc3339_ms(header("ferrox-received-at")), rfc3339_ms(detail["received_at"].as_str().unwrap()));

@@ -46,7 +46,8 @@ fn transforms_rewrite_and_filter_messages() {
     let server = Setup { destinations: vec![dest.clone()], ..Setup::default() }.start();
     let token = server.token();
     let events = [("NewPatient", "t1"), ("Discharge", "t2"), ("Cancel", "t3"), ("Arrival", "t4")];
-    let sent: Vec<Sent> = events.iter().map(|(e, mrn)| Sent::of(&server.send(&token, &patient_admin(e, mrn)))).collect();
+    let sent: Vec<Sent> =
+        events.iter().map(|(e, mrn)| Sent::of(&server.send(&token, &patient_admin(e, mrn)))).collect();
     let delivered = [sent[0].log(&dest), sent[3].log(&dest)];
     let received = wait_first_seen(&receiver, &delivered);
     assert_eq!(webhook_ids(&received), delivered, "filtered messages were sent");
@@ -105,7 +106,8 @@ fn a_failing_transform_halts_the_queue_until_fixed_and_retried() {
             "{}: {q}",
             dest.name
         );
-        let raised = alerts(&server, dest);
+        // A log's status shows before the alert recorded with it is durable.
+        let raised = eventually("the ProcessingFailed alert", || Some(alerts(&server, dest)).filter(|a| !a.is_empty()));
         assert_eq!(kinds(&raised), ["ProcessingFailed"], "{}: {raised:?}", dest.name);
         assert_eq!(raised[0]["log_id"], expected[0].as_str());
 
@@ -116,7 +118,6 @@ fn a_failing_transform_halts_the_queue_until_fixed_and_retried() {
             let l = log(&server, &expected[0]);
             (l["status"] == "ProcessingFailed" && l["updated_at"] != before.as_str()).then_some(())
         });
-        assert_eq!(alerts(&server, dest).len(), 1, "{}: a second alert in one episode", dest.name);
 
         let fixed = json!({
             "source_id": EHR.id,
@@ -126,6 +127,8 @@ fn a_failing_transform_halts_the_queue_until_fixed_and_retried() {
         });
         let put = server.admin_put(&format!("/subscriptions/{}", dest.subscription_id()), &fixed);
         assert_eq!(put.status, 200, "{}", put.text);
+        // The change was synced, and with it everything recorded before.
+        assert_eq!(alerts(&server, dest).len(), 1, "{}: a second alert in one episode", dest.name);
         operate(&server, &format!("/logs/{}/retry", expected[0]));
         let received = wait_first_seen(receiver, &expected);
         assert_eq!(webhook_ids(&received), expected, "{}", dest.name);
@@ -329,7 +332,8 @@ fn a_halt_resolved_by_filtering_ends_its_episode() {
     let token = server.token();
     let halted = Sent::of(&server.send(&token, &patient_admin("Discharge", "e1"))).log(&dest);
     wait_status(&server, &halted, "ProcessingFailed");
-    assert_eq!(kinds(&alerts(&server, &dest)), ["ProcessingFailed"]);
+    let raised = eventually("the ProcessingFailed alert", || Some(alerts(&server, &dest)).filter(|a| !a.is_empty()));
+    assert_eq!(kinds(&raised), ["ProcessingFailed"]);
     // The fix filters the halted message out: the queue flows again.
     let fixed = json!({
         "source_id": EHR.id,
@@ -348,6 +352,9 @@ fn a_halt_resolved_by_filtering_ends_its_episode() {
         let l = log(&server, &failing_log);
         (l["status"] == "Retrying").then_some(())
     });
+    // A pause goes through the same actor and waits for a sync: what the
+    // failure recorded (its alert included) is durable, and listed, after it.
+    operate(&server, &format!("/destinations/{}/pause", dest.id));
     let raised = alerts(&server, &dest);
     assert!(
         raised.iter().any(|a| a["kind"] == "QueuePaused" && a["log_id"] == failing_log.as_str()),

@@ -21,7 +21,7 @@ use tempfile::TempDir;
 
 use crate::{
     client::{Client, patient_admin},
-    delivery::{Dest, PATIENCE, Sent, Setup, alerts, eventually, kinds},
+    delivery::{Dest, Sent, Setup, alerts, eventually, kinds},
     receiver::{Behavior, Receiver},
 };
 
@@ -138,8 +138,12 @@ fn production_retries_follow_the_schedule_in_virtual_time() {
         (r.json["attempts"].as_array().map(Vec::len) == Some(ATTEMPTS)).then_some(r.json)
     });
     assert_eq!(detail["status"], "Retrying", "{detail}");
-    let started: Vec<String> =
-        detail["attempts"].as_array().expect("attempts").iter().map(|a| a["started_at"].as_str().unwrap().to_owned()).collect();
+    let started: Vec<String> = detail["attempts"]
+        .as_array()
+        .expect("attempts")
+        .iter()
+        .map(|a| a["started_at"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(started, expected_s.map(|s| rfc3339(T0_MS + s * 1000)), "attempts' started_at");
     // Ten failed attempts are one episode: one alert.
     let raised = alerts(&engine.client, &dest);
