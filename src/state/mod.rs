@@ -296,8 +296,13 @@ impl State {
         let destination_id = log.destination_id;
         let Some(queue) = self.queues.get_mut(&destination_id) else { return };
         if status.is_terminal() {
-            queue.pending.retain(|&i| i != index);
-        } else if !queue.pending.contains(&index) {
+            // Logs finish at the head of their queue, nearly always: O(1).
+            if queue.pending.front() == Some(&index) {
+                queue.pending.pop_front();
+            } else {
+                queue.pending.retain(|&i| i != index);
+            }
+        } else if queue.pending.front() != Some(&index) && !queue.pending.contains(&index) {
             // A manual retry of a terminal log: it goes next (SPEC §6).
             queue.pending.push_front(index);
         }
