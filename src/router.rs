@@ -291,3 +291,90 @@ impl Handler<Change> for Router {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use parking_lot::RwLock;
+
+    use super::*;
+    use crate::{
+        clock::ManualClock,
+        ids::SeededIds,
+        journal::{ArchivedEvent, CommitFuture, Journal, JournalError},
+        model::{Destination, Environment, Source, Subscription},
+    };
+
+    /// A journal whose disk is full: every append fails.
+    #[derive(Debug)]
+    struct FullDisk;
+
+    impl Journal for FullDisk {
+        fn append(&self, _: &Event) -> Result<u64, JournalError> {
+            let full = std::io::Error::new(std::io::ErrorKind::StorageFull, "no space left on device");
+            Err(ferrox_storage::Error::Io { op: "create", path: "/wal/x.seg".into(), source: full }.into())
+        }
+        fn commit(&self, _: u64) -> CommitFuture {
+            Box::pin(async { Ok(()) })
+        }
+        fn durable_through(&self) -> u64 {
+            0
+        }
+        fn appended_through(&self) -> u64 {
+            0
+        }
+        fn replay(&self, _: &mut dyn FnMut(u64, &ArchivedEvent)) -> Result<(), JournalError> {
+            Ok(())
+        }
+        fn message_payload(&self, position: u64) -> Result<Vec<u8>, JournalError> {
+            Err(JournalError::NotAMessage { position })
+        }
+    }
+
+    fn subscribed_state() -> State {
+        let mut state = State::default();
+        let (source, dest) = (Id(1), Id(2));
+        let events = [
+            Event::SourceUpserted(Source { id: source, name: "s".into(), api_key: "k".into(), secret_hash: "h".into() }),
+            Event::DestinationUpserted(Destination {
+                id: dest,
+                name: "d".into(),
+                url: "http://127.0.0.1:9/".into(),
+                environment: Environment::Production,
+                verification_token: "t".into(),
+                signing_secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
+                timeout_ms: 1000,
+                enabled: true,
+            }),
+            Event::SubscriptionUpserted(Subscription {
+                id: Id(3),
+                source_id: source,
+                destination_id: dest,
+                data_model: "PatientAdmin".into(),
+                event_types: Vec::new(),
+                transform: None,
+                response_transform: None,
+            }),
+        ];
+        for (i, e) in events.iter().enumerate() {
+            state.apply(i as u64 + 1, e);
+        }
+        state
+    }
+
+    #[actix::test]
+    async fn a_write_error_is_a_503_and_changes_nothing() {
+        let state = Arc::new(RwLock::new(subscribed_state()));
+        let ledger = Ledger::new(Arc::new(FullDisk), state.clone());
+        let router = Router::new(ledger, Arc::new(ManualClock::new(0)), Arc::new(SeededIds::new(1))).start();
+        let routing = Routing { data_model: "PatientAdmin".into(), event_type: "NewPatient".into(), destinations: Vec::new() };
+        let submit =
+            Submit { source_id: Id(1), routing, payload: b"{}".to_vec(), idempotency_key: None, log_type: LogType::Async };
+        let err = router.send(submit).await.expect("router runs").expect_err("a full disk refuses the message");
+        assert_eq!(err.status().as_u16(), 503, "{err}");
+        assert!(err.text.contains("no space left"), "{err}");
+        let state = state.read();
+        assert_eq!((state.log_count(), state.next_message_id), (0, 0), "nothing was applied");
+    }
+}
