@@ -336,7 +336,12 @@ mod tests {
         let mut state = State::default();
         let (source, dest) = (Id(1), Id(2));
         let events = [
-            Event::SourceUpserted(Source { id: source, name: "s".into(), api_key: "k".into(), secret_hash: "h".into() }),
+            Event::SourceUpserted(Source {
+                id: source,
+                name: "s".into(),
+                api_key: "k".into(),
+                secret_hash: "h".into(),
+            }),
             Event::DestinationUpserted(Destination {
                 id: dest,
                 name: "d".into(),
@@ -368,9 +373,15 @@ mod tests {
         let state = Arc::new(RwLock::new(subscribed_state()));
         let ledger = Ledger::new(Arc::new(FullDisk), state.clone());
         let router = Router::new(ledger, Arc::new(ManualClock::new(0)), Arc::new(SeededIds::new(1))).start();
-        let routing = Routing { data_model: "PatientAdmin".into(), event_type: "NewPatient".into(), destinations: Vec::new() };
-        let submit =
-            Submit { source_id: Id(1), routing, payload: b"{}".to_vec(), idempotency_key: None, log_type: LogType::Async };
+        let routing =
+            Routing { data_model: "PatientAdmin".into(), event_type: "NewPatient".into(), destinations: Vec::new() };
+        let submit = Submit {
+            source_id: Id(1),
+            routing,
+            payload: b"{}".to_vec(),
+            idempotency_key: None,
+            log_type: LogType::Async,
+        };
         let err = router.send(submit).await.expect("router runs").expect_err("a full disk refuses the message");
         assert_eq!(err.status().as_u16(), 503, "{err}");
         assert!(err.text.contains("no space left"), "{err}");
