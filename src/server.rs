@@ -121,7 +121,7 @@ pub async fn start(config: Config, clock: SharedClock, ids: SharedIds) -> anyhow
     }
     let token_key = Arc::new(TokenKey::new(state.read().token_key.context("the token key was not created")?));
     let config = Arc::new(config);
-    let ctx = AppCtx { state, journal, router, deliveries, config: config.clone(), clock, ids, token_key };
+    let ctx = AppCtx { state, journal, router, deliveries, ledger, config: config.clone(), clock, ids, token_key };
     let app_ctx = ctx.clone();
     let server = HttpServer::new(move || {
         App::new()

@@ -2,6 +2,7 @@
 
 mod admin;
 mod health;
+mod query;
 mod send;
 mod tokens;
 
@@ -20,6 +21,7 @@ use crate::{
     error::{ApiError, ErrorKind},
     ids::SharedIds,
     journal::Journal,
+    ledger::Ledger,
     model::Id,
     router::Router,
     state::State,
@@ -32,6 +34,7 @@ pub struct AppCtx {
     pub journal: Arc<dyn Journal>,
     pub router: Addr<Router>,
     pub deliveries: Deliveries,
+    pub ledger: Ledger,
     pub config: Arc<Config>,
     pub clock: SharedClock,
     pub ids: SharedIds,
@@ -47,6 +50,7 @@ impl std::fmt::Debug for AppCtx {
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/endpoint", web::post().to(send::endpoint))
         .route("/fhir/R4/$process-message", web::post().to(send::fhir))
+        .route("/query", web::post().to(query::query))
         .route("/auth/authenticate", web::post().to(tokens::authenticate))
         .route("/auth/refreshToken", web::post().to(tokens::refresh))
         .route("/healthz", web::get().to(health::healthz))

@@ -12,6 +12,7 @@ mod harness;
 mod log_detail;
 mod logs;
 mod operator;
+mod query;
 mod receiver;
 mod restart;
 mod segments;

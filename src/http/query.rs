@@ -1,0 +1,187 @@
+//! REQUEST/RESPOND: `POST /query` (SPEC §7). The request goes to exactly
+//! one destination, through the subscription's `transform`; its JSON reply
+//! comes back through `response_transform`. Nothing is queued or retried,
+//! but a `Query` log records the request, the reply and the outcome, and is
+//! durable before the answer is sent. Queries never wait behind a
+//! destination's queue.
+
+use std::time::Duration;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde_json::Value;
+
+use super::{AppCtx, authenticate_source, read_body, require_json};
+use crate::{
+    delivery::request::{self, AttemptIds},
+    error::{ApiError, ErrorKind},
+    inbound::{self, Endpoint, InboundError},
+    journal::{Attempt, Event},
+    model::{Destination, Id, LogStatus, LogType},
+    router::{self, Routing, Submit},
+    transform::Transform,
+};
+
+pub async fn query(ctx: web::Data<AppCtx>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
+    match run(&ctx, &req, payload).await {
+        Ok(reply) => HttpResponse::Ok().json(reply),
+        Err(e) => e.error.redox_response("Query", e.data_model.as_deref(), e.event_type.as_deref()),
+    }
+}
+
+fn plain(error: ApiError) -> InboundError {
+    InboundError { error, data_model: None, event_type: None }
+}
+
+/// The destination and the programs of the one subscription a query uses.
+struct Target {
+    destination: Destination,
+    transform: Option<String>,
+    response_transform: Option<String>,
+}
+
+fn target(ctx: &AppCtx, source: Id, routing: &Routing) -> Result<Target, ApiError> {
+    let state = ctx.state.read();
+    let destinations = router::route(&state, source, routing)?;
+    let [destination] = destinations.as_slice() else {
+        return Err(ApiError::invalid(format!(
+            "A query goes to exactly one destination, and {} match: name one in Meta.Destinations",
+            destinations.len()
+        )));
+    };
+    let subscription = state
+        .matching_subscriptions(source, &routing.data_model, &routing.event_type)
+        .find(|s| s.destination_id == *destination)
+        .ok_or_else(|| ApiError::invalid("No Subscriptions found for message."))?;
+    let destination =
+        state.destinations.get(destination).cloned().ok_or_else(|| ApiError::invalid("Destination not found"))?;
+    Ok(Target {
+        destination,
+        transform: subscription.transform.clone(),
+        response_transform: subscription.response_transform.clone(),
+    })
+}
+
+fn compile(program: Option<&String>, field: &str) -> Result<Option<Transform>, ApiError> {
+    program
+        .map(|p| {
+            Transform::compile(p)
+                .map_err(|e| ApiError::invalid(format!("the subscription's {field} does not compile: {e}")))
+        })
+        .transpose()
+}
+
+async fn run(ctx: &AppCtx, req: &HttpRequest, payload: web::Payload) -> Result<Value, InboundError> {
+    let source_id = authenticate_source(ctx, req).map_err(plain)?;
+    require_json(req, &[]).map_err(plain)?;
+    let body = read_body(req, payload, ctx.config.max_body_bytes).await.map_err(plain)?;
+    let inbound = inbound::parse_redox(&body, Endpoint::Query)?;
+    let known = |error: ApiError| InboundError {
+        error,
+        data_model: Some(inbound.data_model.clone()),
+        event_type: Some(inbound.event_type.clone()),
+    };
+    let routing = Routing::of(&inbound);
+    let target = target(ctx, source_id, &routing).map_err(known)?;
+    let transform = compile(target.transform.as_ref(), "transform").map_err(known)?;
+    let response_transform = compile(target.response_transform.as_ref(), "response_transform").map_err(known)?;
+    let submit = Submit { source_id, routing, payload: body.clone(), idempotency_key: None, log_type: LogType::Query };
+    let submitted = match ctx.router.send(submit).await {
+        Ok(result) => result.map_err(known)?,
+        Err(e) => return Err(known(ApiError::new(ErrorKind::Unavailable, format!("The router is not running: {e}")))),
+    };
+    let log =
+        submitted.outcome.logs.first().copied().ok_or_else(|| known(ApiError::internal("the query has no log")))?;
+    let message_id = submitted.outcome.message_id;
+    let outbound = request::prepare_body(&body, transform.as_ref(), Some((message_id, message_id << 16)))
+        .map_err(|e| known(ApiError::invalid(format!("the query could not be processed: {e}"))))?
+        .ok_or_else(|| known(ApiError::invalid("the subscription's transform filtered the query out")))?;
+    let ids = AttemptIds {
+        log_id: log.id.to_string(),
+        attempt_id: log.attempt_id.to_string(),
+        message_id,
+        received_at_ms: ctx.clock.now_ms(),
+        now_s: ctx.clock.now_ms().div_euclid(1000),
+    };
+    let started_at_ms = ctx.clock.now_ms();
+    let result = forward(&target.destination, &ids, outbound, response_transform.as_ref()).await;
+    let duration_ms = u64::try_from(ctx.clock.now_ms().saturating_sub(started_at_ms)).unwrap_or(0);
+    record(ctx, log.id, log.attempt_id, started_at_ms, duration_ms, &result, submitted.durable).await.map_err(known)?;
+    result.map(|(_, reply)| reply).map_err(|(_, e)| known(e))
+}
+
+/// What a forward gave: the status and kept answer, and the reply or error.
+type Forwarded = Result<(Option<u16>, Value), (Option<u16>, ApiError)>;
+
+async fn forward(
+    dest: &Destination,
+    ids: &AttemptIds,
+    body: Vec<u8>,
+    response_transform: Option<&Transform>,
+) -> Forwarded {
+    let headers = request::headers(dest, ids, &body).map_err(|e| (None, ApiError::internal(e)))?;
+    let client = awc::Client::builder().disable_timeout().finish();
+    let mut req = client.post(&dest.url).timeout(Duration::from_millis(dest.timeout_ms));
+    for header in headers {
+        req = req.insert_header(header);
+    }
+    let bad_gateway = |status, text: String| (status, ApiError::new(ErrorKind::BadGateway, text));
+    let mut resp = match req.send_body(body).await {
+        Ok(resp) => resp,
+        Err(awc::error::SendRequestError::Timeout) => {
+            let text = format!("The destination did not answer within {} ms", dest.timeout_ms);
+            return Err((None, ApiError::new(ErrorKind::GatewayTimeout, text)));
+        }
+        Err(e) => return Err(bad_gateway(None, format!("The destination could not be reached: {e}"))),
+    };
+    let status = resp.status().as_u16();
+    let answer = resp
+        .body()
+        .limit(16 << 20)
+        .await
+        .map_err(|e| bad_gateway(Some(status), format!("Reading the destination's reply failed: {e}")))?;
+    if !(200..300).contains(&status) {
+        let detail = request::receiver_error_text(&answer).unwrap_or_else(|| request::kept_response(&answer));
+        return Err(bad_gateway(Some(status), format!("The destination answered HTTP {status}: {detail}")));
+    }
+    let reply: Value = serde_json::from_slice(&answer)
+        .map_err(|e| bad_gateway(Some(status), format!("The destination's reply is not JSON: {e}")))?;
+    let reply = match response_transform {
+        None => reply,
+        Some(t) => match t.run(&reply) {
+            Ok(Some(out)) => out,
+            Ok(None) => return Err(bad_gateway(Some(status), "The response_transform filtered the reply out".into())),
+            Err(e) => return Err(bad_gateway(Some(status), format!("The response_transform failed: {e}"))),
+        },
+    };
+    Ok((Some(status), reply))
+}
+
+/// Journals the query's attempt and outcome; returns once it is durable.
+async fn record(
+    ctx: &AppCtx,
+    log_id: Id,
+    attempt_id: Id,
+    started_at_ms: i64,
+    duration_ms: u64,
+    result: &Forwarded,
+    accepted: crate::journal::CommitFuture,
+) -> Result<(), ApiError> {
+    accepted.await.map_err(router::storage_error)?;
+    let (http_status, error, response, status) = match result {
+        Ok((code, reply)) => {
+            (*code, None, Some(request::kept_response(reply.to_string().as_bytes())), LogStatus::Succeeded)
+        }
+        Err((code, e)) => (*code, Some(e.text.clone()), None, LogStatus::Failed),
+    };
+    let attempt = Attempt { id: attempt_id, started_at_ms, duration_ms, http_status, error: error.clone(), response };
+    let now = ctx.clock.now_ms();
+    let events = [
+        Event::AttemptRecorded { log_id, attempt },
+        Event::LogStatusChanged { log_id, status, at_ms: now, reason: error },
+    ];
+    let mut last = 0;
+    for event in &events {
+        last = ctx.ledger.record(event).map_err(router::storage_error)?;
+    }
+    ctx.ledger.commit(last).await.map_err(router::storage_error)
+}
