@@ -10,6 +10,9 @@
 //! - memory (first, on the fresh engine): resident memory before and after
 //!   queueing N messages for a paused destination, per message.
 //!
+//! - queries: `POST /query` round trips, one at a time and from 8 clients,
+//!   against calling the receiver directly in the same run.
+//!
 //! Run with `cargo bench --bench delivery` (about a minute).
 
 #![allow(clippy::print_stdout)]
@@ -34,6 +37,7 @@ const FANOUT_MESSAGES: usize = 400;
 const FIFO_MESSAGES: usize = 20_000;
 const LATENCY_MESSAGES: usize = 300;
 const MEMORY_MESSAGES: usize = 100_000;
+const QUERIES: usize = 1000;
 const ADMIN: &str = "bench-operator-token-0123456789";
 
 /// What the receiver saw.
@@ -86,6 +90,9 @@ fn config(port: u16, data: &std::path::Path) -> String {
     let mut toml = format!(
         "admin_token = \"{ADMIN}\"\ndata_dir = \"{}\"\n[[sources]]\nid = \"00000000-0000-4000-8000-000000000001\"\nname = \"bench\"\napi_key = \"bench-key\"\nsecret = \"bench-secret\"\n",
         data.display()
+    );
+    toml += &format!(
+        "[[destinations]]\nid = \"00000000-0000-4000-9000-000000000001\"\nname = \"records\"\nurl = \"http://127.0.0.1:{port}/records\"\nenvironment = \"production\"\n[[subscriptions]]\nsource_id = \"00000000-0000-4000-8000-000000000001\"\ndestination_id = \"00000000-0000-4000-9000-000000000001\"\ndata_model = \"ClinicalSummary\"\n"
     );
     for i in 0..=DESTINATIONS {
         let (path, model) =
@@ -204,6 +211,53 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
+fn patient_query() -> Value {
+    json!({ "Meta": { "DataModel": "ClinicalSummary", "EventType": "PatientQuery" }, "Patient": { "Identifiers": [{ "ID": "1" }] } })
+}
+
+/// Milliseconds of each of `n` sequential calls of `call`, sorted.
+fn timed(n: usize, mut call: impl FnMut()) -> Vec<f64> {
+    let mut ms: Vec<f64> = (0..n)
+        .map(|_| {
+            let start = Instant::now();
+            call();
+            start.elapsed().as_secs_f64() * 1000.0
+        })
+        .collect();
+    ms.sort_by(f64::total_cmp);
+    ms
+}
+
+fn queries(engine: &Arc<Engine>, port: u16) {
+    let body = patient_query();
+    let direct_url = format!("http://127.0.0.1:{port}/records");
+    let direct = timed(QUERIES, || {
+        let resp = engine.agent.post(&direct_url).send_json(&body).expect("direct call");
+        assert_eq!(resp.status(), 200);
+    });
+    let query_url = format!("{}/query", engine.url);
+    let auth = format!("Bearer {}", engine.token);
+    let call = |agent: &ureq::Agent| {
+        let resp = agent.post(&query_url).header("authorization", &auth).send_json(&body).expect("query");
+        assert_eq!(resp.status(), 200);
+    };
+    let through = timed(QUERIES, || call(&engine.agent));
+    let start = Instant::now();
+    thread::scope(|s| {
+        for _ in 0..8 {
+            s.spawn(|| (0..QUERIES / 8).for_each(|_| call(&engine.agent)));
+        }
+    });
+    let rate = (QUERIES / 8 * 8) as f64 / start.elapsed().as_secs_f64();
+    let (p50, p99) = (percentile(&through, 0.5), percentile(&through, 0.99));
+    let (d50, d99) = (percentile(&direct, 0.5), percentile(&direct, 0.99));
+    println!(
+        "queries: direct to the receiver p50 {d50:.2} ms, p99 {d99:.2} ms; through ferrox p50 {p50:.2} ms, p99 {p99:.2} ms (added p50 {:.2} ms, p99 {:.2} ms); {rate:.0} queries/s from 8 clients",
+        p50 - d50,
+        p99 - d99
+    );
+}
+
 fn main() {
     let seen = Arc::new(Seen::default());
     let port = start_receiver(seen.clone());
@@ -272,4 +326,6 @@ fn main() {
         percentile(&lat, 0.99),
         lat.last().copied().unwrap_or(0.0)
     );
+
+    queries(&engine, port);
 }

@@ -105,8 +105,17 @@ async fn run(ctx: &AppCtx, req: &HttpRequest, payload: web::Payload) -> Result<V
     let started_at_ms = ctx.clock.now_ms();
     let result = forward(&target.destination, &ids, outbound, response_transform.as_ref()).await;
     let duration_ms = u64::try_from(ctx.clock.now_ms().saturating_sub(started_at_ms)).unwrap_or(0);
-    record(ctx, log.id, log.attempt_id, started_at_ms, duration_ms, &result, submitted.durable).await.map_err(known)?;
+    // One sync covers the accepted query and its outcome: the log syncs in
+    // order, so waiting for the outcome waits for the acceptance too.
+    drop(submitted.durable);
+    record(ctx, log.id, log.attempt_id, started_at_ms, duration_ms, &result).await.map_err(known)?;
     result.map(|(_, reply)| reply).map_err(|(_, e)| known(e))
+}
+
+thread_local! {
+    /// One client per HTTP worker thread, so queries reuse connections. The
+    /// timeout is set per request, from the destination.
+    static CLIENT: awc::Client = awc::Client::builder().disable_timeout().finish();
 }
 
 /// What a forward gave: the status and kept answer, and the reply or error.
@@ -119,7 +128,7 @@ async fn forward(
     response_transform: Option<&Transform>,
 ) -> Forwarded {
     let headers = request::headers(dest, ids, &body).map_err(|e| (None, ApiError::internal(e)))?;
-    let client = awc::Client::builder().disable_timeout().finish();
+    let client = CLIENT.with(Clone::clone);
     let mut req = client.post(&dest.url).timeout(Duration::from_millis(dest.timeout_ms));
     for header in headers {
         req = req.insert_header(header);
@@ -164,9 +173,7 @@ async fn record(
     started_at_ms: i64,
     duration_ms: u64,
     result: &Forwarded,
-    accepted: crate::journal::CommitFuture,
 ) -> Result<(), ApiError> {
-    accepted.await.map_err(router::storage_error)?;
     let (http_status, error, response, status) = match result {
         Ok((code, reply)) => {
             (*code, None, Some(request::kept_response(reply.to_string().as_bytes())), LogStatus::Succeeded)
