@@ -35,3 +35,6 @@ pub const TRANSFORM_CACHE: usize = 64;
 /// How often events no one waits for (delivery outcomes, alerts) are
 /// synced: the most they lag behind in durability.
 pub const FLUSH_INTERVAL_MS: u64 = 10;
+/// Bytes of a query's reply its `Query` log keeps: whole for typical
+/// replies, bounded because logs stay in memory.
+pub const QUERY_REPLY_KEPT_BYTES: usize = 64 * 1024;

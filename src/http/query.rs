@@ -16,6 +16,7 @@ use crate::{
     error::{ApiError, ErrorKind},
     inbound::{self, Endpoint, InboundError},
     journal::{Attempt, Event},
+    limits,
     model::{Destination, Id, LogStatus, LogType},
     router::{self, Routing, Submit},
     transform::Transform,
@@ -165,6 +166,20 @@ async fn forward(
     Ok((Some(status), reply))
 }
 
+/// The reply as the `Query` log keeps it, cut at `QUERY_REPLY_KEPT_BYTES`.
+fn kept_reply(reply: &Value) -> String {
+    let mut text = reply.to_string();
+    if text.len() > limits::QUERY_REPLY_KEPT_BYTES {
+        let mut end = limits::QUERY_REPLY_KEPT_BYTES;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push_str("… (truncated)");
+    }
+    text
+}
+
 /// Journals the query's attempt and outcome; returns once it is durable.
 async fn record(
     ctx: &AppCtx,
@@ -175,9 +190,7 @@ async fn record(
     result: &Forwarded,
 ) -> Result<(), ApiError> {
     let (http_status, error, response, status) = match result {
-        Ok((code, reply)) => {
-            (*code, None, Some(request::kept_response(reply.to_string().as_bytes())), LogStatus::Succeeded)
-        }
+        Ok((code, reply)) => (*code, None, Some(kept_reply(reply)), LogStatus::Succeeded),
         Err((code, e)) => (*code, Some(e.text.clone()), None, LogStatus::Failed),
     };
     let attempt = Attempt { id: attempt_id, started_at_ms, duration_ms, http_status, error: error.clone(), response };

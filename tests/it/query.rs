@@ -100,6 +100,17 @@ fn a_query_round_trips_and_is_logged_before_the_answer() {
 }
 
 #[test]
+fn the_query_log_keeps_a_whole_reply_of_several_kilobytes() {
+    let receiver = Receiver::start();
+    let reply = json!({ "Notes": "n".repeat(20_000) });
+    receiver.set_default(Behavior::Status(200, reply.to_string()));
+    let server = start(&[(RECORDS, receiver.url("/records"), None, None, 5000)]);
+    assert_eq!(query(&server, &patient_query(None)), (200, reply.clone()));
+    let kept = &query_logs(&server)[0]["attempts"][0]["response"];
+    assert_eq!(serde_json::from_str::<Value>(kept.as_str().unwrap()).unwrap(), reply);
+}
+
+#[test]
 fn transforms_apply_both_ways() {
     let receiver = Receiver::start();
     receiver.set_default(Behavior::Status(200, r#"{"Found":3}"#.to_owned()));
