@@ -44,7 +44,12 @@ pub struct DeliveryConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
     pub segment_bytes: u64,
+    /// Terminal messages, their logs and alerts are kept this long after
+    /// their last change, then dropped with the journal segments they sit
+    /// in.
     pub retention_hours: u64,
+    /// How often the engine looks for journal segments it can delete.
+    pub compaction_interval_ms: u64,
 }
 
 impl Default for Config {
@@ -79,11 +84,23 @@ impl Default for DeliveryConfig {
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        Self { segment_bytes: ferrox_storage::DEFAULT_SEGMENT_BYTES, retention_hours: 7 * 24 }
+        Self {
+            segment_bytes: ferrox_storage::DEFAULT_SEGMENT_BYTES,
+            retention_hours: 7 * 24,
+            compaction_interval_ms: 60_000,
+        }
     }
 }
 
+/// A century: beyond that, keep everything.
+const MAX_RETENTION_HOURS: u64 = 100 * 366 * 24;
+
 impl Config {
+    /// Milliseconds terminal messages are kept.
+    pub fn retention_ms(&self) -> i64 {
+        i64::try_from(self.storage.retention_hours.min(MAX_RETENTION_HOURS) * 3_600_000).unwrap_or(i64::MAX)
+    }
+
     /// Parses a configuration file's text and checks its values.
     pub fn parse(text: &str) -> Result<Self, String> {
         let config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
@@ -112,6 +129,12 @@ impl Config {
                 limits::EVENT_OVERHEAD_BYTES,
                 (record_bytes + 4096).div_ceil(4096) * 4096
             ));
+        }
+        if self.storage.retention_hours > MAX_RETENTION_HOURS {
+            return Err(format!("storage.retention_hours must be at most {MAX_RETENTION_HOURS}"));
+        }
+        if self.storage.compaction_interval_ms == 0 {
+            return Err("storage.compaction_interval_ms must be positive".into());
         }
         if self.delivery.timeout_ms == 0 || self.delivery.timeout_ms > crate::objects::MAX_TIMEOUT_MS {
             return Err(format!("delivery.timeout_ms must be between 1 and {}", crate::objects::MAX_TIMEOUT_MS));

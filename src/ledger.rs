@@ -31,6 +31,20 @@ impl Ledger {
         Ok(position)
     }
 
+    /// Like `record`, with the event decided under the state lock from
+    /// the state and the position the event will get. Nothing is written
+    /// if `decide` returns `None`.
+    pub fn record_with(
+        &self,
+        decide: impl FnOnce(&State, u64) -> Option<Event>,
+    ) -> Result<Option<(u64, Event)>, JournalError> {
+        let mut state = self.state.write();
+        let Some(event) = decide(&state, self.journal.appended_through() + 1) else { return Ok(None) };
+        let position = self.journal.append(&event)?;
+        state.apply(position, &event);
+        Ok(Some((position, event)))
+    }
+
     pub fn commit(&self, position: u64) -> CommitFuture {
         self.journal.commit(position)
     }

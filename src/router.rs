@@ -324,11 +324,27 @@ mod tests {
         fn appended_through(&self) -> u64 {
             0
         }
-        fn replay(&self, _: &mut dyn FnMut(u64, &ArchivedEvent)) -> Result<(), JournalError> {
+        fn replay(&self, _: u64, _: &mut dyn FnMut(u64, &ArchivedEvent)) -> Result<(), JournalError> {
             Ok(())
         }
         fn message_payload(&self, position: u64) -> Result<Vec<u8>, JournalError> {
             Err(JournalError::NotAMessage { position })
+        }
+
+        fn last_snapshot(&self) -> Result<Option<(u64, crate::journal::Snapshot)>, JournalError> {
+            Ok(None)
+        }
+
+        fn release_below(&self, _: u64) -> Result<usize, JournalError> {
+            Ok(0)
+        }
+
+        fn releasable(&self, _: u64) -> usize {
+            0
+        }
+
+        fn retained(&self) -> (u64, usize) {
+            (1, 1)
         }
     }
 

@@ -23,6 +23,7 @@ use crate::{
     limits,
     model::Id,
     objects::{DestinationSpec, SourceSpec, SubscriptionSpec},
+    retention,
     router::{Change, Decide, Router},
     state::State,
 };
@@ -56,9 +57,24 @@ pub fn recover(config: &Config) -> anyhow::Result<(Arc<WalJournal>, State)> {
         duration_ms = stats.duration.as_millis() as u64,
         "write-ahead log recovered"
     );
+    let state = rebuild(&journal)?;
+    Ok((Arc::new(journal), state))
+}
+
+/// Rebuilds the state from a journal: from its last snapshot, if any.
+pub fn rebuild(journal: &dyn Journal) -> anyhow::Result<State> {
     let mut state = State::default();
+    let snapshot = journal.last_snapshot().context("finding the journal's last snapshot")?;
+    let from = match &snapshot {
+        Some((position, snapshot)) => {
+            tracing::info!(snapshot_at = position, from = snapshot.from, "replaying from the last snapshot");
+            state.begin_replay(*position, snapshot);
+            snapshot.from
+        }
+        None => 0,
+    };
     let mut failure = None;
-    journal.replay(&mut |position, event| {
+    journal.replay(from, &mut |position, event| {
         if failure.is_none()
             && let Err(e) = state.apply_archived(position, event)
         {
@@ -68,7 +84,10 @@ pub fn recover(config: &Config) -> anyhow::Result<(Arc<WalJournal>, State)> {
     if let Some(failure) = failure {
         anyhow::bail!("replaying the journal: {failure}");
     }
-    Ok((Arc::new(journal), state))
+    if let Some(position) = state.replay_snapshot_pending() {
+        anyhow::bail!("replaying the journal: the snapshot at {position} was not met");
+    }
+    Ok(state)
 }
 
 /// Starts the engine: must run inside an actix system.
@@ -78,6 +97,12 @@ pub async fn start(config: Config, clock: SharedClock, ids: SharedIds) -> anyhow
     let journal: Arc<dyn Journal> = journal;
     let ledger = Ledger::new(journal.clone(), state.clone());
     ledger.spawn_flusher(std::time::Duration::from_millis(limits::FLUSH_INTERVAL_MS));
+    retention::spawn(
+        ledger.clone(),
+        clock.clone(),
+        config.retention_ms(),
+        std::time::Duration::from_millis(config.storage.compaction_interval_ms),
+    );
     let shared = Shared {
         ledger: ledger.clone(),
         clock: clock.clone(),

@@ -7,7 +7,7 @@ use anyhow::Context as _;
 
 use crate::{
     clock::rfc3339,
-    journal::{ArchivedEvent, EVENT_KIND, access, decode},
+    journal::{ArchivedEvent, EVENT_KIND, SNAPSHOT_KIND, access, decode},
 };
 
 fn wal_dir(data_dir: &Path) -> std::path::PathBuf {
@@ -22,7 +22,7 @@ pub fn verify(data_dir: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
     let mut events = 0u64;
     for record in inspection.records() {
         let record = record?;
-        if record.kind() == EVENT_KIND {
+        if record.kind() == EVENT_KIND || record.kind() == SNAPSHOT_KIND {
             access(record.payload())
                 .map_err(|e| anyhow::anyhow!("record {} is not a valid event: {e}", record.seq()))?;
             events += 1;
@@ -48,7 +48,7 @@ pub fn dump(data_dir: &Path, from: u64, limit: Option<u64>, out: &mut dyn Write)
     let records = inspection.records().filter(|r| r.as_ref().map_or(true, |r| r.seq() >= from));
     for record in records.take(usize::try_from(limit.unwrap_or(u64::MAX)).unwrap_or(usize::MAX)) {
         let record = record?;
-        let text = if record.kind() == EVENT_KIND {
+        let text = if record.kind() == EVENT_KIND || record.kind() == SNAPSHOT_KIND {
             match access(record.payload()) {
                 Ok(event) => describe(event),
                 Err(e) => format!("undecodable event: {e}"),
@@ -77,6 +77,20 @@ fn describe(event: &ArchivedEvent) -> String {
     match decode(event) {
         Ok(crate::journal::Event::TokenKeyCreated { .. }) => "TokenKeyCreated".to_owned(),
         Ok(crate::journal::Event::SourceUpserted(s)) => format!("SourceUpserted id={} name={:?}", s.id, s.name),
+        // Secrets stay out of dumps.
+        Ok(crate::journal::Event::DestinationUpserted(d)) => {
+            format!("DestinationUpserted id={} name={:?} url={:?} enabled={}", d.id, d.name, d.url, d.enabled)
+        }
+        Ok(crate::journal::Event::Snapshot(s)) => format!(
+            "Snapshot from={} sources={} destinations={} subscriptions={} paused={} alerts={} next_message_id={}",
+            s.from,
+            s.sources.len(),
+            s.destinations.len(),
+            s.subscriptions.len(),
+            s.paused.len(),
+            s.alerts.len(),
+            s.next_message_id
+        ),
         Ok(other) => format!("{other:?}"),
         Err(e) => format!("undecodable event: {e}"),
     }

@@ -17,10 +17,8 @@ pub async fn healthz(ctx: web::Data<AppCtx>) -> HttpResponse {
 pub async fn metrics(ctx: web::Data<AppCtx>) -> HttpResponse {
     let state = ctx.state.read();
     let mut by_status = [0u64; 6];
-    for index in 0..state.log_count() {
-        if let Some(log) = state.log_at(index) {
-            by_status[log.status as usize] += 1;
-        }
+    for log in state.logs() {
+        by_status[log.status as usize] += 1;
     }
     let mut out = String::new();
     let _ = writeln!(
@@ -49,5 +47,18 @@ pub async fn metrics(ctx: web::Data<AppCtx>) -> HttpResponse {
         "# HELP ferrox_wal_durable_position Highest durable journal position.\n# TYPE ferrox_wal_durable_position gauge"
     );
     let _ = writeln!(out, "ferrox_wal_durable_position {}", ctx.journal.durable_through());
+    let (first, segments) = ctx.journal.retained();
+    let _ = writeln!(
+        out,
+        "# HELP ferrox_wal_first_position First journal position retained.\n# TYPE ferrox_wal_first_position gauge"
+    );
+    let _ = writeln!(out, "ferrox_wal_first_position {first}");
+    let _ = writeln!(out, "# HELP ferrox_wal_segments Journal segment files.\n# TYPE ferrox_wal_segments gauge");
+    let _ = writeln!(out, "ferrox_wal_segments {segments}");
+    let _ = writeln!(
+        out,
+        "# HELP ferrox_logs_kept Logs kept in memory (within retention or not terminal).\n# TYPE ferrox_logs_kept gauge"
+    );
+    let _ = writeln!(out, "ferrox_logs_kept {}", state.log_count());
     HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(out)
 }

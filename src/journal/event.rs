@@ -7,6 +7,9 @@ use crate::model::{Destination, Id, LogStatus, LogType, Source, Subscription, Ti
 
 /// WAL record kind of a journal event.
 pub const EVENT_KIND: u16 = 1;
+/// WAL record kind of a [`Snapshot`], so that start-up finds the last one
+/// by reading record headers only.
+pub const SNAPSHOT_KIND: u16 = 2;
 
 #[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub enum Event {
@@ -49,6 +52,56 @@ pub enum Event {
         at_ms: TimestampMs,
     },
     AlertRaised(Alert),
+    /// Everything but messages and their logs, as of this event, and the
+    /// position from which the journal still holds every message the
+    /// engine keeps; see `crate::retention`.
+    Snapshot(Snapshot),
+}
+
+impl Event {
+    /// The WAL record kind the event is written as.
+    pub fn kind(&self) -> u16 {
+        match self {
+            Self::Snapshot(_) => SNAPSHOT_KIND,
+            _ => EVENT_KIND,
+        }
+    }
+}
+
+/// The state a replay cannot rebuild from the messages kept: written
+/// before records below `from` are released. Replay reads messages, their
+/// logs' attempts and statuses from `from` on, and everything else from
+/// here (see `State::apply_archived`).
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Snapshot {
+    /// Every message the engine keeps was accepted at or after this
+    /// position; records below it are no longer needed.
+    pub from: u64,
+    /// The absolute index of the first log kept, so log cursors stay valid.
+    pub first_log_index: u64,
+    /// Messages and logs last changed before this are past retention.
+    pub retain_after_ms: TimestampMs,
+    pub sources: Vec<Source>,
+    pub destinations: Vec<Destination>,
+    pub subscriptions: Vec<Subscription>,
+    pub token_key: Option<[u8; 32]>,
+    pub next_message_id: u64,
+    pub paused: Vec<PausedQueue>,
+    /// Alerts within retention, with the positions they were raised at.
+    pub alerts: Vec<KeptAlert>,
+}
+
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct PausedQueue {
+    pub destination_id: Id,
+    pub at_ms: TimestampMs,
+    pub reason: String,
+}
+
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct KeptAlert {
+    pub position: u64,
+    pub alert: Alert,
 }
 
 /// One accepted SEND (or recorded query) with its logs.

@@ -7,7 +7,10 @@ use std::{fmt, future::Future, path::Path, pin::Pin, sync::Arc};
 
 use ferrox_storage::{Committer, Options, Wal};
 
-pub use self::event::{Accepted, Alert, AlertKind, ArchivedEvent, Attempt, EVENT_KIND, Event, NewLog, access, decode};
+pub use self::event::{
+    Accepted, Alert, AlertKind, ArchivedEvent, Attempt, EVENT_KIND, Event, KeptAlert, NewLog, PausedQueue,
+    SNAPSHOT_KIND, Snapshot, access, decode,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
@@ -19,6 +22,8 @@ pub enum JournalError {
     NotAMessage { position: u64 },
     #[error("the journal's committer could not start: {0}")]
     Start(std::io::Error),
+    #[error("the journal was checkpointed at {checkpoint} but holds no snapshot: records it needs were deleted")]
+    MissingSnapshot { checkpoint: u64 },
 }
 
 pub type CommitFuture = Pin<Box<dyn Future<Output = Result<(), JournalError>> + Send>>;
@@ -33,8 +38,17 @@ pub trait Journal: Send + Sync + fmt::Debug {
     fn durable_through(&self) -> u64;
     /// The highest position appended, durable or not.
     fn appended_through(&self) -> u64;
-    /// Calls `f` with every durable event, in order.
-    fn replay(&self, f: &mut dyn FnMut(u64, &ArchivedEvent)) -> Result<(), JournalError>;
+    /// Calls `f` with every durable event from `from` on, in order.
+    fn replay(&self, from: u64, f: &mut dyn FnMut(u64, &ArchivedEvent)) -> Result<(), JournalError>;
+    /// The last durable snapshot and its position, if any.
+    fn last_snapshot(&self) -> Result<Option<(u64, Snapshot)>, JournalError>;
+    /// Declares records below `position` unneeded and deletes the segments
+    /// that hold only such records; returns how many were deleted.
+    fn release_below(&self, position: u64) -> Result<usize, JournalError>;
+    /// How many segments `release_below(position)` would delete now.
+    fn releasable(&self, position: u64) -> usize;
+    /// The first position retained and the number of segment files.
+    fn retained(&self) -> (u64, usize);
     /// The request body of the message accepted at `position`.
     fn message_payload(&self, position: u64) -> Result<Vec<u8>, JournalError>;
 }
@@ -59,7 +73,7 @@ impl WalJournal {
 
 impl Journal for WalJournal {
     fn append(&self, event: &Event) -> Result<u64, JournalError> {
-        Ok(self.wal().append(EVENT_KIND, &event.encode())?)
+        Ok(self.wal().append(event.kind(), &event.encode())?)
     }
 
     fn commit(&self, position: u64) -> CommitFuture {
@@ -75,10 +89,10 @@ impl Journal for WalJournal {
         self.wal().next_seq() - 1
     }
 
-    fn replay(&self, f: &mut dyn FnMut(u64, &ArchivedEvent)) -> Result<(), JournalError> {
-        for record in self.wal().iter_from(0) {
+    fn replay(&self, from: u64, f: &mut dyn FnMut(u64, &ArchivedEvent)) -> Result<(), JournalError> {
+        for record in self.wal().iter_from(from) {
             let record = record?;
-            if record.kind() != EVENT_KIND {
+            if record.kind() != EVENT_KIND && record.kind() != SNAPSHOT_KIND {
                 continue;
             }
             let position = record.seq();
@@ -86,6 +100,41 @@ impl Journal for WalJournal {
             f(position, event);
         }
         Ok(())
+    }
+
+    fn last_snapshot(&self) -> Result<Option<(u64, Snapshot)>, JournalError> {
+        let wal = self.wal();
+        let mut position = wal.synced_through();
+        while position >= wal.first_seq() && position > 0 {
+            if let Some(record) = wal.get(position)?
+                && record.kind() == SNAPSHOT_KIND
+            {
+                let event =
+                    access(record.payload()).map_err(|reason| JournalError::Undecodable { position, reason })?;
+                return match decode(event) {
+                    Ok(Event::Snapshot(snapshot)) => Ok(Some((position, snapshot))),
+                    Ok(_) => Err(JournalError::Undecodable { position, reason: "not a snapshot".into() }),
+                    Err(reason) => Err(JournalError::Undecodable { position, reason }),
+                };
+            }
+            position -= 1;
+        }
+        match wal.checkpoint_seq() {
+            0 => Ok(None),
+            checkpoint => Err(JournalError::MissingSnapshot { checkpoint }),
+        }
+    }
+
+    fn release_below(&self, position: u64) -> Result<usize, JournalError> {
+        Ok(self.wal().checkpoint(position)?)
+    }
+
+    fn releasable(&self, position: u64) -> usize {
+        self.wal().releasable(position)
+    }
+
+    fn retained(&self) -> (u64, usize) {
+        (self.wal().first_seq(), self.wal().segment_count())
     }
 
     fn message_payload(&self, position: u64) -> Result<Vec<u8>, JournalError> {

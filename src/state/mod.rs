@@ -2,6 +2,11 @@
 //! as it appends it, in log order; after a restart the same fold over the
 //! replayed log rebuilds the same state.
 //!
+//! After a snapshot (see `crate::retention`), messages accepted before its
+//! `from` position are dropped from memory, as the journal may delete them.
+//! A replay then starts at `from`: it rebuilds messages and their logs
+//! from the records, and everything else from the snapshot.
+//!
 //! An entry is *durable* once the journal has synced its position. Readers
 //! outside the router act only on durable messages, logs and alerts (see
 //! `durable` arguments), so no message is shown or delivered before it is
@@ -17,7 +22,7 @@ use std::{
 
 pub use self::query::{LogFilter, LogPage};
 use crate::{
-    journal::{Accepted, Alert, ArchivedEvent, Attempt, Event, NewLog, decode},
+    journal::{Accepted, Alert, ArchivedEvent, Attempt, Event, KeptAlert, NewLog, PausedQueue, Snapshot, decode},
     model::{Destination, Id, LogStatus, LogType, Source, Subscription, TimestampMs},
 };
 
@@ -35,15 +40,21 @@ pub struct State {
     pub next_message_id: u64,
     pub messages: Messages,
     names: Interner,
-    /// Every log, in acceptance order.
-    logs: Vec<Log>,
+    /// Every log kept, in acceptance order; the first is log number
+    /// `log_base` (log numbers are the indexes used everywhere else).
+    logs: VecDeque<Log>,
+    log_base: usize,
     log_index: HashMap<Id, usize>,
     pub queues: HashMap<Id, Queue>,
     idempotency: HashMap<(Id, String), Idempotent>,
+    /// Keys in acceptance order, to forget them when their window ends.
     idempotency_order: VecDeque<(TimestampMs, Id, String)>,
     pub alerts: Vec<(u64, Alert)>,
     /// Position of the last event applied.
     pub position: u64,
+    /// While replaying after a snapshot: its position. Events before it
+    /// touch messages and logs only.
+    replay_snapshot_at: Option<u64>,
 }
 
 /// An accepted message, as kept in memory: its body stays in the journal.
@@ -71,23 +82,53 @@ impl Message {
     }
 }
 
-/// Messages by ID. IDs are dense from 1 (the router assigns them in
-/// order), so a vector indexed by `id - 1` serves.
+/// Messages by ID. IDs are dense (the router assigns them in order), so a
+/// deque indexed by `id - base` serves; retention drops from the front.
 #[derive(Debug, Default)]
-pub struct Messages(Vec<Option<Message>>);
+pub struct Messages {
+    base: u64,
+    items: VecDeque<Option<Message>>,
+}
 
 impl Messages {
     pub fn get(&self, id: &u64) -> Option<&Message> {
-        let index = usize::try_from(id.checked_sub(1)?).ok()?;
-        self.0.get(index)?.as_ref()
+        let index = usize::try_from(id.checked_sub(self.base)?).ok()?;
+        self.items.get(index)?.as_ref()
     }
 
     fn insert(&mut self, message: Message) {
-        let Some(index) = message.id.checked_sub(1).and_then(|i| usize::try_from(i).ok()) else { return };
-        if self.0.len() <= index {
-            self.0.resize(index + 1, None);
+        if self.items.is_empty() {
+            self.base = message.id;
         }
-        self.0[index] = Some(message);
+        let Some(index) = message.id.checked_sub(self.base).and_then(|i| usize::try_from(i).ok()) else { return };
+        if self.items.len() <= index {
+            self.items.resize(index + 1, None);
+        }
+        self.items[index] = Some(message);
+    }
+
+    /// The oldest message kept.
+    pub fn first(&self) -> Option<&Message> {
+        self.items.iter().flatten().next()
+    }
+
+    fn pop_first(&mut self) -> Option<Message> {
+        while let Some(item) = self.items.pop_front() {
+            self.base += 1;
+            if item.is_some() {
+                return item;
+            }
+        }
+        None
+    }
+
+    /// Messages kept, oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = &Message> {
+        self.items.iter().flatten()
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.iter().flatten().count()
     }
 }
 
@@ -154,13 +195,55 @@ impl State {
         self.position = position;
         match event {
             Event::MessageAccepted(a) => self.accept(position, meta_of(a)),
+            Event::Snapshot(snapshot) => self.forget_before(snapshot),
             other => self.apply_config_or_delivery(other),
         }
+    }
+
+    /// Prepares a replay that starts at `snapshot.from`, the snapshot
+    /// being at `position`.
+    pub fn begin_replay(&mut self, position: u64, snapshot: &Snapshot) {
+        self.replay_snapshot_at = Some(position);
+        self.log_base = usize::try_from(snapshot.first_log_index).unwrap_or(usize::MAX);
+    }
+
+    /// The snapshot position a replay has not reached yet, if any.
+    pub fn replay_snapshot_pending(&self) -> Option<u64> {
+        self.replay_snapshot_at
     }
 
     /// Applies an event read back from the journal.
     pub fn apply_archived(&mut self, position: u64, event: &ArchivedEvent) -> Result<(), String> {
         self.position = position;
+        let before_snapshot = self.replay_snapshot_at.is_some_and(|at| position < at);
+        if before_snapshot
+            && !matches!(
+                event,
+                ArchivedEvent::MessageAccepted(_)
+                    | ArchivedEvent::AttemptRecorded { .. }
+                    | ArchivedEvent::LogStatusChanged { .. }
+                    | ArchivedEvent::DestinationDeleted { .. }
+            )
+        {
+            // The snapshot holds the outcome of everything else.
+            return Ok(());
+        }
+        if let ArchivedEvent::DestinationDeleted { id } = event
+            && before_snapshot
+        {
+            self.end_queue((&*id).into());
+            return Ok(());
+        }
+        if let ArchivedEvent::Snapshot(_) = event {
+            let Event::Snapshot(snapshot) = decode(event)? else { unreachable!("decoded as archived") };
+            if self.replay_snapshot_at == Some(position) {
+                self.restore(&snapshot);
+                self.replay_snapshot_at = None;
+            }
+            // An older snapshot, or one after the messages it names: the
+            // replay already holds what it says.
+            return Ok(());
+        }
         if let ArchivedEvent::MessageAccepted(a) = event {
             let logs = a
                 .logs
@@ -210,14 +293,7 @@ impl State {
             Event::DestinationDeleted { id } => {
                 self.destinations.remove(id);
                 self.subscriptions.retain(|_, s| s.destination_id != *id);
-                // A forced delete ends the logs still queued for it.
-                if let Some(queue) = self.queues.remove(id) {
-                    for index in queue.pending {
-                        let log = &mut self.logs[index];
-                        log.status = LogStatus::Failed;
-                        log.reason = Some("destination deleted".into());
-                    }
-                }
+                self.end_queue(*id);
             }
             Event::SubscriptionUpserted(s) => {
                 self.subscriptions.insert(s.id, s.clone());
@@ -236,21 +312,146 @@ impl State {
             Event::LogStatusChanged { log_id, status, at_ms, reason } => {
                 self.set_status(*log_id, *status, *at_ms, reason.clone())
             }
+            // Only a configured destination has a queue to pause.
             Event::QueuePaused { destination_id, at_ms, reason } => {
-                self.queues.entry(*destination_id).or_default().paused = Some((*at_ms, reason.clone()));
+                if let Some(queue) = self.queues.get_mut(destination_id) {
+                    queue.paused = Some((*at_ms, reason.clone()));
+                }
             }
             Event::QueueResumed { destination_id, .. } => {
-                self.queues.entry(*destination_id).or_default().paused = None;
+                if let Some(queue) = self.queues.get_mut(destination_id) {
+                    queue.paused = None;
+                }
             }
             Event::AlertRaised(alert) => self.alerts.push((self.position, alert.clone())),
+            Event::Snapshot(snapshot) => self.forget_before(snapshot),
         }
     }
 
+    /// A deleted destination's queue ends: a forced delete fails the logs
+    /// still queued for it.
+    fn end_queue(&mut self, id: Id) {
+        if let Some(queue) = self.queues.remove(&id) {
+            for index in queue.pending {
+                if let Some(log) = self.log_at_mut(index) {
+                    log.status = LogStatus::Failed;
+                    log.reason = Some("destination deleted".into());
+                }
+            }
+        }
+    }
+
+    /// The position from which every message the engine must keep was
+    /// accepted: the oldest message with a log not terminal, or changed at
+    /// or after `retain_after_ms`, or whose idempotency key is still
+    /// remembered. `None` when no message needs keeping.
+    pub fn needed_from(&self, retain_after_ms: TimestampMs, now_ms: TimestampMs) -> Option<u64> {
+        // Keys are in acceptance order: the first still remembered is the oldest.
+        let keyed = self.idempotency_order.iter().find_map(|(at, source, key)| {
+            let entry = self.idempotency.get(&(*source, key.clone()))?;
+            (entry.at_ms == *at && now_ms - at < IDEMPOTENCY_WINDOW_MS).then_some(entry.position)
+        });
+        let needed = self
+            .messages
+            .iter()
+            .find(|m| {
+                m.logs()
+                    .filter_map(|i| self.log_at(i))
+                    .any(|l| !l.status.is_terminal() || l.updated_at_ms >= retain_after_ms)
+            })
+            .map(|m| m.position);
+        match (keyed, needed) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// A snapshot of everything a replay from `from` cannot rebuild.
+    pub fn snapshot(&self, from: u64, retain_after_ms: TimestampMs) -> Snapshot {
+        let first_log_index =
+            self.messages.iter().find(|m| m.position >= from).map_or(self.log_base + self.logs.len(), |m| m.first_log);
+        let mut paused: Vec<PausedQueue> = self
+            .queues
+            .iter()
+            .filter_map(|(id, q)| {
+                q.paused.as_ref().map(|(at_ms, reason)| PausedQueue {
+                    destination_id: *id,
+                    at_ms: *at_ms,
+                    reason: reason.clone(),
+                })
+            })
+            .collect();
+        paused.sort_by_key(|p| p.destination_id);
+        Snapshot {
+            from,
+            first_log_index: first_log_index as u64,
+            retain_after_ms,
+            sources: self.sources.values().cloned().collect(),
+            destinations: self.destinations.values().cloned().collect(),
+            subscriptions: self.subscriptions.values().cloned().collect(),
+            token_key: self.token_key,
+            next_message_id: self.next_message_id,
+            paused,
+            alerts: self
+                .alerts
+                .iter()
+                .filter(|(_, a)| a.at_ms >= retain_after_ms)
+                .map(|(position, alert)| KeptAlert { position: *position, alert: alert.clone() })
+                .collect(),
+        }
+    }
+
+    /// Drops what a snapshot lets the journal release: messages accepted
+    /// before `from` with their logs, and alerts past retention.
+    fn forget_before(&mut self, snapshot: &Snapshot) {
+        while self.messages.first().is_some_and(|m| m.position < snapshot.from) {
+            let Some(message) = self.messages.pop_first() else { break };
+            for _ in message.logs() {
+                if let Some(log) = self.logs.pop_front() {
+                    self.log_index.remove(&log.id);
+                    self.log_base += 1;
+                }
+            }
+        }
+        self.alerts.retain(|(_, a)| a.at_ms >= snapshot.retain_after_ms);
+        let forgotten: Vec<_> =
+            self.idempotency.iter().filter(|(_, e)| e.position < snapshot.from).map(|(k, _)| k.clone()).collect();
+        for key in forgotten {
+            self.idempotency.remove(&key);
+        }
+        let idempotency = &self.idempotency;
+        self.idempotency_order
+            .retain(|(at, source, key)| idempotency.get(&(*source, key.clone())).is_some_and(|e| e.at_ms == *at));
+    }
+
+    /// Takes everything but messages and logs from a snapshot met in replay.
+    fn restore(&mut self, snapshot: &Snapshot) {
+        self.sources = snapshot.sources.iter().map(|s| (s.id, s.clone())).collect();
+        self.api_keys = snapshot.sources.iter().map(|s| (s.api_key.clone(), s.id)).collect();
+        self.destinations = snapshot.destinations.iter().map(|d| (d.id, d.clone())).collect();
+        self.subscriptions = snapshot.subscriptions.iter().map(|s| (s.id, s.clone())).collect();
+        self.token_key = snapshot.token_key;
+        self.next_message_id = self.next_message_id.max(snapshot.next_message_id);
+        let gone: Vec<Id> = self.queues.keys().filter(|id| !self.destinations.contains_key(id)).copied().collect();
+        for id in gone {
+            self.end_queue(id);
+        }
+        for id in self.destinations.keys() {
+            self.queues.entry(*id).or_default();
+        }
+        for paused in &snapshot.paused {
+            if let Some(queue) = self.queues.get_mut(&paused.destination_id) {
+                queue.paused = Some((paused.at_ms, paused.reason.clone()));
+            }
+        }
+        self.alerts = snapshot.alerts.iter().map(|k| (k.position, k.alert.clone())).collect();
+    }
+
     fn accept(&mut self, position: u64, a: AcceptedMeta<'_>) {
-        let first_log = self.logs.len();
+        let first_log = self.log_base + self.logs.len();
         for new in &a.logs {
-            let index = self.logs.len();
-            self.logs.push(Log {
+            let index = self.log_base + self.logs.len();
+            self.logs.push_back(Log {
                 id: new.id,
                 message_id: a.message_id,
                 position,
@@ -289,7 +490,7 @@ impl State {
 
     fn set_status(&mut self, log_id: Id, status: LogStatus, at_ms: TimestampMs, reason: Option<String>) {
         let Some(&index) = self.log_index.get(&log_id) else { return };
-        let log = &mut self.logs[index];
+        let Some(log) = self.log_at_mut(index) else { return };
         log.status = status;
         log.updated_at_ms = at_ms;
         log.reason = reason.map(String::into_boxed_str);
@@ -336,19 +537,36 @@ impl State {
     }
 
     pub fn log(&self, id: Id) -> Option<&Log> {
-        self.log_index.get(&id).map(|&i| &self.logs[i])
+        self.log_at(*self.log_index.get(&id)?)
     }
 
     fn log_mut(&mut self, id: Id) -> Option<&mut Log> {
-        self.log_index.get(&id).map(|&i| &mut self.logs[i])
+        let index = *self.log_index.get(&id)?;
+        self.log_at_mut(index)
     }
 
+    /// Log number `index`, if kept.
     pub fn log_at(&self, index: usize) -> Option<&Log> {
-        self.logs.get(index)
+        self.logs.get(index.checked_sub(self.log_base)?)
     }
 
+    fn log_at_mut(&mut self, index: usize) -> Option<&mut Log> {
+        self.logs.get_mut(index.checked_sub(self.log_base)?)
+    }
+
+    /// Log numbers kept: `start..end`.
+    pub fn log_range(&self) -> std::ops::Range<usize> {
+        self.log_base..self.log_base + self.logs.len()
+    }
+
+    /// Logs kept.
     pub fn log_count(&self) -> usize {
         self.logs.len()
+    }
+
+    /// Logs kept, oldest first.
+    pub fn logs(&self) -> impl Iterator<Item = &Log> {
+        self.logs.iter()
     }
 
     /// The subscriptions of `source` that match a data model and event type.
@@ -359,6 +577,46 @@ impl State {
         event_type: &'a str,
     ) -> impl Iterator<Item = &'a Subscription> {
         self.subscriptions.values().filter(move |s| s.source_id == source && s.matches(data_model, event_type))
+    }
+}
+
+/// Everything a replay must rebuild, in a comparable form.
+#[cfg(test)]
+#[derive(Debug, PartialEq)]
+pub(crate) struct Fingerprint {
+    sources: Vec<Source>,
+    destinations: Vec<Destination>,
+    subscriptions: Vec<Subscription>,
+    token_key: Option<[u8; 32]>,
+    next_message_id: u64,
+    messages: Vec<Message>,
+    logs: Vec<(usize, Log)>,
+    queues: BTreeMap<Id, Queue>,
+    idempotency: BTreeMap<(Id, String), (u64, u64, TimestampMs)>,
+    alerts: Vec<(u64, Alert)>,
+    position: u64,
+}
+
+#[cfg(test)]
+impl State {
+    pub(crate) fn fingerprint(&self) -> Fingerprint {
+        Fingerprint {
+            sources: self.sources.values().cloned().collect(),
+            destinations: self.destinations.values().cloned().collect(),
+            subscriptions: self.subscriptions.values().cloned().collect(),
+            token_key: self.token_key,
+            next_message_id: self.next_message_id,
+            messages: self.messages.iter().cloned().collect(),
+            logs: self.log_range().zip(self.logs.iter().cloned()).collect(),
+            queues: self.queues.iter().map(|(k, v)| (*k, v.clone())).collect(),
+            idempotency: self
+                .idempotency
+                .iter()
+                .map(|(k, e)| (k.clone(), (e.message_id, e.position, e.at_ms)))
+                .collect(),
+            alerts: self.alerts.clone(),
+            position: self.position,
+        }
     }
 }
 

@@ -36,15 +36,16 @@ impl State {
     pub fn query_logs(&self, filter: &LogFilter, durable: u64) -> LogPage<'_> {
         let limit = filter.limit.clamp(1, MAX_PAGE);
         let mut logs = Vec::new();
-        let mut index = filter.before.unwrap_or(self.logs.len()).min(self.logs.len());
-        while index > 0 && logs.len() < limit {
+        let kept = self.log_range();
+        let mut index = filter.before.unwrap_or(kept.end).min(kept.end);
+        while index > kept.start && logs.len() < limit {
             index -= 1;
-            let log = &self.logs[index];
+            let Some(log) = self.log_at(index) else { break };
             if log.position <= durable && self.log_matches(log, filter) {
                 logs.push(log);
             }
         }
-        let next = (logs.len() == limit && index > 0).then_some(index);
+        let next = (logs.len() == limit && index > kept.start).then_some(index);
         LogPage { logs, next }
     }
 

@@ -78,6 +78,11 @@ impl Index {
         removed
     }
 
+    /// How many segments `drain_below(seq)` would remove.
+    pub(crate) fn count_below(&self, seq: u64) -> usize {
+        self.segments.iter().skip(1).take_while(|s| s.first_seq <= seq).count()
+    }
+
     pub(crate) fn segment_count(&self) -> usize {
         self.segments.len()
     }

@@ -375,6 +375,11 @@ impl Wal {
         self.index.read().segment_count()
     }
 
+    /// How many segments a checkpoint at `seq` would delete now.
+    pub fn releasable(&self, seq: u64) -> usize {
+        self.index.read().count_below(seq.min(self.synced_through() + 1))
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }

@@ -58,7 +58,11 @@ fn checkpoint_deletes_whole_segments_below_it_and_survives_reopen() {
     wal.sync().unwrap();
     let files_before = segment_files(dir.path()).len();
     assert!(matches!(wal.checkpoint(302), Err(Error::CheckpointBeyondEnd { .. })));
+    let releasable = wal.releasable(150);
+    assert_eq!(wal.releasable(1), 0, "the first segment holds record 1");
     let deleted = wal.checkpoint(150).unwrap();
+    assert_eq!(deleted, releasable, "releasable predicts what a checkpoint deletes");
+    assert_eq!(wal.releasable(150), 0);
     assert!(deleted > 5, "deleted {deleted}");
     assert_eq!(segment_files(dir.path()).len(), files_before - deleted);
     let first = wal.first_seq();
