@@ -214,7 +214,11 @@ mod tests {
         for op in ops {
             let head = |ledger: &Ledger, dest: u8| {
                 let state = ledger.state().read();
-                state.queue_head(Id(100 + u128::from(dest)), u64::MAX).map(|l| l.id)
+                let destination = Id(100 + u128::from(dest));
+                let head = state.queue_head(destination, u64::MAX)?;
+                assert_eq!(head.destination_id, destination, "the head of a queue belongs to it");
+                assert!(!head.status.is_terminal(), "the head of a queue is not terminal");
+                Some(head.id)
             };
             match *op {
                 Op::Send { mask, keyed, body } => {

@@ -126,10 +126,6 @@ impl Messages {
     pub fn iter(&self) -> impl Iterator<Item = &Message> {
         self.items.iter().flatten()
     }
-
-    pub fn len(&self) -> usize {
-        self.items.iter().flatten().count()
-    }
 }
 
 /// One shared copy of each data model and event type name.
@@ -223,16 +219,24 @@ impl State {
                     | ArchivedEvent::AttemptRecorded { .. }
                     | ArchivedEvent::LogStatusChanged { .. }
                     | ArchivedEvent::DestinationDeleted { .. }
+                    | ArchivedEvent::DestinationUpserted(_)
             )
         {
             // The snapshot holds the outcome of everything else.
             return Ok(());
         }
-        if let ArchivedEvent::DestinationDeleted { id } = event
-            && before_snapshot
-        {
-            self.end_queue((&*id).into());
-            return Ok(());
+        // Before the snapshot, configuration counts only for which queues
+        // exist, which decides where logs go.
+        match event {
+            ArchivedEvent::DestinationDeleted { id } if before_snapshot => {
+                self.end_queue(id.into());
+                return Ok(());
+            }
+            ArchivedEvent::DestinationUpserted(d) if before_snapshot => {
+                self.queues.entry((&d.id).into()).or_default();
+                return Ok(());
+            }
+            _ => {}
         }
         if let ArchivedEvent::Snapshot(_) = event {
             let Event::Snapshot(snapshot) = decode(event)? else { unreachable!("decoded as archived") };
@@ -512,7 +516,7 @@ impl State {
     /// The first durable log in a destination's queue.
     pub fn queue_head(&self, destination: Id, durable: u64) -> Option<&Log> {
         let queue = self.queues.get(&destination)?;
-        queue.pending.iter().filter_map(|&i| self.logs.get(i)).find(|l| l.position <= durable)
+        queue.pending.iter().filter_map(|&i| self.log_at(i)).find(|l| l.position <= durable)
     }
 
     fn forget_idempotency_before(&mut self, cutoff_ms: TimestampMs) {

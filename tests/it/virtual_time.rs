@@ -2,91 +2,20 @@
 //! process on a `ManualClock`; the test moves the clock to each retry's
 //! deadline and checks when every attempt was made, to the millisecond.
 
-use std::{
-    net::SocketAddr,
-    sync::{Arc, Mutex, mpsc},
-    thread::{self, JoinHandle},
-    time::{Duration, Instant},
-};
+use std::sync::{Arc, Mutex};
 
-use actix_web::{dev::ServerHandle, rt::System};
-use ferrox::{
-    clock::{Clock as _, ManualClock, SharedClock, rfc3339},
-    config::Config,
-    ids::OsIds,
-    server,
-};
+use ferrox::clock::{Clock as _, ManualClock, rfc3339};
 use serde_json::json;
-use tempfile::TempDir;
 
 use crate::{
-    client::{Client, patient_admin},
+    client::patient_admin,
     delivery::{Dest, Sent, Setup, alerts, eventually, kinds},
+    in_process::Engine,
     receiver::{Behavior, Receiver},
 };
 
 /// 2025-11-22T21:20:00Z: where the virtual clock starts.
 const T0_MS: i64 = 1_763_846_400_000;
-
-/// An engine in this process, on its own actix system and thread.
-struct Engine {
-    client: Client,
-    handle: ServerHandle,
-    thread: Option<JoinHandle<()>>,
-    _data_dir: TempDir,
-}
-
-impl Engine {
-    fn start(setup: &Setup, clock: SharedClock) -> Self {
-        let data_dir = tempfile::tempdir().expect("creating the data dir");
-        let mut config = Config::parse(&setup.toml()).expect("the test configuration parses");
-        config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
-        config.data_dir = data_dir.path().to_owned();
-        let (started, ready) = mpsc::channel();
-        let thread = thread::Builder::new()
-            .name("engine".to_owned())
-            .spawn(move || {
-                let system = System::new();
-                system.block_on(async move {
-                    match server::start(config, clock, Arc::new(OsIds::default())).await {
-                        Err(e) => drop(started.send(Err(format!("{e:#}")))),
-                        Ok(running) => {
-                            let _ = started.send(Ok((running.addrs[0], running.server.handle())));
-                            if let Err(e) = running.server.await {
-                                eprintln!("engine: {e}");
-                            }
-                        }
-                    }
-                    System::current().stop();
-                });
-                // Runs until the stop above has stopped the arbiters.
-                let _ = system.run();
-            })
-            .expect("spawning the engine's thread");
-        let (addr, handle) = ready
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the engine did not start in time")
-            .unwrap_or_else(|e| panic!("the engine did not start: {e}"));
-        Self { client: Client::new(format!("http://{addr}")), handle, thread: Some(thread), _data_dir: data_dir }
-    }
-}
-
-impl Drop for Engine {
-    fn drop(&mut self) {
-        // The stop command is sent at once; the future only waits for it.
-        drop(self.handle.stop(false));
-        let Some(thread) = self.thread.take() else { return };
-        let end = Instant::now() + Duration::from_secs(10);
-        while !thread.is_finished() && Instant::now() < end {
-            thread::sleep(Duration::from_millis(10));
-        }
-        if thread.is_finished() {
-            let _ = thread.join();
-        } else {
-            eprintln!("the in-process engine did not stop within 10 s; leaving its thread");
-        }
-    }
-}
 
 #[test]
 fn production_retries_follow_the_schedule_in_virtual_time() {
@@ -100,7 +29,7 @@ fn production_retries_follow_the_schedule_in_virtual_time() {
         Behavior::Status(500, "{}".to_owned())
     });
     let dest = Dest::new(1, "production", receiver.url("/virtual"));
-    let engine = Engine::start(&Setup { destinations: vec![dest.clone()], ..Setup::default() }, clock.clone());
+    let engine = Engine::start(&Setup { destinations: vec![dest.clone()], ..Setup::default() }.toml(), clock.clone());
     let token = engine.client.token();
     let sent = Sent::of(&engine.client.send(&token, &patient_admin("NewPatient", "virtual")));
     let log_id = sent.log(&dest);
