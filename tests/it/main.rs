@@ -9,6 +9,7 @@ mod delivery;
 mod delivery_ops;
 mod fhir;
 mod harness;
+mod https;
 mod log_detail;
 mod logs;
 mod operator;
