@@ -38,6 +38,9 @@ pub struct AuthConfig {
 pub struct DeliveryConfig {
     pub retry_schedule_ms: Vec<u64>,
     pub timeout_ms: u64,
+    /// PEM file of CA certificates trusted for `https://` destinations, on
+    /// top of the system's roots (a private CA, a self-signed receiver).
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -78,7 +81,11 @@ impl Default for AuthConfig {
 
 impl Default for DeliveryConfig {
     fn default() -> Self {
-        Self { retry_schedule_ms: vec![0, 10_000, 10_000, 20_000, 30_000, 50_000, 80_000, 120_000], timeout_ms: 30_000 }
+        Self {
+            retry_schedule_ms: vec![0, 10_000, 10_000, 20_000, 30_000, 50_000, 80_000, 120_000],
+            timeout_ms: 30_000,
+            ca_file: None,
+        }
     }
 }
 
@@ -144,6 +151,9 @@ impl Config {
         }
         if let Some(url) = &self.alert_webhook_url {
             crate::objects::validate_url(url).map_err(|e| format!("alert_webhook_url: {e}"))?;
+        }
+        if let Some(path) = &self.delivery.ca_file {
+            crate::tls::read_ca_file(path)?;
         }
         Ok(())
     }
@@ -216,5 +226,19 @@ mod tests {
         assert!(err.contains("segment_bytes") && err.contains("max_body_bytes"), "{err}");
         assert!(Config::parse("max_body_bytes = 65536\n[storage]\nsegment_bytes = 1048576").is_ok());
         assert!(Config::parse("admin_token = \"short\"").is_err());
+    }
+
+    #[test]
+    fn a_ca_file_must_hold_certificates() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("no-such-ca.pem");
+        let err = Config::parse(&format!("[delivery]\nca_file = {:?}\n", missing.display().to_string())).unwrap_err();
+        assert!(err.contains("delivery.ca_file") && err.contains("no-such-ca.pem"), "{err}");
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "").unwrap();
+        let err = Config::parse(&format!("[delivery]\nca_file = {:?}\n", empty.display().to_string())).unwrap_err();
+        assert!(err.contains("empty.pem") && err.contains("no PEM certificate"), "{err}");
+        let err = Config::parse("[delivery]\nca_path = \"x\"\n").unwrap_err();
+        assert!(err.contains("ca_path"), "{err}");
     }
 }

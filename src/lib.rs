@@ -25,5 +25,6 @@ pub mod router;
 pub mod server;
 pub mod signature;
 pub mod state;
+pub mod tls;
 pub mod transform;
 pub mod wal_tool;

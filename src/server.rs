@@ -26,6 +26,7 @@ use crate::{
     retention,
     router::{Change, Decide, Router},
     state::State,
+    tls,
 };
 
 /// A running engine: the HTTP server and what it serves.
@@ -92,6 +93,7 @@ pub fn rebuild(journal: &dyn Journal) -> anyhow::Result<State> {
 
 /// Starts the engine: must run inside an actix system.
 pub async fn start(config: Config, clock: SharedClock, ids: SharedIds) -> anyhow::Result<Running> {
+    let tls = tls::client_config(config.delivery.ca_file.as_deref()).map_err(|e| anyhow::anyhow!(e))?;
     let (journal, state) = recover(&config)?;
     let state = Arc::new(RwLock::new(state));
     let journal: Arc<dyn Journal> = journal;
@@ -109,7 +111,8 @@ pub async fn start(config: Config, clock: SharedClock, ids: SharedIds) -> anyhow
         ids: ids.clone(),
         pool: TransformPool::start(limits::PROCESSING_WORKERS).context("starting the processing pool")?,
         retry_schedule_ms: config.delivery.retry_schedule_ms.clone(),
-        alerts: AlertSink::start(config.alert_webhook_url.clone()),
+        alerts: AlertSink::start(config.alert_webhook_url.clone(), tls.clone()),
+        tls: tls.clone(),
     };
     let deliveries = Deliveries::start(shared);
     let router = Router::new(ledger.clone(), clock.clone(), ids.clone()).with_deliveries(deliveries.clone()).start();
@@ -146,11 +149,12 @@ pub async fn start(config: Config, clock: SharedClock, ids: SharedIds) -> anyhow
     }
     let token_key = Arc::new(TokenKey::new(state.read().token_key.context("the token key was not created")?));
     let config = Arc::new(config);
-    let ctx = AppCtx { state, journal, router, deliveries, ledger, config: config.clone(), clock, ids, token_key };
+    let ctx = AppCtx { state, journal, router, deliveries, ledger, config: config.clone(), clock, ids, token_key, tls };
     let app_ctx = ctx.clone();
     let server = HttpServer::new(move || {
         App::new()
             .app_data(web::Data::new(app_ctx.clone()))
+            .app_data(http::QueryClient::new(&app_ctx.tls))
             .app_data(
                 web::QueryConfig::default()
                     .error_handler(|e, _| ApiError::invalid(format!("Invalid query: {e}")).into()),

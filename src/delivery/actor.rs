@@ -20,6 +20,7 @@ use crate::{
     limits,
     model::{Destination, Environment, Id, LogStatus},
     state::Log,
+    tls,
     transform::Transform,
 };
 
@@ -45,7 +46,8 @@ impl DestinationActor {
             .read()
             .queue_head(id, durable)
             .is_some_and(|h| matches!(h.status, LogStatus::Retrying | LogStatus::ProcessingFailed));
-        let client = awc::Client::builder().disable_timeout().finish();
+        // The timeout is set per request, from the destination.
+        let client = tls::http_client(&shared.tls, None);
         Self { id, shared, client, in_flight: None, retry: None, episode_open, transforms: HashMap::new() }
     }
 

@@ -2,12 +2,12 @@
 //! until the webhook takes them (at least once), never holding up a
 //! delivery.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use crate::{clock::rfc3339, journal::Alert};
+use crate::{clock::rfc3339, journal::Alert, tls};
 
 /// Longest wait between two tries of an alert.
 const RETRY_MAX_MS: u64 = 60_000;
@@ -19,14 +19,15 @@ pub struct AlertSink {
 }
 
 impl AlertSink {
-    /// Starts the poster on its own arbiter; `None` posts nothing.
-    pub fn start(url: Option<String>) -> Self {
+    /// Starts the poster on its own arbiter; `None` posts nothing. `tls`
+    /// is for an `https://` webhook.
+    pub fn start(url: Option<String>, tls: Arc<rustls::ClientConfig>) -> Self {
         let Some(url) = url else { return Self::default() };
         let (tx, rx) = mpsc::unbounded_channel();
         // The HTTP client is not `Send`: start the poster on the arbiter's
         // own thread.
         actix::Arbiter::new().spawn_fn(move || {
-            actix_web::rt::spawn(post_all(url, rx));
+            actix_web::rt::spawn(post_all(url, tls, rx));
         });
         Self { tx: Some(tx) }
     }
@@ -39,8 +40,8 @@ impl AlertSink {
     }
 }
 
-async fn post_all(url: String, mut rx: mpsc::UnboundedReceiver<Alert>) {
-    let client = awc::Client::builder().timeout(Duration::from_secs(10)).finish();
+async fn post_all(url: String, tls: Arc<rustls::ClientConfig>, mut rx: mpsc::UnboundedReceiver<Alert>) {
+    let client = tls::http_client(&tls, Some(Duration::from_secs(10)));
     while let Some(alert) = rx.recv().await {
         let body = json!({
             "id": alert.id.to_string(),

@@ -37,6 +37,8 @@ pub struct Shared {
     pub pool: TransformPool,
     pub retry_schedule_ms: Vec<u64>,
     pub alerts: AlertSink,
+    /// TLS for `https://` destinations (`tls::client_config`).
+    pub tls: Arc<rustls::ClientConfig>,
 }
 
 /// The destination actors, by destination.

@@ -13,6 +13,7 @@ use actix_web::{HttpRequest, web};
 use futures_util::StreamExt;
 use parking_lot::RwLock;
 
+pub use self::query::QueryClient;
 use crate::{
     auth::{self, TokenKey, TokenKind},
     clock::SharedClock,
@@ -39,6 +40,8 @@ pub struct AppCtx {
     pub clock: SharedClock,
     pub ids: SharedIds,
     pub token_key: Arc<TokenKey>,
+    /// TLS for `https://` destinations (`tls::client_config`).
+    pub tls: Arc<rustls::ClientConfig>,
 }
 
 impl std::fmt::Debug for AppCtx {

@@ -5,7 +5,7 @@
 //! durable before the answer is sent. Queries never wait behind a
 //! destination's queue.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::Value;
@@ -19,8 +19,26 @@ use crate::{
     limits,
     model::{Destination, Id, LogStatus, LogType},
     router::{self, Routing, Submit},
+    tls,
     transform::Transform,
 };
+
+/// The HTTP client of one HTTP worker, in its app data: awc clients stay on
+/// their thread, and queries through a worker reuse its connections. The
+/// timeout is set per request, from the destination.
+pub struct QueryClient(awc::Client);
+
+impl std::fmt::Debug for QueryClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueryClient").finish_non_exhaustive()
+    }
+}
+
+impl QueryClient {
+    pub fn new(tls: &Arc<rustls::ClientConfig>) -> Self {
+        Self(tls::http_client(tls, None))
+    }
+}
 
 pub async fn query(ctx: web::Data<AppCtx>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
     match run(&ctx, &req, payload).await {
@@ -73,6 +91,7 @@ fn compile(program: Option<&String>, field: &str) -> Result<Option<Transform>, A
 
 async fn run(ctx: &AppCtx, req: &HttpRequest, payload: web::Payload) -> Result<Value, InboundError> {
     let source_id = authenticate_source(ctx, req).map_err(plain)?;
+    let client = req.app_data::<QueryClient>().ok_or_else(|| plain(ApiError::internal("no query client")))?;
     require_json(req, &[]).map_err(plain)?;
     let body = read_body(req, payload, ctx.config.max_body_bytes).await.map_err(plain)?;
     let inbound = inbound::parse_redox(&body, Endpoint::Query)?;
@@ -104,7 +123,7 @@ async fn run(ctx: &AppCtx, req: &HttpRequest, payload: web::Payload) -> Result<V
         now_s: ctx.clock.now_ms().div_euclid(1000),
     };
     let started_at_ms = ctx.clock.now_ms();
-    let result = forward(&target.destination, &ids, outbound, response_transform.as_ref()).await;
+    let result = forward(&client.0, &target.destination, &ids, outbound, response_transform.as_ref()).await;
     let duration_ms = u64::try_from(ctx.clock.now_ms().saturating_sub(started_at_ms)).unwrap_or(0);
     // One sync covers the accepted query and its outcome: the log syncs in
     // order, so waiting for the outcome waits for the acceptance too.
@@ -113,23 +132,17 @@ async fn run(ctx: &AppCtx, req: &HttpRequest, payload: web::Payload) -> Result<V
     result.map(|(_, reply)| reply).map_err(|(_, e)| known(e))
 }
 
-thread_local! {
-    /// One client per HTTP worker thread, so queries reuse connections. The
-    /// timeout is set per request, from the destination.
-    static CLIENT: awc::Client = awc::Client::builder().disable_timeout().finish();
-}
-
 /// What a forward gave: the status and kept answer, and the reply or error.
 type Forwarded = Result<(Option<u16>, Value), (Option<u16>, ApiError)>;
 
 async fn forward(
+    client: &awc::Client,
     dest: &Destination,
     ids: &AttemptIds,
     body: Vec<u8>,
     response_transform: Option<&Transform>,
 ) -> Forwarded {
     let headers = request::headers(dest, ids, &body).map_err(|e| (None, ApiError::internal(e)))?;
-    let client = CLIENT.with(Clone::clone);
     let mut req = client.post(&dest.url).timeout(Duration::from_millis(dest.timeout_ms));
     for header in headers {
         req = req.insert_header(header);

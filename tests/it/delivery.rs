@@ -7,6 +7,7 @@
 use std::{
     collections::{HashMap, HashSet},
     fmt::Write as _,
+    path::PathBuf,
     sync::{Arc, Mutex},
     thread,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
@@ -70,6 +71,8 @@ pub struct Setup {
     pub destinations: Vec<Dest>,
     pub retry_schedule_ms: Option<Vec<u64>>,
     pub alert_webhook_url: Option<String>,
+    /// `[delivery] ca_file`: CA certificates for https destinations.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// `text` as a TOML basic string (JSON's escapes are TOML's).
@@ -83,8 +86,14 @@ impl Setup {
         if let Some(url) = &self.alert_webhook_url {
             let _ = writeln!(toml, "alert_webhook_url = {}", quoted(url));
         }
+        if self.retry_schedule_ms.is_some() || self.ca_file.is_some() {
+            toml.push_str("[delivery]\n");
+        }
         if let Some(schedule) = &self.retry_schedule_ms {
-            let _ = writeln!(toml, "[delivery]\nretry_schedule_ms = {schedule:?}");
+            let _ = writeln!(toml, "retry_schedule_ms = {schedule:?}");
+        }
+        if let Some(path) = &self.ca_file {
+            let _ = writeln!(toml, "ca_file = {}", quoted(path.to_str().expect("a UTF-8 temp path")));
         }
         let _ = writeln!(
             toml,
@@ -461,7 +470,7 @@ fn a_hanging_destination_does_not_slow_another() {
 }
 
 /// Checks a Standard Webhooks signature independently of the engine.
-fn standard_webhooks_signature(secret: &str, id: &str, timestamp: &str, body: &[u8]) -> String {
+pub fn standard_webhooks_signature(secret: &str, id: &str, timestamp: &str, body: &[u8]) -> String {
     let key = STANDARD.decode(secret.strip_prefix("whsec_").expect("a whsec_ secret")).expect("base64 key");
     let mut mac = Hmac::<Sha256>::new_from_slice(&key).expect("any key length");
     mac.update(format!("{id}.{timestamp}.").as_bytes());

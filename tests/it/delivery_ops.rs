@@ -239,6 +239,7 @@ fn alerts_come_once_per_episode_and_are_posted_to_the_webhook() {
         destinations: vec![dest.clone()],
         retry_schedule_ms: Some(vec![0, 10, 20]),
         alert_webhook_url: Some(hook.url("/alerts")),
+        ..Setup::default()
     };
     let server = setup.start();
     let token = server.token();

@@ -9,6 +9,7 @@ mod delivery;
 mod delivery_ops;
 mod fhir;
 mod harness;
+mod https;
 mod in_process;
 mod log_detail;
 mod logs;

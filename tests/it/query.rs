@@ -13,10 +13,16 @@ const RECORDS: &str = "0e0e0001-0000-4000-8000-000000000000";
 const ARCHIVE: &str = "0e0e0002-0000-4000-8000-000000000000";
 
 /// A query destination: id, url, transform, response_transform, timeout_ms.
-type QueryDest<'a> = (&'a str, String, Option<&'a str>, Option<&'a str>, u64);
+pub type QueryDest<'a> = (&'a str, String, Option<&'a str>, Option<&'a str>, u64);
 
 /// The EHR, and destinations subscribed to ClinicalSummary queries.
 fn start(destinations: &[QueryDest<'_>]) -> Server {
+    start_with(destinations, "")
+}
+
+/// As `start`, with `more` (TOML tables, such as `[delivery]`) at the end
+/// of the configuration.
+pub fn start_with(destinations: &[QueryDest<'_>], more: &str) -> Server {
     let q = |t: &str| serde_json::to_string(t).expect("string");
     let mut toml = format!(
         "admin_token = {}\n[[sources]]\nid = {}\nname = {}\napi_key = {}\nsecret = {}\n",
@@ -44,10 +50,11 @@ fn start(destinations: &[QueryDest<'_>]) -> Server {
             toml += &format!("response_transform = {}\n", q(t));
         }
     }
+    toml += more;
     Server::start_with(&Options { config_text: Some(toml), ..Options::default() })
 }
 
-fn patient_query(destination: Option<&str>) -> Value {
+pub fn patient_query(destination: Option<&str>) -> Value {
     let mut body = json!({
         "Meta": { "DataModel": "ClinicalSummary", "EventType": "PatientQuery" },
         "Patient": { "Identifiers": [{ "ID": "0000012345", "IDType": "MR" }] }
@@ -58,13 +65,13 @@ fn patient_query(destination: Option<&str>) -> Value {
     body
 }
 
-fn query(server: &Server, body: &Value) -> (u16, Value) {
+pub fn query(server: &Server, body: &Value) -> (u16, Value) {
     let token = server.token();
     let reply = server.post_raw("/query", Some(&token), Some("application/json"), body.to_string().as_bytes());
     (reply.status, reply.json)
 }
 
-fn query_logs(server: &Server) -> Vec<Value> {
+pub fn query_logs(server: &Server) -> Vec<Value> {
     server.admin_get("/logs?type=Query").json["logs"].as_array().cloned().unwrap_or_default()
 }
 

@@ -2,7 +2,8 @@
 //! on 127.0.0.1 that records every request and answers as the test says:
 //! at once, slowly, never, or with a connection reset. One thread per
 //! connection, and connections are kept alive because the engine's client
-//! reuses them.
+//! reuses them. It speaks plain HTTP, or HTTPS (rustls) with the
+//! certificate it is given.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -15,6 +16,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use rustls::{ServerConfig, ServerConnection, StreamOwned};
 use serde_json::Value;
 
 /// Larger request bodies close the connection: no delivery test needs more.
@@ -83,6 +85,8 @@ struct State {
 struct Shared {
     state: Mutex<State>,
     changed: Condvar,
+    /// Speaks TLS with this configuration; plain HTTP when `None`.
+    tls: Option<Arc<ServerConfig>>,
 }
 
 impl Shared {
@@ -142,6 +146,16 @@ impl std::fmt::Debug for Receiver {
 impl Receiver {
     /// Listens on a free port; answers 200 `{}` until told otherwise.
     pub fn start() -> Self {
+        Self::listen(None)
+    }
+
+    /// As `start`, but speaks HTTPS with `tls` (its certificate names
+    /// `127.0.0.1`).
+    pub fn start_tls(tls: Arc<ServerConfig>) -> Self {
+        Self::listen(Some(tls))
+    }
+
+    fn listen(tls: Option<Arc<ServerConfig>>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("binding the receiver");
         let addr = listener.local_addr().expect("the receiver's address");
         let state = State {
@@ -152,7 +166,7 @@ impl Receiver {
             open: HashMap::new(),
             stopping: false,
         };
-        let shared = Arc::new(Shared { state: Mutex::new(state), changed: Condvar::new() });
+        let shared = Arc::new(Shared { state: Mutex::new(state), changed: Condvar::new(), tls });
         let accepting = Arc::clone(&shared);
         let acceptor = thread::Builder::new()
             .name("receiver-accept".to_owned())
@@ -166,10 +180,11 @@ impl Receiver {
         self.addr
     }
 
-    /// `http://127.0.0.1:PORT/path`.
+    /// `http://127.0.0.1:PORT/path`, or `https://` when it speaks TLS.
     pub fn url(&self, path: &str) -> String {
         let slash = if path.starts_with('/') { "" } else { "/" };
-        format!("http://{}{slash}{path}", self.addr)
+        let scheme = if self.shared.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}{slash}{path}", self.addr)
     }
 
     /// The answer to every request the script does not cover; replaces any rule.
@@ -282,7 +297,13 @@ fn accept_loop(listener: TcpListener, shared: &Arc<Shared>) {
 
 /// Serves one connection, then closes it (resetting it if told to).
 fn serve(stream: TcpStream, id: u64, shared: &Shared) {
-    if let Err(e) = serve_requests(&stream, shared)
+    let served = match &shared.tls {
+        None => serve_requests(&stream, &stream, shared),
+        Some(tls) => ServerConnection::new(Arc::clone(tls))
+            .map_err(io::Error::other)
+            .and_then(|tls| serve_requests(StreamOwned::new(tls, &stream), &stream, shared)),
+    };
+    if let Err(e) = served
         && !shared.lock().stopping
     {
         eprintln!("receiver: connection {id}: {e}; closing it");
@@ -291,12 +312,14 @@ fn serve(stream: TcpStream, id: u64, shared: &Shared) {
     shared.lock().open.remove(&id);
 }
 
-fn serve_requests(stream: &TcpStream, shared: &Shared) -> io::Result<()> {
+/// Serves the requests of one connection, read and answered through
+/// `stream` (the socket itself, or TLS over it); `socket` is reset when told.
+fn serve_requests(stream: impl Read + Write, socket: &TcpStream, shared: &Shared) -> io::Result<()> {
     let mut reader = BufReader::new(stream);
     loop {
         let Some(head) = read_head(&mut reader)? else { return Ok(()) };
         if head.expects_continue {
-            write_all(stream, b"HTTP/1.1 100 Continue\r\n\r\n")?;
+            write_all(reader.get_mut(), b"HTTP/1.1 100 Continue\r\n\r\n")?;
         }
         let mut body = vec![0; head.content_length];
         reader.read_exact(&mut body)?;
@@ -306,18 +329,18 @@ fn serve_requests(stream: &TcpStream, shared: &Shared) -> io::Result<()> {
         let request =
             Received { method: head.method, path: head.path, headers: head.headers, body, at: Instant::now() };
         match shared.record(request) {
-            Behavior::Status(status, body) => respond(stream, status, &body, head.keep_alive)?,
+            Behavior::Status(status, body) => respond(reader.get_mut(), status, &body, head.keep_alive)?,
             Behavior::Slow(delay, status, body) => {
                 if shared.stopped_before(Some(Instant::now() + delay)) {
                     return Ok(());
                 }
-                respond(stream, status, &body, head.keep_alive)?;
+                respond(reader.get_mut(), status, &body, head.keep_alive)?;
             }
             Behavior::Hang => {
                 shared.stopped_before(None);
                 return Ok(());
             }
-            Behavior::Reset => return set_linger_zero(stream),
+            Behavior::Reset => return set_linger_zero(socket),
         }
         if !head.keep_alive {
             return Ok(());
@@ -352,7 +375,12 @@ fn read_line(reader: &mut impl BufRead) -> io::Result<Option<String>> {
 
 /// The request line and headers; `None` if the client closed the connection between requests.
 fn read_head(reader: &mut impl BufRead) -> io::Result<Option<Head>> {
-    let Some(line) = read_line(reader)? else { return Ok(None) };
+    let line = match read_line(reader) {
+        // A TLS client may close between requests without a close_notify.
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        line => line?,
+    };
+    let Some(line) = line else { return Ok(None) };
     let [method, path, version] = line.split(' ').collect::<Vec<_>>()[..] else {
         return Err(bad(format!("bad request line {line:?}")));
     };
@@ -406,12 +434,12 @@ fn read_chunked(reader: &mut impl BufRead) -> io::Result<Vec<u8>> {
     }
 }
 
-fn write_all(mut stream: &TcpStream, bytes: &[u8]) -> io::Result<()> {
+fn write_all(mut stream: impl Write, bytes: &[u8]) -> io::Result<()> {
     stream.write_all(bytes)?;
     stream.flush()
 }
 
-fn respond(stream: &TcpStream, status: u16, body: &str, keep_alive: bool) -> io::Result<()> {
+fn respond(stream: impl Write, status: u16, body: &str, keep_alive: bool) -> io::Result<()> {
     // Clients ignore the reason phrase.
     let reason = if (200..300).contains(&status) { "OK" } else { "Not OK" };
     let connection = if keep_alive { "keep-alive" } else { "close" };

@@ -1,6 +1,7 @@
-//! Start-up refusals (SPEC §9, §10): a configuration with unknown keys,
-//! and damage inside acknowledged data, stop the server with a message
-//! that says what and where; secrets never reach the log in clear.
+//! Start-up refusals (SPEC §9, §10): a configuration with unknown keys or
+//! an unreadable `ca_file`, and damage inside acknowledged data, stop the
+//! server with a message that says what and where; secrets never reach the
+//! log in clear.
 
 use std::{ffi::OsStr, io::Read, os::unix::fs::FileExt, path::PathBuf};
 
@@ -26,6 +27,23 @@ fn unknown_config_keys_are_named() {
     for (text, named) in cases {
         let stderr = serve_refuses(text);
         assert!(stderr.contains(named), "the error does not name {named}:\n{stderr}");
+    }
+}
+
+#[test]
+fn an_unreadable_ca_file_is_named() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let missing = dir.path().join("no-such-ca.pem");
+    let empty = dir.path().join("empty-ca.pem");
+    std::fs::write(&empty, "not a certificate\n").expect("writing empty-ca.pem");
+    for path in [missing, empty] {
+        let text = format!("[delivery]\nca_file = {}\n", serde_json::to_string(&path).expect("a path"));
+        let stderr = serve_refuses(&text);
+        let named = path.to_str().expect("a UTF-8 temp path");
+        assert!(
+            stderr.contains("delivery.ca_file") && stderr.contains(named),
+            "the error does not name {named}:\n{stderr}"
+        );
     }
 }
 
