@@ -122,7 +122,11 @@ impl DestinationActor {
             let state = self.shared.ledger.state().read();
             let message = state.messages.get(&head.message_id).ok_or("the log's message is missing")?;
             let subscription = state
-                .matching_subscriptions(message.source_id, &message.data_model, &message.event_type)
+                .matching_subscriptions(
+                    message.source_id,
+                    state.name(message.data_model),
+                    state.name(message.event_type),
+                )
                 .find(|s| s.destination_id == self.id);
             subscription.and_then(|s| s.transform.clone())
         };
@@ -153,9 +157,9 @@ impl DestinationActor {
                 let payload = shared.ledger.journal().message_payload(position).map_err(|e| e.to_string())?;
                 let state = shared.ledger.state().read();
                 let m = state.messages.get(&head.message_id).ok_or("the log's message is missing")?;
-                (payload, m.data_model.clone(), m.received_at_ms)
+                (payload, state.name(m.data_model).clone(), m.received_at_ms)
             };
-            let attempt_no = u64::try_from(head.attempts.len()).unwrap_or(u64::MAX);
+            let attempt_no = u64::try_from(head.attempts().len()).unwrap_or(u64::MAX);
             let ids =
                 (&*data_model != "FHIR").then_some((head.message_id, head.message_id << 16 | (attempt_no & 0xffff)));
             // Transforms run on the pool (CPU work, deep stacks); setting
@@ -189,7 +193,7 @@ async fn send(
     received_at_ms: i64,
     body: Vec<u8>,
 ) -> Outcome {
-    let attempt_id = if head.attempts.is_empty() { head.first_attempt_id } else { shared.ids.id() };
+    let attempt_id = if head.attempts().is_empty() { head.first_attempt_id } else { shared.ids.id() };
     let started_at_ms = shared.clock.now_ms();
     let ids = AttemptIds {
         log_id: head.id.to_string(),

@@ -12,8 +12,8 @@ pub fn retry_delay_ms(failures: u32, schedule: &[u64]) -> u64 {
 /// When a `Retrying` log is due for its next attempt: after the end of its
 /// last attempt, by the schedule.
 pub fn next_attempt_at(log: &crate::state::Log, schedule: &[u64]) -> i64 {
-    let failures = u32::try_from(log.attempts.len()).unwrap_or(u32::MAX).max(1);
-    let last_end = log.attempts.last().map_or(log.updated_at_ms, |a| {
+    let failures = u32::try_from(log.attempts().len()).unwrap_or(u32::MAX).max(1);
+    let last_end = log.attempts().last().map_or(log.updated_at_ms, |a| {
         a.started_at_ms.saturating_add(i64::try_from(a.duration_ms).unwrap_or(i64::MAX))
     });
     last_end.saturating_add(i64::try_from(retry_delay_ms(failures, schedule)).unwrap_or(i64::MAX))

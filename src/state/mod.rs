@@ -13,13 +13,15 @@
 //! durable. A log's status changes are shown as recorded; the ledger's
 //! flusher syncs them within milliseconds.
 
+mod chunked;
 mod query;
 
 use std::{
-    collections::{BTreeMap, HashMap, HashSet, VecDeque},
+    collections::{BTreeMap, HashMap, VecDeque},
     sync::Arc,
 };
 
+use self::chunked::Chunked;
 pub use self::query::{LogFilter, LogPage};
 use crate::{
     journal::{Accepted, Alert, ArchivedEvent, Attempt, Event, KeptAlert, NewLog, PausedQueue, Snapshot, decode},
@@ -42,9 +44,10 @@ pub struct State {
     names: Interner,
     /// Every log kept, in acceptance order; the first is log number
     /// `log_base` (log numbers are the indexes used everywhere else).
-    logs: VecDeque<Log>,
+    logs: Chunked<Log>,
     log_base: usize,
-    log_index: HashMap<Id, usize>,
+    /// Log numbers by ID: see `LogIndex`.
+    log_index: LogIndex,
     pub queues: HashMap<Id, Queue>,
     idempotency: HashMap<(Id, String), Idempotent>,
     /// Keys in acceptance order, to forget them when their window ends.
@@ -66,8 +69,9 @@ pub struct Message {
     pub position: u64,
     pub log_type: LogType,
     pub source_id: Id,
-    pub data_model: Arc<str>,
-    pub event_type: Arc<str>,
+    /// Interned names: see `State::name`.
+    pub data_model: Name,
+    pub event_type: Name,
     pub received_at_ms: TimestampMs,
     /// Its logs are the `log_count` logs from index `first_log`: a
     /// message's logs are created together.
@@ -87,7 +91,7 @@ impl Message {
 #[derive(Debug, Default)]
 pub struct Messages {
     base: u64,
-    items: VecDeque<Option<Message>>,
+    items: Chunked<Option<Message>>,
 }
 
 impl Messages {
@@ -101,10 +105,12 @@ impl Messages {
             self.base = message.id;
         }
         let Some(index) = message.id.checked_sub(self.base).and_then(|i| usize::try_from(i).ok()) else { return };
-        if self.items.len() <= index {
-            self.items.resize(index + 1, None);
+        while self.items.len() <= index {
+            self.items.push_back(None);
         }
-        self.items[index] = Some(message);
+        if let Some(slot) = self.items.get_mut(index) {
+            *slot = Some(message);
+        }
     }
 
     /// The oldest message kept.
@@ -112,11 +118,14 @@ impl Messages {
         self.items.iter().flatten().next()
     }
 
-    fn pop_first(&mut self) -> Option<Message> {
-        while let Some(item) = self.items.pop_front() {
+    /// Drops the oldest message kept; returns its logs.
+    fn drop_first(&mut self) -> Option<std::ops::Range<usize>> {
+        while let Some(item) = self.items.front() {
+            let logs = item.as_ref().map(Message::logs);
+            self.items.drop_front();
             self.base += 1;
-            if item.is_some() {
-                return item;
+            if logs.is_some() {
+                return logs;
             }
         }
         None
@@ -128,18 +137,34 @@ impl Messages {
     }
 }
 
-/// One shared copy of each data model and event type name.
+/// A data model or event type name, interned: four bytes per message
+/// instead of a pointer and a length each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Name(u32);
+
+/// One shared copy of each data model and event type name. Names come from
+/// the data-model registry, so there are few.
 #[derive(Debug, Default)]
-struct Interner(HashSet<Arc<str>>);
+struct Interner {
+    names: Vec<Arc<str>>,
+    index: HashMap<Arc<str>, u32>,
+}
 
 impl Interner {
-    fn intern(&mut self, name: &str) -> Arc<str> {
-        if let Some(known) = self.0.get(name) {
-            return known.clone();
+    fn intern(&mut self, name: &str) -> Name {
+        if let Some(&known) = self.index.get(name) {
+            return Name(known);
         }
+        let number = u32::try_from(self.names.len()).unwrap_or(u32::MAX);
         let name: Arc<str> = Arc::from(name);
-        self.0.insert(name.clone());
-        name
+        self.names.push(name.clone());
+        self.index.insert(name, number);
+        Name(number)
+    }
+
+    fn get(&self, name: Name) -> &Arc<str> {
+        static UNKNOWN: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Arc::from(""));
+        usize::try_from(name.0).ok().and_then(|i| self.names.get(i)).unwrap_or(&UNKNOWN)
     }
 }
 
@@ -152,9 +177,79 @@ pub struct Log {
     pub first_attempt_id: Id,
     pub status: LogStatus,
     pub updated_at_ms: TimestampMs,
-    pub attempts: Vec<Attempt>,
+    /// Attempts and reason, boxed: most logs in memory are pending and
+    /// have neither, so they pay one pointer instead of 40 bytes.
+    detail: Option<Box<LogDetail>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+struct LogDetail {
+    attempts: Vec<Attempt>,
     /// Why the log is in its status, when an operator or a failure says so.
-    pub reason: Option<Box<str>>,
+    reason: Option<Box<str>>,
+}
+
+impl Log {
+    pub fn attempts(&self) -> &[Attempt] {
+        self.detail.as_ref().map_or(&[], |d| &d.attempts)
+    }
+
+    pub fn reason(&self) -> Option<&str> {
+        self.detail.as_ref()?.reason.as_deref()
+    }
+
+    fn push_attempt(&mut self, attempt: Attempt) {
+        self.detail.get_or_insert_default().attempts.push(attempt);
+    }
+
+    fn set_reason(&mut self, reason: Option<Box<str>>) {
+        match (&mut self.detail, reason) {
+            (None, None) => {}
+            (Some(detail), reason) => detail.reason = reason,
+            (detail @ None, reason) => *detail = Some(Box::new(LogDetail { attempts: Vec::new(), reason })),
+        }
+    }
+}
+
+/// Log numbers by log ID, in 16 bytes an entry rather than 32: keyed by
+/// the ID's low 64 bits (random in every ID the engine makes), with the
+/// rare IDs whose low bits are already taken kept whole on the side.
+#[derive(Debug, Default)]
+struct LogIndex {
+    by_low_bits: HashMap<u64, usize>,
+    collided: HashMap<Id, usize>,
+}
+
+impl LogIndex {
+    fn low(id: Id) -> u64 {
+        id.0 as u64
+    }
+
+    fn insert(&mut self, id: Id, number: usize) {
+        match self.by_low_bits.entry(Self::low(id)) {
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(number);
+            }
+            std::collections::hash_map::Entry::Occupied(_) => {
+                self.collided.insert(id, number);
+            }
+        }
+    }
+
+    /// The number of log `id`; `id_of` gives the ID of a log number.
+    fn get(&self, id: Id, id_of: impl Fn(usize) -> Option<Id>) -> Option<usize> {
+        match self.by_low_bits.get(&Self::low(id)) {
+            Some(&number) if id_of(number) == Some(id) => Some(number),
+            _ => self.collided.get(&id).copied(),
+        }
+    }
+
+    /// Forgets log `id`, whose number was `number`.
+    fn remove(&mut self, id: Id, number: usize) {
+        if self.collided.remove(&id).is_none() && self.by_low_bits.get(&Self::low(id)) == Some(&number) {
+            self.by_low_bits.remove(&Self::low(id));
+        }
+    }
 }
 
 /// A destination's queue: its non-terminal logs in acceptance order.
@@ -310,7 +405,7 @@ impl State {
             Event::AttemptRecorded { log_id, attempt } => {
                 if let Some(log) = self.log_mut(*log_id) {
                     log.updated_at_ms = attempt.started_at_ms.saturating_add(attempt.duration_ms as i64);
-                    log.attempts.push(attempt.clone());
+                    log.push_attempt(attempt.clone());
                 }
             }
             Event::LogStatusChanged { log_id, status, at_ms, reason } => {
@@ -339,7 +434,7 @@ impl State {
             for index in queue.pending {
                 if let Some(log) = self.log_at_mut(index) {
                     log.status = LogStatus::Failed;
-                    log.reason = Some("destination deleted".into());
+                    log.set_reason(Some("destination deleted".into()));
                 }
             }
         }
@@ -409,10 +504,12 @@ impl State {
     /// before `from` with their logs, and alerts past retention.
     fn forget_before(&mut self, snapshot: &Snapshot) {
         while self.messages.first().is_some_and(|m| m.position < snapshot.from) {
-            let Some(message) = self.messages.pop_first() else { break };
-            for _ in message.logs() {
-                if let Some(log) = self.logs.pop_front() {
-                    self.log_index.remove(&log.id);
+            let Some(logs) = self.messages.drop_first() else { break };
+            for _ in logs {
+                if let Some(log) = self.logs.front() {
+                    let id = log.id;
+                    self.logs.drop_front();
+                    self.log_index.remove(id, self.log_base);
                     self.log_base += 1;
                 }
             }
@@ -463,8 +560,7 @@ impl State {
                 first_attempt_id: new.attempt_id,
                 status: LogStatus::Pending,
                 updated_at_ms: a.received_at_ms,
-                attempts: Vec::new(),
-                reason: None,
+                detail: None,
             });
             self.log_index.insert(new.id, index);
             if a.log_type == LogType::Async {
@@ -493,11 +589,11 @@ impl State {
     }
 
     fn set_status(&mut self, log_id: Id, status: LogStatus, at_ms: TimestampMs, reason: Option<String>) {
-        let Some(&index) = self.log_index.get(&log_id) else { return };
+        let Some(index) = self.index_of(log_id) else { return };
         let Some(log) = self.log_at_mut(index) else { return };
         log.status = status;
         log.updated_at_ms = at_ms;
-        log.reason = reason.map(String::into_boxed_str);
+        log.set_reason(reason.map(String::into_boxed_str));
         let destination_id = log.destination_id;
         let Some(queue) = self.queues.get_mut(&destination_id) else { return };
         if status.is_terminal() {
@@ -531,6 +627,11 @@ impl State {
         }
     }
 
+    /// The text of an interned name.
+    pub fn name(&self, name: Name) -> &Arc<str> {
+        self.names.get(name)
+    }
+
     pub fn source_by_api_key(&self, api_key: &str) -> Option<&Source> {
         self.api_keys.get(api_key).and_then(|id| self.sources.get(id))
     }
@@ -541,12 +642,16 @@ impl State {
     }
 
     pub fn log(&self, id: Id) -> Option<&Log> {
-        self.log_at(*self.log_index.get(&id)?)
+        self.log_at(self.index_of(id)?)
     }
 
     fn log_mut(&mut self, id: Id) -> Option<&mut Log> {
-        let index = *self.log_index.get(&id)?;
+        let index = self.index_of(id)?;
         self.log_at_mut(index)
+    }
+
+    fn index_of(&self, id: Id) -> Option<usize> {
+        self.log_index.get(id, |n| self.log_at(n).map(|l| l.id))
     }
 
     /// Log number `index`, if kept.
@@ -593,7 +698,7 @@ pub(crate) struct Fingerprint {
     subscriptions: Vec<Subscription>,
     token_key: Option<[u8; 32]>,
     next_message_id: u64,
-    messages: Vec<Message>,
+    messages: Vec<(Message, Arc<str>, Arc<str>)>,
     logs: Vec<(usize, Log)>,
     queues: BTreeMap<Id, Queue>,
     idempotency: BTreeMap<(Id, String), (u64, u64, TimestampMs)>,
@@ -610,7 +715,14 @@ impl State {
             subscriptions: self.subscriptions.values().cloned().collect(),
             token_key: self.token_key,
             next_message_id: self.next_message_id,
-            messages: self.messages.iter().cloned().collect(),
+            messages: self
+                .messages
+                .iter()
+                .map(|m| {
+                    let names = (self.name(m.data_model).clone(), self.name(m.event_type).clone());
+                    (Message { data_model: Name(0), event_type: Name(0), ..m.clone() }, names.0, names.1)
+                })
+                .collect(),
             logs: self.log_range().zip(self.logs.iter().cloned()).collect(),
             queues: self.queues.iter().map(|(k, v)| (*k, v.clone())).collect(),
             idempotency: self
@@ -634,5 +746,36 @@ fn meta_of(a: &Accepted) -> AcceptedMeta<'_> {
         received_at_ms: a.received_at_ms,
         idempotency_key: a.idempotency_key.as_deref(),
         logs: a.logs.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_index_tells_ids_with_the_same_low_bits_apart() {
+        let ids = [Id(7), Id(7 | 1 << 64), Id(7 | 2 << 64), Id(8)];
+        let id_of = |n: usize| ids.get(n).copied();
+        let mut index = LogIndex::default();
+        for (n, id) in ids.iter().enumerate() {
+            index.insert(*id, n);
+        }
+        assert_eq!(ids.map(|id| index.get(id, id_of)), [Some(0), Some(1), Some(2), Some(3)]);
+        assert_eq!(index.get(Id(7 | 3 << 64), id_of), None, "an unknown ID sharing low bits");
+        index.remove(ids[0], 0);
+        let id_of = |n: usize| (n > 0).then(|| ids[n]);
+        assert_eq!(ids.map(|id| index.get(id, id_of)), [None, Some(1), Some(2), Some(3)]);
+        index.remove(ids[2], 2);
+        assert_eq!(index.get(ids[1], id_of), Some(1));
+        assert_eq!(index.get(ids[2], id_of), None);
+    }
+
+    #[test]
+    fn per_message_records_stay_small() {
+        // One of each stays in memory per pending message (README,
+        // performance): a regression here costs memory at scale.
+        assert!(std::mem::size_of::<Log>() <= 96, "Log is {} bytes", std::mem::size_of::<Log>());
+        assert!(std::mem::size_of::<Option<Message>>() <= 64, "{}", std::mem::size_of::<Option<Message>>());
     }
 }

@@ -55,8 +55,8 @@ impl State {
             && f.source.is_none_or(|s| s == message.source_id)
             && f.status.is_none_or(|s| s == log.status)
             && f.log_type.is_none_or(|t| t == message.log_type)
-            && f.data_model.as_deref().is_none_or(|m| m == &*message.data_model)
-            && f.event_type.as_deref().is_none_or(|e| e == &*message.event_type)
+            && f.data_model.as_deref().is_none_or(|m| m == &**self.name(message.data_model))
+            && f.event_type.as_deref().is_none_or(|e| e == &**self.name(message.event_type))
             && f.since_ms.is_none_or(|t| message.received_at_ms >= t)
             && f.until_ms.is_none_or(|t| message.received_at_ms < t)
     }

@@ -76,13 +76,13 @@ fn log_json(state: &State, log: &Log) -> Value {
         "type": message.map(|m| m.log_type.as_str()),
         "source_id": message.map(|m| m.source_id.to_string()),
         "destination_id": log.destination_id.to_string(),
-        "data_model": message.map(|m| &*m.data_model),
-        "event_type": message.map(|m| &*m.event_type),
+        "data_model": message.map(|m| &**state.name(m.data_model)),
+        "event_type": message.map(|m| &**state.name(m.event_type)),
         "status": log.status.as_str(),
-        "reason": log.reason,
+        "reason": log.reason(),
         "received_at": message.map(|m| rfc3339(m.received_at_ms)),
         "updated_at": rfc3339(log.updated_at_ms),
-        "attempts": log.attempts.iter().map(attempt_json).collect::<Vec<_>>(),
+        "attempts": log.attempts().iter().map(attempt_json).collect::<Vec<_>>(),
     })
 }
 
@@ -144,7 +144,7 @@ async fn queue(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>) 
     };
     let reason = paused
         .map(|(_, r)| r)
-        .or_else(|| head.filter(|_| halted || retrying).and_then(|l| l.reason.as_deref().map(str::to_owned)));
+        .or_else(|| head.filter(|_| halted || retrying).and_then(|l| l.reason().map(str::to_owned)));
     Ok(HttpResponse::Ok().json(json!({
         "destination_id": id.to_string(),
         "depth": pending.len(),
@@ -153,6 +153,6 @@ async fn queue(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>) 
         "paused_reason": reason,
         "head_log_id": head.map(|l| l.id.to_string()),
         "next_retry_at": head.filter(|_| retrying).map(|h| rfc3339(next_attempt_at(h, &ctx.config.delivery.retry_schedule_ms))),
-        "head_attempts": head.map(|l| l.attempts.iter().map(attempt_json).collect::<Vec<_>>()).unwrap_or_default(),
+        "head_attempts": head.map(|l| l.attempts().iter().map(attempt_json).collect::<Vec<_>>()).unwrap_or_default(),
     })))
 }
