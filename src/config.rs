@@ -41,6 +41,9 @@ pub struct DeliveryConfig {
     /// PEM file of CA certificates trusted for `https://` destinations, on
     /// top of the system's roots (a private CA, a self-signed receiver).
     pub ca_file: Option<PathBuf>,
+    /// Longest a jq transform may run on one message or reply before its
+    /// worker process is stopped and the log is `ProcessingFailed`.
+    pub transform_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -85,6 +88,7 @@ impl Default for DeliveryConfig {
             retry_schedule_ms: vec![0, 10_000, 10_000, 20_000, 30_000, 50_000, 80_000, 120_000],
             timeout_ms: 30_000,
             ca_file: None,
+            transform_timeout_ms: 5_000,
         }
     }
 }
@@ -139,6 +143,9 @@ impl Config {
         }
         if self.storage.retention_hours > MAX_RETENTION_HOURS {
             return Err(format!("storage.retention_hours must be at most {MAX_RETENTION_HOURS}"));
+        }
+        if self.delivery.transform_timeout_ms == 0 || self.delivery.transform_timeout_ms > 600_000 {
+            return Err("delivery.transform_timeout_ms must be between 1 and 600000".into());
         }
         if self.storage.compaction_interval_ms == 0 {
             return Err("storage.compaction_interval_ms must be positive".into());

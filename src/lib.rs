@@ -20,6 +20,7 @@ pub mod ledger;
 pub mod limits;
 pub mod model;
 pub mod objects;
+pub mod processing;
 pub mod retention;
 pub mod router;
 pub mod server;

@@ -33,6 +33,10 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Serve jq transforms on stdin and stdout for a running engine (the
+    /// engine starts these itself).
+    #[command(hide = true)]
+    TransformWorker,
     /// Inspect the write-ahead log offline.
     Wal {
         #[command(subcommand)]
@@ -63,6 +67,7 @@ fn main() -> ExitCode {
         .init();
     let result = match Cli::parse().command {
         Command::Serve { config, listen, data_dir } => serve(config, listen, data_dir),
+        Command::TransformWorker => ferrox::processing::worker_main().context("serving transforms"),
         Command::Wal { command: WalCommand::Verify { data_dir } } => {
             wal_tool::verify(&data_dir, &mut std::io::stdout())
         }

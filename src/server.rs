@@ -23,6 +23,7 @@ use crate::{
     limits,
     model::Id,
     objects::{DestinationSpec, SourceSpec, SubscriptionSpec},
+    processing::WorkerCommand,
     retention,
     router::{Change, Decide, Router},
     state::State,
@@ -109,7 +110,12 @@ pub async fn start(config: Config, clock: SharedClock, ids: SharedIds) -> anyhow
         ledger: ledger.clone(),
         clock: clock.clone(),
         ids: ids.clone(),
-        pool: TransformPool::start(limits::PROCESSING_WORKERS).context("starting the processing pool")?,
+        pool: TransformPool::start(
+            limits::PROCESSING_WORKERS,
+            WorkerCommand::current_exe().context("finding this executable for the processing workers")?,
+            std::time::Duration::from_millis(config.delivery.transform_timeout_ms),
+        )
+        .context("starting the processing pool")?,
         retry_schedule_ms: config.delivery.retry_schedule_ms.clone(),
         alerts: AlertSink::start(config.alert_webhook_url.clone(), tls.clone()),
         tls: tls.clone(),

@@ -23,8 +23,9 @@
 //!   spent before the first output (`def f: f; f`, `last(range(1e18))`,
 //!   `[range(1e9)]`), and the stack taken by recursive definitions
 //!   (`def f: 1 + f; f`) or by values the program nests deeply, which can
-//!   overflow and abort the process. Only a watchdog or a child process run by
-//!   the caller can contain these.
+//!   overflow and abort the process. The engine therefore runs programs in
+//!   child processes with a time limit (`crate::processing`); only the
+//!   operator API's compile check runs here.
 
 use std::{fmt, thread};
 

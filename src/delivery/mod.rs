@@ -91,6 +91,11 @@ impl Deliveries {
         }
     }
 
+    /// The processing pool, for work that is not a delivery (queries).
+    pub fn pool(&self) -> &TransformPool {
+        &self.shared.pool
+    }
+
     /// Tells a destination's actor to look at its queue. If its mailbox is
     /// full the hint is not needed: every queued message makes it look.
     pub fn wake(&self, destination: Id) {

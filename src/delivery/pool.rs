@@ -1,19 +1,27 @@
-//! The processing stage's worker pool: jq transforms and body preparation
-//! run here, off the actors' threads, on threads with the large stacks jq
-//! programs may need.
+//! The processing stage's worker pool: body preparation runs here, off the
+//! actors' threads. Each worker thread hands jq programs to its own child
+//! process (see `crate::processing`), so a program that loops, hogs memory
+//! or overflows its stack fails its job, within a time limit, instead of the
+//! engine.
 
 use std::{
     sync::{Arc, mpsc},
     thread,
+    time::Duration,
 };
 
 use tokio::sync::oneshot;
 
 use super::request::prepare_body;
-use crate::{limits, transform::Transform};
+use crate::{
+    limits,
+    processing::{Op, Sandbox, WorkerCommand},
+    transform::Transform,
+};
 
-/// One body to prepare.
+/// One body to prepare, or one document to run a program on.
 pub struct Job {
+    pub op: Op,
     pub payload: Vec<u8>,
     pub transform: Option<Arc<Transform>>,
     pub ids: Option<(u64, u64)>,
@@ -28,34 +36,58 @@ pub struct TransformPool {
 }
 
 impl TransformPool {
-    pub fn start(workers: usize) -> std::io::Result<Self> {
+    /// Starts `workers` threads; each starts a child with `command` when it
+    /// first gets a program, and gives each program at most `limit`.
+    pub fn start(workers: usize, command: WorkerCommand, limit: Duration) -> std::io::Result<Self> {
+        let command = Arc::new(command);
         let (jobs, queue) = mpsc::sync_channel::<Job>(limits::PROCESSING_QUEUE);
         let queue = Arc::new(parking_lot::Mutex::new(queue));
         for n in 0..workers.max(1) {
             let queue = queue.clone();
-            thread::Builder::new().name(format!("transform-{n}")).stack_size(crate::transform::STACK_BYTES).spawn(
+            thread::Builder::new().name(format!("transform-{n}")).spawn({
+                let mut sandbox = Sandbox::new(command.clone(), limit);
                 move || {
                     loop {
                         let job = queue.lock().recv();
                         let Ok(job) = job else { return };
-                        let result = prepare_body(&job.payload, job.transform.as_deref(), job.ids);
+                        let result = match (&job.transform, job.op) {
+                            (Some(t), op) => sandbox.call(op, t.program(), job.ids, &job.payload),
+                            (None, Op::Prepare) => prepare_body(&job.payload, None, job.ids),
+                            (None, Op::Run) => Ok(Some(job.payload)),
+                        };
                         let _ = job.reply.send(result);
                     }
-                },
-            )?;
+                }
+            })?;
         }
         Ok(Self { jobs })
     }
 
-    /// Prepares a body on the pool.
+    /// Prepares a body on the pool: the transform, then the Meta IDs.
     pub async fn prepare(
         &self,
         payload: Vec<u8>,
         transform: Option<Arc<Transform>>,
         ids: Option<(u64, u64)>,
     ) -> Result<Option<Vec<u8>>, String> {
+        self.submit(Op::Prepare, payload, transform, ids).await
+    }
+
+    /// Runs a program on a JSON document (a query's reply): its output, or
+    /// `None` when it gave `null` or nothing.
+    pub async fn run(&self, transform: Arc<Transform>, document: Vec<u8>) -> Result<Option<Vec<u8>>, String> {
+        self.submit(Op::Run, document, Some(transform), None).await
+    }
+
+    async fn submit(
+        &self,
+        op: Op,
+        payload: Vec<u8>,
+        transform: Option<Arc<Transform>>,
+        ids: Option<(u64, u64)>,
+    ) -> Result<Option<Vec<u8>>, String> {
         let (reply, answer) = oneshot::channel();
-        let job = Job { payload, transform, ids, reply };
+        let job = Job { op, payload, transform, ids, reply };
         let jobs = self.jobs.clone();
         // A full queue blocks; do that on a blocking thread, not the actor's.
         let queued = match jobs.try_send(job) {

@@ -12,7 +12,10 @@ use serde_json::Value;
 
 use super::{AppCtx, authenticate_source, read_body, require_json};
 use crate::{
-    delivery::request::{self, AttemptIds},
+    delivery::{
+        TransformPool,
+        request::{self, AttemptIds},
+    },
     error::{ApiError, ErrorKind},
     inbound::{self, Endpoint, InboundError},
     journal::{Attempt, Event},
@@ -112,7 +115,10 @@ async fn run(ctx: &AppCtx, req: &HttpRequest, payload: web::Payload) -> Result<V
     let log =
         submitted.outcome.logs.first().copied().ok_or_else(|| known(ApiError::internal("the query has no log")))?;
     let message_id = submitted.outcome.message_id;
-    let outbound = request::prepare_body(&body, transform.as_ref(), Some((message_id, message_id << 16)))
+    let pool = ctx.deliveries.pool();
+    let outbound = pool
+        .prepare(body.to_vec(), transform.map(Arc::new), Some((message_id, message_id << 16)))
+        .await
         .map_err(|e| known(ApiError::invalid(format!("the query could not be processed: {e}"))))?
         .ok_or_else(|| known(ApiError::invalid("the subscription's transform filtered the query out")))?;
     let ids = AttemptIds {
@@ -123,7 +129,8 @@ async fn run(ctx: &AppCtx, req: &HttpRequest, payload: web::Payload) -> Result<V
         now_s: ctx.clock.now_ms().div_euclid(1000),
     };
     let started_at_ms = ctx.clock.now_ms();
-    let result = forward(&client.0, &target.destination, &ids, outbound, response_transform.as_ref()).await;
+    let response_transform = response_transform.map(Arc::new);
+    let result = forward(&client.0, &target.destination, &ids, outbound, response_transform, pool).await;
     let duration_ms = u64::try_from(ctx.clock.now_ms().saturating_sub(started_at_ms)).unwrap_or(0);
     // One sync covers the accepted query and its outcome: the log syncs in
     // order, so waiting for the outcome waits for the acceptance too.
@@ -140,7 +147,8 @@ async fn forward(
     dest: &Destination,
     ids: &AttemptIds,
     body: Vec<u8>,
-    response_transform: Option<&Transform>,
+    response_transform: Option<Arc<Transform>>,
+    pool: &TransformPool,
 ) -> Forwarded {
     let headers = request::headers(dest, ids, &body).map_err(|e| (None, ApiError::internal(e)))?;
     let mut req = client.post(&dest.url).timeout(Duration::from_millis(dest.timeout_ms));
@@ -170,8 +178,9 @@ async fn forward(
         .map_err(|e| bad_gateway(Some(status), format!("The destination's reply is not JSON: {e}")))?;
     let reply = match response_transform {
         None => reply,
-        Some(t) => match t.run(&reply) {
-            Ok(Some(out)) => out,
+        Some(t) => match pool.run(t, answer.to_vec()).await {
+            Ok(Some(out)) => serde_json::from_slice(&out)
+                .map_err(|e| bad_gateway(Some(status), format!("The response_transform's output is not JSON: {e}")))?,
             Ok(None) => return Err(bad_gateway(Some(status), "The response_transform filtered the reply out".into())),
             Err(e) => return Err(bad_gateway(Some(status), format!("The response_transform failed: {e}"))),
         },

@@ -73,6 +73,8 @@ pub struct Setup {
     pub alert_webhook_url: Option<String>,
     /// `[delivery] ca_file`: CA certificates for https destinations.
     pub ca_file: Option<PathBuf>,
+    /// `[delivery] transform_timeout_ms`.
+    pub transform_timeout_ms: Option<u64>,
 }
 
 /// `text` as a TOML basic string (JSON's escapes are TOML's).
@@ -86,8 +88,11 @@ impl Setup {
         if let Some(url) = &self.alert_webhook_url {
             let _ = writeln!(toml, "alert_webhook_url = {}", quoted(url));
         }
-        if self.retry_schedule_ms.is_some() || self.ca_file.is_some() {
+        if self.retry_schedule_ms.is_some() || self.ca_file.is_some() || self.transform_timeout_ms.is_some() {
             toml.push_str("[delivery]\n");
+        }
+        if let Some(ms) = self.transform_timeout_ms {
+            let _ = writeln!(toml, "transform_timeout_ms = {ms}");
         }
         if let Some(schedule) = &self.retry_schedule_ms {
             let _ = writeln!(toml, "retry_schedule_ms = {schedule:?}");

@@ -164,6 +164,7 @@ fn alerts_reach_an_https_webhook() {
         retry_schedule_ms: Some(vec![0, 10]),
         alert_webhook_url: Some(hook.url("/alerts")),
         ca_file: Some(pki.ca_file()),
+        ..Setup::default()
     };
     let server = setup.start();
     let token = server.token();

@@ -18,6 +18,7 @@ mod query;
 mod receiver;
 mod restart;
 mod retention;
+mod sandbox;
 mod segments;
 mod send;
 mod startup;

@@ -1,0 +1,100 @@
+//! jq programs run in worker processes (src/processing.rs): a program that
+//! loops, or recurses until its stack overflows, fails its own log or query
+//! with a clear reason; the engine keeps running and other destinations
+//! keep flowing.
+
+use serde_json::{Value, json};
+
+use crate::{
+    delivery::{Dest, Sent, Setup, eventually, log, logs_in_order, send, wait_first_seen, wait_status},
+    harness::{ADMIN_TOKEN, EHR},
+    query::{patient_query, query, start_with},
+    receiver::Receiver,
+};
+
+fn text(value: &Value) -> &str {
+    value.as_str().unwrap_or_default()
+}
+
+/// Runs until the time limit: the first output never comes.
+const LOOPS: &str = "last(range(1e18))";
+/// Recurses until the worker's stack overflows and it aborts.
+const OVERFLOWS: &str = "def f: 1 + f; f";
+
+#[test]
+fn a_runaway_or_crashing_transform_fails_its_log_and_holds_up_no_one() {
+    let witness_receiver = Receiver::start();
+    let mut witness = Dest::new(9, "production", witness_receiver.url("/witness"));
+    witness.transform = Some(".Seen = true".to_owned());
+    let receivers = [Receiver::start(), Receiver::start()];
+    let bad: Vec<Dest> = [LOOPS, OVERFLOWS]
+        .iter()
+        .zip(&receivers)
+        .zip(1..)
+        .map(|((program, r), n)| {
+            let mut d = Dest::new(n, "production", r.url("/bad"));
+            d.transform = Some((*program).to_owned());
+            d
+        })
+        .collect();
+    let destinations = [bad.clone(), vec![witness.clone()]].concat();
+    let server = Setup { destinations, transform_timeout_ms: Some(500), ..Setup::default() }.start();
+    let token = server.token();
+    let sent: Vec<Sent> = (0..3).map(|n| send(&server, &token, &format!("runaway-{n}"))).collect();
+
+    // The witness's transform runs on the same pool, and it got everything.
+    let received = wait_first_seen(&witness_receiver, &logs_in_order(&sent, &witness));
+    assert!(received.iter().all(|r| r.json()["Seen"] == true), "the witness's transform ran");
+    let reasons = ["ran longer than 500 ms", "crashed its worker process"];
+    for ((dest, receiver), reason) in bad.iter().zip(&receivers).zip(reasons) {
+        let expected = logs_in_order(&sent, dest);
+        let head = wait_status(&server, &expected[0], "ProcessingFailed");
+        assert!(text(&head["reason"]).contains(reason), "{}: {head}", dest.name);
+        assert_eq!(log(&server, &expected[1])["status"], "Pending", "{}: a log passed the halted head", dest.name);
+        assert!(receiver.received().is_empty(), "{}: a halted queue delivered", dest.name);
+
+        // Fixed, the queue delivers everything in order.
+        let fixed = json!({
+            "source_id": EHR.id,
+            "destination_id": dest.id,
+            "data_model": "PatientAdmin",
+            "transform": ".Fixed = true",
+        });
+        let put = server.admin_put(&format!("/subscriptions/{}", dest.subscription_id()), &fixed);
+        assert_eq!(put.status, 200, "{}", put.text);
+        let r = server.admin_as(Some(ADMIN_TOKEN), "POST", &format!("/logs/{}/retry", expected[0]), None);
+        assert_eq!(r.status, 200, "{}", r.text);
+        let received = wait_first_seen(receiver, &expected);
+        assert!(received.iter().all(|r| r.json()["Fixed"] == true), "{}: the fixed transform ran", dest.name);
+    }
+    // Still serving, and the witness still delivers after the crashes.
+    let after = send(&server, &token, "after");
+    wait_status(&server, &after.log(&witness), "Succeeded");
+}
+
+#[test]
+fn a_query_whose_transform_runs_away_is_a_502_and_the_engine_keeps_serving() {
+    let receiver = Receiver::start();
+    let looping = "0e0e0101-0000-4000-8000-000000000000";
+    let crashing = "0e0e0102-0000-4000-8000-000000000000";
+    let fine = "0e0e0103-0000-4000-8000-000000000000";
+    let server = start_with(
+        &[
+            (looping, receiver.url("/q"), Some(LOOPS), None, 5000),
+            (crashing, receiver.url("/q"), None, Some(OVERFLOWS), 5000),
+            (fine, receiver.url("/q"), None, Some(".Fine = true"), 5000),
+        ],
+        "[delivery]\ntransform_timeout_ms = 500\n",
+    );
+    let (status, body) = query(&server, &patient_query(Some(looping)));
+    assert_eq!(status, 400, "the outbound transform failed before sending: {body}");
+    assert!(body.to_string().contains("ran longer than 500 ms"), "{body}");
+    let (status, body) = query(&server, &patient_query(Some(crashing)));
+    assert_eq!(status, 502, "{body}");
+    assert!(body.to_string().contains("crashed its worker process"), "{body}");
+    let (status, body) = eventually("a query after the crash", || {
+        let answer = query(&server, &patient_query(Some(fine)));
+        (answer.0 != 503).then_some(answer)
+    });
+    assert_eq!((status, &body["Fine"]), (200, &json!(true)), "{body}");
+}
