@@ -261,6 +261,18 @@ pub fn eventually<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
     }
 }
 
+/// Replaces the transform of `dest`'s subscription from the EHR.
+pub fn set_transform(server: &Client, dest: &Dest, program: &str) {
+    let subscription = json!({
+        "source_id": EHR.id,
+        "destination_id": dest.id,
+        "data_model": "PatientAdmin",
+        "transform": program,
+    });
+    let put = server.admin_put(&format!("/subscriptions/{}", dest.subscription_id()), &subscription);
+    assert_eq!(put.status, 200, "PUT the subscription of {}: {}", dest.name, put.text);
+}
+
 /// `GET /api/v1/logs/{id}`.
 pub fn log(server: &Client, log_id: &str) -> Value {
     let r = server.admin_get(&format!("/logs/{log_id}"));

@@ -10,10 +10,10 @@ use serde_json::{Value, json};
 use crate::{
     client::{Reply, patient_admin},
     delivery::{
-        Dest, PATIENCE, Sent, Setup, alerts, eventually, kinds, log, logs_in_order, queue, send, wait_first_seen,
-        wait_status, webhook_ids,
+        Dest, PATIENCE, Sent, Setup, alerts, eventually, kinds, log, logs_in_order, queue, send, set_transform,
+        wait_first_seen, wait_status, webhook_ids,
     },
-    harness::{ADMIN_TOKEN, EHR, Server},
+    harness::{ADMIN_TOKEN, Server},
     receiver::{Behavior, Receiver},
 };
 
@@ -119,14 +119,7 @@ fn a_failing_transform_halts_the_queue_until_fixed_and_retried() {
             (l["status"] == "ProcessingFailed" && l["updated_at"] != before.as_str()).then_some(())
         });
 
-        let fixed = json!({
-            "source_id": EHR.id,
-            "destination_id": dest.id,
-            "data_model": "PatientAdmin",
-            "transform": ".Fixed = true",
-        });
-        let put = server.admin_put(&format!("/subscriptions/{}", dest.subscription_id()), &fixed);
-        assert_eq!(put.status, 200, "{}", put.text);
+        set_transform(&server, dest, ".Fixed = true");
         // The change was synced, and with it everything recorded before.
         assert_eq!(alerts(&server, dest).len(), 1, "{}: a second alert in one episode", dest.name);
         operate(&server, &format!("/logs/{}/retry", expected[0]));
@@ -336,13 +329,7 @@ fn a_halt_resolved_by_filtering_ends_its_episode() {
     let raised = eventually("the ProcessingFailed alert", || Some(alerts(&server, &dest)).filter(|a| !a.is_empty()));
     assert_eq!(kinds(&raised), ["ProcessingFailed"]);
     // The fix filters the halted message out: the queue flows again.
-    let fixed = json!({
-        "source_id": EHR.id,
-        "destination_id": dest.id,
-        "data_model": "PatientAdmin",
-        "transform": "select(.Meta.EventType != \"Discharge\")",
-    });
-    assert_eq!(server.admin_put(&format!("/subscriptions/{}", dest.subscription_id()), &fixed).status, 200);
+    set_transform(&server, &dest, "select(.Meta.EventType != \"Discharge\")");
     operate(&server, &format!("/logs/{halted}/retry"));
     wait_status(&server, &halted, "Filtered");
     assert_eq!(queue(&server, &dest)["state"], "flowing");

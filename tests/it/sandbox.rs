@@ -6,8 +6,8 @@
 use serde_json::{Value, json};
 
 use crate::{
-    delivery::{Dest, Sent, Setup, eventually, log, logs_in_order, send, wait_first_seen, wait_status},
-    harness::{ADMIN_TOKEN, EHR},
+    delivery::{Dest, Sent, Setup, eventually, log, logs_in_order, send, set_transform, wait_first_seen, wait_status},
+    harness::ADMIN_TOKEN,
     query::{patient_query, query, start_with},
     receiver::Receiver,
 };
@@ -54,14 +54,7 @@ fn a_runaway_or_crashing_transform_fails_its_log_and_holds_up_no_one() {
         assert!(receiver.received().is_empty(), "{}: a halted queue delivered", dest.name);
 
         // Fixed, the queue delivers everything in order.
-        let fixed = json!({
-            "source_id": EHR.id,
-            "destination_id": dest.id,
-            "data_model": "PatientAdmin",
-            "transform": ".Fixed = true",
-        });
-        let put = server.admin_put(&format!("/subscriptions/{}", dest.subscription_id()), &fixed);
-        assert_eq!(put.status, 200, "{}", put.text);
+        set_transform(&server, dest, ".Fixed = true");
         let r = server.admin_as(Some(ADMIN_TOKEN), "POST", &format!("/logs/{}/retry", expected[0]), None);
         assert_eq!(r.status, 200, "{}", r.text);
         let received = wait_first_seen(receiver, &expected);
