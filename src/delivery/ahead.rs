@@ -58,6 +58,8 @@ pub struct Basis {
 /// Look-ahead counts over every destination, for `/metrics`.
 #[derive(Debug, Default)]
 pub struct AheadCounts {
+    /// Preparations started ahead of their log's turn.
+    pub started: AtomicU64,
     /// Preparations started ahead of their log's turn that finished.
     pub prepared: AtomicU64,
     /// Deliveries that used a preparation started ahead of their turn.
@@ -124,6 +126,16 @@ impl LookAhead {
         self.too_big = Some((log, bytes));
     }
 
+    /// Logs with a preparation.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether `log` has a preparation, on whatever basis.
+    pub fn contains(&self, log: Id) -> bool {
+        self.entries.contains_key(&log)
+    }
+
     /// Whether `log` has a preparation on the basis `(program, attempts)`.
     /// One on another basis is thrown away.
     pub fn holds(&mut self, log: Id, program: Option<&str>, attempts: u64) -> bool {
@@ -142,6 +154,7 @@ impl LookAhead {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.running += 1;
+        self.counts.started.fetch_add(1, Ordering::Relaxed);
         self.bytes += bytes;
         self.entries.insert(log, Entry { basis, seq, bytes, preparation });
         seq
@@ -187,7 +200,7 @@ impl LookAhead {
     /// Logs kept and the bytes they take.
     #[cfg(test)]
     fn usage(&self) -> (usize, usize) {
-        (self.entries.len(), self.bytes)
+        (self.len(), self.bytes)
     }
 
     fn discard(&mut self, log: Id) {
@@ -217,9 +230,9 @@ mod tests {
         Basis { program: program.map(str::to_owned), attempts }
     }
 
-    fn counts(ahead: &LookAhead) -> [u64; 3] {
+    fn counts(ahead: &LookAhead) -> [u64; 4] {
         let c = &ahead.counts;
-        [&c.prepared, &c.used, &c.discarded].map(|n| n.load(Ordering::Relaxed))
+        [&c.started, &c.prepared, &c.used, &c.discarded].map(|n| n.load(Ordering::Relaxed))
     }
 
     #[test]
@@ -241,7 +254,7 @@ mod tests {
         let taken = ahead.take(Id(1), &basis(None, 0)).expect("a fresh result");
         assert_eq!(taken.now_or_never(), Some(Ok(Some(Bytes::from_static(b"{}")))));
         assert!(ahead.take(Id(1), &basis(None, 0)).is_none(), "a result is used once");
-        assert_eq!(counts(&ahead), [2, 1, 2]);
+        assert_eq!(counts(&ahead), [3, 2, 1, 2]);
     }
 
     #[test]

@@ -111,20 +111,23 @@ impl Processing {
             return Vec::new();
         }
         let window: Vec<&Log> = logs.take(limits::PROCESSING_READ_AHEAD).collect();
-        self.ahead.retain(|log| log == head.id || window.iter().any(|l| l.id == log));
         let subscriptions = subscriptions_of(&state, self.destination);
         let mut jobs = Vec::new();
-        for log in window.into_iter().filter(|l| l.status == LogStatus::Pending) {
+        // Preparations found for the head and the window: any other is of
+        // a log that left the window.
+        let mut found = usize::from(self.ahead.contains(head.id));
+        for log in window.iter().filter(|l| l.status == LogStatus::Pending) {
             // The head reports a missing message in its turn.
             let Some(message) = state.messages.get(&log.message_id) else { break };
             let program = program_for(&subscriptions, message);
             if self.ahead.holds(log.id, program, attempts_of(log)) {
-                continue;
+                found += 1;
+            } else if jobs.len() < limits::PROCESSING_AHEAD_JOBS {
+                jobs.push(Job::new(log, message, program));
             }
-            if jobs.len() == limits::PROCESSING_AHEAD_JOBS {
-                break;
-            }
-            jobs.push(Job::new(log, message, program));
+        }
+        if found < self.ahead.len() {
+            self.ahead.retain(|log| log == head.id || window.iter().any(|l| l.id == log));
         }
         jobs
     }

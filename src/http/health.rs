@@ -62,9 +62,10 @@ pub async fn metrics(ctx: web::Data<AppCtx>) -> HttpResponse {
     let _ = writeln!(out, "ferrox_logs_kept {}", state.log_count());
     let ahead = ctx.deliveries.ahead_counts();
     let counters = [
+        ("started", "Logs whose processing started ahead of their turn in their queue.", &ahead.started),
         ("prepared", "Logs processed ahead of their turn in their queue.", &ahead.prepared),
         ("used", "Deliveries whose processing was started ahead of their turn.", &ahead.used),
-        ("discarded", "Results processed ahead and thrown away as stale.", &ahead.discarded),
+        ("discarded", "Results processed ahead and thrown away unused.", &ahead.discarded),
     ];
     for (name, help, count) in counters {
         let name = format!("ferrox_processing_ahead_{name}_total");
