@@ -23,6 +23,21 @@ pub const DEFAULT_LOG_PAGE: usize = 100;
 pub const PROCESSING_QUEUE: usize = 1024;
 /// Processing threads: transforms are CPU work, one per core is enough.
 pub const PROCESSING_WORKERS: usize = 2;
+/// Logs after its head a destination prepares ahead (processing
+/// look-ahead): enough to keep the pool busy through a receiver's answer
+/// time, few enough that a subscription change throws little work away.
+pub const PROCESSING_READ_AHEAD: usize = 32;
+/// Look-ahead preparations one destination runs at once: as many as the
+/// pool has workers keeps the pool busy for a lone destination, and no
+/// destination's look-ahead puts more than that ahead of other
+/// destinations' heads in the pool's queue.
+pub const PROCESSING_AHEAD_JOBS: usize = PROCESSING_WORKERS;
+/// Bytes of payloads in preparation and bodies kept ahead, per destination.
+/// 32 typical messages (a few KiB each) fit many times over, so memory for
+/// look-ahead stays small beside the queue itself; large messages are
+/// prepared ahead a few at a time, or in their turn. The head is always
+/// prepared, whatever its size.
+pub const PROCESSING_READ_AHEAD_BYTES: usize = 8 << 20;
 /// How often an idle destination actor looks at its queue without a hint,
 /// a safety net should a hint be missed.
 pub const DELIVERY_IDLE_CHECK_MS: u64 = 1000;

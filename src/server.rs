@@ -119,6 +119,7 @@ pub async fn start(config: Config, clock: SharedClock, ids: SharedIds) -> anyhow
         retry_schedule_ms: config.delivery.retry_schedule_ms.clone(),
         alerts: AlertSink::start(config.alert_webhook_url.clone(), tls.clone()),
         tls: tls.clone(),
+        ahead_counts: Arc::default(),
     };
     let deliveries = Deliveries::start(shared);
     let router = Router::new(ledger.clone(), clock.clone(), ids.clone()).with_deliveries(deliveries.clone()).start();

@@ -2,16 +2,20 @@
 //! state and retry timer, and the only writer of its logs' status.
 //!
 //! The actor reads its queue from the state (the log is the truth) and
-//! delivers the head, one log at a time. Hints (`Wake`) only say "look
-//! again"; every handler re-reads the state, so a lost or repeated hint
-//! changes nothing.
+//! delivers the head, one log at a time. Meanwhile it prepares the logs
+//! after the head, within bounds (`process`, `ahead`), so that their
+//! transforms run in parallel with the head's delivery. Hints (`Wake`)
+//! only say "look again"; every handler re-reads the state, so a lost or
+//! repeated hint changes nothing.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use actix::prelude::*;
+use actix_web::web::Bytes;
 
 use super::{
     Shared,
+    process::Processing,
     request::{self, AttemptIds},
     schedule::next_attempt_at,
 };
@@ -21,7 +25,6 @@ use crate::{
     model::{Destination, Environment, Id, LogStatus},
     state::Log,
     tls,
-    transform::Transform,
 };
 
 pub struct DestinationActor {
@@ -34,7 +37,8 @@ pub struct DestinationActor {
     retry: Option<(Id, SpawnHandle)>,
     /// A pause or halt alert was raised and no recovery yet.
     episode_open: bool,
-    transforms: HashMap<String, Arc<Transform>>,
+    /// Bodies for the head and, ahead of it, for the logs after it.
+    processing: Processing,
 }
 
 impl DestinationActor {
@@ -48,11 +52,19 @@ impl DestinationActor {
             .is_some_and(|h| matches!(h.status, LogStatus::Retrying | LogStatus::ProcessingFailed));
         // The timeout is set per request, from the destination.
         let client = tls::http_client(&shared.tls, None);
-        Self { id, shared, client, in_flight: None, retry: None, episode_open, transforms: HashMap::new() }
+        let processing = Processing::new(id, shared.clone());
+        Self { id, shared, client, in_flight: None, retry: None, episode_open, processing }
     }
 
-    /// Looks at the queue and starts what is due.
+    /// Looks at the queue: starts the head's delivery if it is due, and
+    /// prepares the logs after it.
     fn pump(&mut self, ctx: &mut Context<Self>) {
+        self.pump_head(ctx);
+        self.look_ahead(ctx);
+    }
+
+    /// Starts the head's delivery or its retry timer, if due.
+    fn pump_head(&mut self, ctx: &mut Context<Self>) {
         if self.in_flight.is_some() {
             return;
         }
@@ -106,7 +118,10 @@ impl DestinationActor {
             (state.destinations.get(&self.id).cloned(), head.cloned())
         };
         match (dest, head) {
-            (Some(dest), Some(head)) if dest.enabled => self.deliver(dest, head, ctx),
+            (Some(dest), Some(head)) if dest.enabled => {
+                self.deliver(dest, head, ctx);
+                self.look_ahead(ctx);
+            }
             _ => self.pump(ctx),
         }
     }
@@ -117,58 +132,16 @@ impl DestinationActor {
         }
     }
 
-    fn transform_for(&mut self, head: &Log) -> Result<Option<Arc<Transform>>, String> {
-        let program = {
-            let state = self.shared.ledger.state().read();
-            let message = state.messages.get(&head.message_id).ok_or("the log's message is missing")?;
-            let subscription = state
-                .matching_subscriptions(
-                    message.source_id,
-                    state.name(message.data_model),
-                    state.name(message.event_type),
-                )
-                .find(|s| s.destination_id == self.id);
-            subscription.and_then(|s| s.transform.clone())
-        };
-        let Some(program) = program else { return Ok(None) };
-        if let Some(t) = self.transforms.get(&program) {
-            return Ok(Some(t.clone()));
-        }
-        let compiled = Arc::new(Transform::compile(&program).map_err(|e| format!("transform does not compile: {e}"))?);
-        if self.transforms.len() >= limits::TRANSFORM_CACHE {
-            self.transforms.clear();
-        }
-        self.transforms.insert(program, compiled.clone());
-        Ok(Some(compiled))
-    }
-
     /// Processes and delivers `head`, then records the outcome.
     fn deliver(&mut self, dest: Destination, head: Log, ctx: &mut Context<Self>) {
         self.cancel_retry(ctx);
         self.in_flight = Some(head.id);
+        let (preparation, received_at_ms) = self.processing.for_head(&head);
         let shared = self.shared.clone();
-        let transform = self.transform_for(&head);
         let client = self.client.clone();
         let log_id = head.id;
         let work = async move {
-            let transform = transform?;
-            let (payload, data_model, received_at_ms) = {
-                let position = head.position;
-                let payload = shared.ledger.journal().message_payload(position).map_err(|e| e.to_string())?;
-                let state = shared.ledger.state().read();
-                let m = state.messages.get(&head.message_id).ok_or("the log's message is missing")?;
-                (payload, state.name(m.data_model).clone(), m.received_at_ms)
-            };
-            let attempt_no = u64::try_from(head.attempts().len()).unwrap_or(u64::MAX);
-            let ids =
-                (&*data_model != "FHIR").then_some((head.message_id, head.message_id << 16 | (attempt_no & 0xffff)));
-            // Transforms run on the pool (CPU work, deep stacks); setting
-            // the Meta IDs alone is cheap enough to do here.
-            let body = match transform {
-                Some(transform) => shared.pool.prepare(payload, Some(transform), ids).await?,
-                None => request::prepare_body(&payload, None, ids)?,
-            };
-            let Some(body) = body else { return Ok(Outcome::Filtered) };
+            let Some(body) = preparation.await? else { return Ok(Outcome::Filtered) };
             Ok(send(&shared, &client, &dest, &head, received_at_ms, body).await)
         };
         ctx.spawn(work.into_actor(self).map(move |result: Result<Outcome, String>, act, ctx| {
@@ -176,6 +149,17 @@ impl DestinationActor {
             act.record(log_id, result, ctx);
             act.pump(ctx);
         }));
+    }
+
+    /// Starts preparing logs after the head (`Processing::start_ahead`);
+    /// each preparation, once done, makes room for another.
+    fn look_ahead(&mut self, ctx: &mut Context<Self>) {
+        for (log, seq, preparation) in self.processing.start_ahead() {
+            ctx.spawn(preparation.into_actor(self).map(move |prepared, act, ctx| {
+                act.processing.finished(log, seq, &prepared);
+                act.look_ahead(ctx);
+            }));
+        }
     }
 }
 
@@ -191,7 +175,7 @@ async fn send(
     dest: &Destination,
     head: &Log,
     received_at_ms: i64,
-    body: Vec<u8>,
+    body: Bytes,
 ) -> Outcome {
     let attempt_id = if head.attempts().is_empty() { head.first_attempt_id } else { shared.ids.id() };
     let started_at_ms = shared.clock.now_ms();
@@ -219,7 +203,7 @@ async fn send(
 }
 
 /// Sends the request; returns the status, the error text and the kept answer.
-async fn exchange(req: awc::ClientRequest, body: Vec<u8>) -> (Option<u16>, Option<String>, Option<String>) {
+async fn exchange(req: awc::ClientRequest, body: Bytes) -> (Option<u16>, Option<String>, Option<String>) {
     let mut resp = match req.send_body(body).await {
         Ok(resp) => resp,
         Err(awc::error::SendRequestError::Timeout) => return (None, Some("timed out".to_owned()), None),
@@ -365,5 +349,11 @@ impl DestinationActor {
 
     pub(super) fn wake(&mut self, ctx: &mut Context<Self>) {
         self.pump(ctx);
+    }
+
+    /// Throws away every preparation made ahead: after an operator action
+    /// none is trusted (a manual retry re-runs processing).
+    pub(super) fn forget_prepared(&mut self) {
+        self.processing.forget_ahead();
     }
 }

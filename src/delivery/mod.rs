@@ -1,11 +1,14 @@
 //! Delivery (SPEC §4): one actor per destination, spread over a few
 //! arbiters, fed by hints from the router; a processing pool for
-//! transforms; alerts posted to a webhook without holding anything up.
+//! transforms, which each actor runs ahead of its queue's head; alerts
+//! posted to a webhook without holding anything up.
 
 mod actor;
+mod ahead;
 mod alerts;
 mod operate;
 mod pool;
+mod process;
 pub mod request;
 pub mod schedule;
 
@@ -25,7 +28,7 @@ use self::{
     actor::{DestinationActor, Wake},
     operate::Operate,
 };
-pub use self::{alerts::AlertSink, operate::Action, pool::TransformPool};
+pub use self::{ahead::AheadCounts, alerts::AlertSink, operate::Action, pool::TransformPool};
 use crate::{clock::SharedClock, error::ApiError, ids::SharedIds, ledger::Ledger, limits, model::Id};
 
 /// What every destination actor shares.
@@ -39,6 +42,8 @@ pub struct Shared {
     pub alerts: AlertSink,
     /// TLS for `https://` destinations (`tls::client_config`).
     pub tls: Arc<rustls::ClientConfig>,
+    /// What the actors' processing look-ahead did, for `/metrics`.
+    pub ahead_counts: Arc<AheadCounts>,
 }
 
 /// The destination actors, by destination.
@@ -102,6 +107,11 @@ impl Deliveries {
         if let Some(addr) = self.actors.lock().get(&destination) {
             let _ = addr.try_send(Wake);
         }
+    }
+
+    /// What the processing look-ahead did, over every destination.
+    pub fn ahead_counts(&self) -> &AheadCounts {
+        &self.shared.ahead_counts
     }
 
     /// Runs an operator action on a destination's queue.

@@ -37,6 +37,7 @@ impl Handler<Operate> for DestinationActor {
             Ok(events) => events,
             Err(e) => return Box::pin(async move { Err(e) }),
         };
+        self.forget_prepared();
         let ledger = self.shared().ledger.clone();
         let mut last = None;
         for event in &events {

@@ -1,6 +1,6 @@
 //! `GET /healthz` and `GET /metrics` (Prometheus text format).
 
-use std::fmt::Write;
+use std::{fmt::Write, sync::atomic::Ordering};
 
 use actix_web::{HttpResponse, web};
 
@@ -60,5 +60,17 @@ pub async fn metrics(ctx: web::Data<AppCtx>) -> HttpResponse {
         "# HELP ferrox_logs_kept Logs kept in memory (within retention or not terminal).\n# TYPE ferrox_logs_kept gauge"
     );
     let _ = writeln!(out, "ferrox_logs_kept {}", state.log_count());
+    let ahead = ctx.deliveries.ahead_counts();
+    let counters = [
+        ("started", "Logs whose processing started ahead of their turn in their queue.", &ahead.started),
+        ("prepared", "Logs processed ahead of their turn in their queue.", &ahead.prepared),
+        ("used", "Deliveries whose processing was started ahead of their turn.", &ahead.used),
+        ("discarded", "Results processed ahead and thrown away unused.", &ahead.discarded),
+    ];
+    for (name, help, count) in counters {
+        let name = format!("ferrox_processing_ahead_{name}_total");
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        let _ = writeln!(out, "{name} {}", count.load(Ordering::Relaxed));
+    }
     HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(out)
 }

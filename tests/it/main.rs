@@ -13,6 +13,7 @@ mod https;
 mod in_process;
 mod log_detail;
 mod logs;
+mod look_ahead;
 mod operator;
 mod query;
 mod receiver;

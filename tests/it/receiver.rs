@@ -1,6 +1,7 @@
 //! A scriptable mock destination (svix's test receiver): an HTTP/1.1 server
 //! on 127.0.0.1 that records every request and answers as the test says:
-//! at once, slowly, never, or with a connection reset. One thread per
+//! at once, slowly, when the test releases it, never, or with a connection
+//! reset. One thread per
 //! connection, and connections are kept alive because the engine's client
 //! reuses them. It speaks plain HTTP, or HTTPS (rustls) with the
 //! certificate it is given.
@@ -35,6 +36,9 @@ pub enum Behavior {
     Status(u16, String),
     /// Answer after the delay.
     Slow(Duration, u16, String),
+    /// Answer once the test calls `release`, at once if it already has;
+    /// until then the request is held like `Hang`.
+    Held(u16, String),
     /// Read the request and never answer; the connection stays open until
     /// the receiver is dropped.
     Hang,
@@ -77,6 +81,8 @@ struct State {
     connections: usize,
     /// Clones of the open connections, so that a drop can shut them down.
     open: HashMap<u64, TcpStream>,
+    /// `Held` requests are answered.
+    released: bool,
     stopping: bool,
 }
 
@@ -110,6 +116,16 @@ impl Shared {
             state = self.changed.wait_timeout(state, timeout).unwrap_or_else(PoisonError::into_inner).0;
         }
         true
+    }
+
+    /// Waits until the test releases held requests or the receiver stops;
+    /// true if released.
+    fn released(&self) -> bool {
+        let mut state = self.lock();
+        while !state.released && !state.stopping {
+            state = self.changed.wait(state).unwrap_or_else(PoisonError::into_inner);
+        }
+        state.released && !state.stopping
     }
 
     /// Records a request and decides its answer: the script first, then the rule.
@@ -164,6 +180,7 @@ impl Receiver {
             rule: Arc::new(|_: &Received, _| Behavior::Status(200, "{}".to_owned())),
             connections: 0,
             open: HashMap::new(),
+            released: false,
             stopping: false,
         };
         let shared = Arc::new(Shared { state: Mutex::new(state), changed: Condvar::new(), tls });
@@ -201,6 +218,12 @@ impl Receiver {
     /// Decides each request the script does not cover; replaces the default.
     pub fn set_rule(&self, rule: impl Fn(&Received, u64) -> Behavior + Send + Sync + 'static) {
         self.shared.lock().rule = Arc::new(rule);
+    }
+
+    /// Answers every `Held` request, and those to come at once.
+    pub fn release(&self) {
+        self.shared.lock().released = true;
+        self.shared.changed.notify_all();
     }
 
     /// Every request so far in arrival order, including hung and reset ones.
@@ -332,6 +355,12 @@ fn serve_requests(stream: impl Read + Write, socket: &TcpStream, shared: &Shared
             Behavior::Status(status, body) => respond(reader.get_mut(), status, &body, head.keep_alive)?,
             Behavior::Slow(delay, status, body) => {
                 if shared.stopped_before(Some(Instant::now() + delay)) {
+                    return Ok(());
+                }
+                respond(reader.get_mut(), status, &body, head.keep_alive)?;
+            }
+            Behavior::Held(status, body) => {
+                if !shared.released() {
                     return Ok(());
                 }
                 respond(reader.get_mut(), status, &body, head.keep_alive)?;
@@ -553,6 +582,19 @@ mod tests {
         drop(receiver);
         assert!(dropped.elapsed() < Duration::from_secs(5), "the drop took {:?}", dropped.elapsed());
         TcpListener::bind(address).expect("a dropped receiver frees its port");
+    }
+
+    #[test]
+    fn held_requests_are_answered_once_released() {
+        let receiver = Receiver::start();
+        receiver.script([Behavior::Held(202, "held".to_owned())]);
+        let url = receiver.url("/held");
+        let sender = thread::spawn(move || post(&agent(PATIENCE), &url, "h", "{}").unwrap());
+        receiver.wait_for(|r| r.len() == 1, PATIENCE);
+        receiver.release();
+        assert_eq!(sender.join().unwrap(), (202, "held".to_owned()));
+        receiver.script([Behavior::Held(200, "later".to_owned())]);
+        assert_eq!(post(&agent(PATIENCE), &receiver.url("/held"), "i", "{}").unwrap(), (200, "later".to_owned()));
     }
 
     #[test]
