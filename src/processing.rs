@@ -44,6 +44,8 @@ pub enum Op {
     Run,
 }
 
+/// How often a child checks that its parent is still there.
+const PARENT_CHECK: Duration = Duration::from_millis(100);
 /// Compiled programs a child keeps.
 const PROGRAMS_KEPT: usize = 64;
 /// Largest frame part accepted: a body is at most the WAL's largest record.
@@ -276,6 +278,18 @@ fn read_answer(input: &mut impl Read) -> io::Result<Result<Option<Vec<u8>>, Stri
 /// The `transform-worker` subcommand: serves on stdin and stdout from a
 /// thread with the stack jq programs need.
 pub fn worker_main() -> io::Result<()> {
+    // A program may loop without reading input again, so a closed pipe
+    // would go unnoticed: the worker also ends when its parent is gone
+    // (it is then re-parented), whatever the program is doing.
+    let parent = std::os::unix::process::parent_id();
+    thread::Builder::new().name("parent-watch".to_owned()).spawn(move || {
+        loop {
+            thread::sleep(PARENT_CHECK);
+            if std::os::unix::process::parent_id() != parent {
+                std::process::exit(2);
+            }
+        }
+    })?;
     let worker = thread::Builder::new()
         .name("transform-worker".to_owned())
         .stack_size(crate::transform::STACK_BYTES)

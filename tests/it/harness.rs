@@ -193,7 +193,7 @@ impl Server {
         }
     }
 
-    fn pid(&self) -> libc::pid_t {
+    pub fn pid(&self) -> libc::pid_t {
         let child = self.child.as_ref().expect("the server is not running");
         libc::pid_t::try_from(child.id()).expect("pid fits pid_t")
     }

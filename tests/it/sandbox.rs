@@ -91,3 +91,38 @@ fn a_query_whose_transform_runs_away_is_a_502_and_the_engine_keeps_serving() {
     });
     assert_eq!((status, &body["Fine"]), (200, &json!(true)), "{body}");
 }
+
+/// Processes whose parent is `parent`, from /proc.
+fn children_of(parent: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            // The fourth field of stat, after the parenthesised name.
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+            after_name.split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok()) == Some(parent)
+        })
+        .collect()
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| !stat.contains(") Z "))
+}
+
+#[test]
+fn a_worker_stuck_in_a_program_ends_with_a_crashed_engine() {
+    let receiver = Receiver::start();
+    let mut dest = Dest::new(1, "production", receiver.url("/stuck"));
+    dest.transform = Some(LOOPS.to_owned());
+    // The limit is far away: only the engine's death can end the worker.
+    let mut server =
+        Setup { destinations: vec![dest.clone()], transform_timeout_ms: Some(600_000), ..Setup::default() }.start();
+    let token = server.token();
+    let _sent = send(&server, &token, "stuck");
+    let engine = u32::try_from(server.pid()).expect("a process ID");
+    let workers =
+        eventually("a worker process running the program", || Some(children_of(engine)).filter(|c| !c.is_empty()));
+    server.kill9();
+    eventually("the orphaned worker to end", || workers.iter().all(|&pid| !alive(pid)).then_some(()));
+}
