@@ -15,16 +15,22 @@
 
 mod chunked;
 mod query;
+mod retain;
+mod tables;
 
 use std::{
     collections::{BTreeMap, HashMap, VecDeque},
     sync::Arc,
 };
 
-use self::chunked::Chunked;
 pub use self::query::{LogFilter, LogPage};
+pub use self::tables::{Messages, Name};
+use self::{
+    chunked::Chunked,
+    tables::{Interner, LogIndex},
+};
 use crate::{
-    journal::{Accepted, Alert, ArchivedEvent, Attempt, Event, KeptAlert, NewLog, PausedQueue, Snapshot, decode},
+    journal::{Accepted, Alert, ArchivedEvent, Attempt, Event, NewLog, Snapshot, decode},
     model::{Destination, Id, LogStatus, LogType, Source, Subscription, TimestampMs},
 };
 
@@ -86,88 +92,6 @@ impl Message {
     }
 }
 
-/// Messages by ID. IDs are dense (the router assigns them in order), so a
-/// deque indexed by `id - base` serves; retention drops from the front.
-#[derive(Debug, Default)]
-pub struct Messages {
-    base: u64,
-    items: Chunked<Option<Message>>,
-}
-
-impl Messages {
-    pub fn get(&self, id: &u64) -> Option<&Message> {
-        let index = usize::try_from(id.checked_sub(self.base)?).ok()?;
-        self.items.get(index)?.as_ref()
-    }
-
-    fn insert(&mut self, message: Message) {
-        if self.items.is_empty() {
-            self.base = message.id;
-        }
-        let Some(index) = message.id.checked_sub(self.base).and_then(|i| usize::try_from(i).ok()) else { return };
-        while self.items.len() <= index {
-            self.items.push_back(None);
-        }
-        if let Some(slot) = self.items.get_mut(index) {
-            *slot = Some(message);
-        }
-    }
-
-    /// The oldest message kept.
-    pub fn first(&self) -> Option<&Message> {
-        self.items.iter().flatten().next()
-    }
-
-    /// Drops the oldest message kept; returns its logs.
-    fn drop_first(&mut self) -> Option<std::ops::Range<usize>> {
-        while let Some(item) = self.items.front() {
-            let logs = item.as_ref().map(Message::logs);
-            self.items.drop_front();
-            self.base += 1;
-            if logs.is_some() {
-                return logs;
-            }
-        }
-        None
-    }
-
-    /// Messages kept, oldest first.
-    pub fn iter(&self) -> impl Iterator<Item = &Message> {
-        self.items.iter().flatten()
-    }
-}
-
-/// A data model or event type name, interned: four bytes per message
-/// instead of a pointer and a length each.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Name(u32);
-
-/// One shared copy of each data model and event type name. Names come from
-/// the data-model registry, so there are few.
-#[derive(Debug, Default)]
-struct Interner {
-    names: Vec<Arc<str>>,
-    index: HashMap<Arc<str>, u32>,
-}
-
-impl Interner {
-    fn intern(&mut self, name: &str) -> Name {
-        if let Some(&known) = self.index.get(name) {
-            return Name(known);
-        }
-        let number = u32::try_from(self.names.len()).unwrap_or(u32::MAX);
-        let name: Arc<str> = Arc::from(name);
-        self.names.push(name.clone());
-        self.index.insert(name, number);
-        Name(number)
-    }
-
-    fn get(&self, name: Name) -> &Arc<str> {
-        static UNKNOWN: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Arc::from(""));
-        usize::try_from(name.0).ok().and_then(|i| self.names.get(i)).unwrap_or(&UNKNOWN)
-    }
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct Log {
     pub id: Id,
@@ -207,47 +131,6 @@ impl Log {
             (None, None) => {}
             (Some(detail), reason) => detail.reason = reason,
             (detail @ None, reason) => *detail = Some(Box::new(LogDetail { attempts: Vec::new(), reason })),
-        }
-    }
-}
-
-/// Log numbers by log ID, in 16 bytes an entry rather than 32: keyed by
-/// the ID's low 64 bits (random in every ID the engine makes), with the
-/// rare IDs whose low bits are already taken kept whole on the side.
-#[derive(Debug, Default)]
-struct LogIndex {
-    by_low_bits: HashMap<u64, usize>,
-    collided: HashMap<Id, usize>,
-}
-
-impl LogIndex {
-    fn low(id: Id) -> u64 {
-        id.0 as u64
-    }
-
-    fn insert(&mut self, id: Id, number: usize) {
-        match self.by_low_bits.entry(Self::low(id)) {
-            std::collections::hash_map::Entry::Vacant(slot) => {
-                slot.insert(number);
-            }
-            std::collections::hash_map::Entry::Occupied(_) => {
-                self.collided.insert(id, number);
-            }
-        }
-    }
-
-    /// The number of log `id`; `id_of` gives the ID of a log number.
-    fn get(&self, id: Id, id_of: impl Fn(usize) -> Option<Id>) -> Option<usize> {
-        match self.by_low_bits.get(&Self::low(id)) {
-            Some(&number) if id_of(number) == Some(id) => Some(number),
-            _ => self.collided.get(&id).copied(),
-        }
-    }
-
-    /// Forgets log `id`, whose number was `number`.
-    fn remove(&mut self, id: Id, number: usize) {
-        if self.collided.remove(&id).is_none() && self.by_low_bits.get(&Self::low(id)) == Some(&number) {
-            self.by_low_bits.remove(&Self::low(id));
         }
     }
 }
@@ -438,114 +321,6 @@ impl State {
                 }
             }
         }
-    }
-
-    /// The position from which every message the engine must keep was
-    /// accepted: the oldest message with a log not terminal, or changed at
-    /// or after `retain_after_ms`, or whose idempotency key is still
-    /// remembered. `None` when no message needs keeping.
-    pub fn needed_from(&self, retain_after_ms: TimestampMs, now_ms: TimestampMs) -> Option<u64> {
-        // Keys are in acceptance order: the first still remembered is the oldest.
-        let keyed = self.idempotency_order.iter().find_map(|(at, source, key)| {
-            let entry = self.idempotency.get(&(*source, key.clone()))?;
-            (entry.at_ms == *at && now_ms - at < IDEMPOTENCY_WINDOW_MS).then_some(entry.position)
-        });
-        let needed = self
-            .messages
-            .iter()
-            .find(|m| {
-                m.logs()
-                    .filter_map(|i| self.log_at(i))
-                    .any(|l| !l.status.is_terminal() || l.updated_at_ms >= retain_after_ms)
-            })
-            .map(|m| m.position);
-        match (keyed, needed) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    }
-
-    /// A snapshot of everything a replay from `from` cannot rebuild.
-    pub fn snapshot(&self, from: u64, retain_after_ms: TimestampMs) -> Snapshot {
-        let first_log_index =
-            self.messages.iter().find(|m| m.position >= from).map_or(self.log_base + self.logs.len(), |m| m.first_log);
-        let mut paused: Vec<PausedQueue> = self
-            .queues
-            .iter()
-            .filter_map(|(id, q)| {
-                q.paused.as_ref().map(|(at_ms, reason)| PausedQueue {
-                    destination_id: *id,
-                    at_ms: *at_ms,
-                    reason: reason.clone(),
-                })
-            })
-            .collect();
-        paused.sort_by_key(|p| p.destination_id);
-        Snapshot {
-            from,
-            first_log_index: first_log_index as u64,
-            retain_after_ms,
-            sources: self.sources.values().cloned().collect(),
-            destinations: self.destinations.values().cloned().collect(),
-            subscriptions: self.subscriptions.values().cloned().collect(),
-            token_key: self.token_key,
-            next_message_id: self.next_message_id,
-            paused,
-            alerts: self
-                .alerts
-                .iter()
-                .filter(|(_, a)| a.at_ms >= retain_after_ms)
-                .map(|(position, alert)| KeptAlert { position: *position, alert: alert.clone() })
-                .collect(),
-        }
-    }
-
-    /// Drops what a snapshot lets the journal release: messages accepted
-    /// before `from` with their logs, and alerts past retention.
-    fn forget_before(&mut self, snapshot: &Snapshot) {
-        while self.messages.first().is_some_and(|m| m.position < snapshot.from) {
-            let Some(logs) = self.messages.drop_first() else { break };
-            for _ in logs {
-                if let Some(log) = self.logs.front() {
-                    let id = log.id;
-                    self.logs.drop_front();
-                    self.log_index.remove(id, self.log_base);
-                    self.log_base += 1;
-                }
-            }
-        }
-        self.alerts.retain(|(_, a)| a.at_ms >= snapshot.retain_after_ms);
-        let forgotten: Vec<_> =
-            self.idempotency.iter().filter(|(_, e)| e.position < snapshot.from).map(|(k, _)| k.clone()).collect();
-        for key in forgotten {
-            self.idempotency.remove(&key);
-        }
-        let idempotency = &self.idempotency;
-        self.idempotency_order
-            .retain(|(at, source, key)| idempotency.get(&(*source, key.clone())).is_some_and(|e| e.at_ms == *at));
-    }
-
-    /// Takes everything but messages and logs from a snapshot met in replay.
-    fn restore(&mut self, snapshot: &Snapshot) {
-        self.sources = snapshot.sources.iter().map(|s| (s.id, s.clone())).collect();
-        self.api_keys = snapshot.sources.iter().map(|s| (s.api_key.clone(), s.id)).collect();
-        self.destinations = snapshot.destinations.iter().map(|d| (d.id, d.clone())).collect();
-        self.subscriptions = snapshot.subscriptions.iter().map(|s| (s.id, s.clone())).collect();
-        self.token_key = snapshot.token_key;
-        self.next_message_id = self.next_message_id.max(snapshot.next_message_id);
-        let gone: Vec<Id> = self.queues.keys().filter(|id| !self.destinations.contains_key(id)).copied().collect();
-        for id in gone {
-            self.end_queue(id);
-        }
-        for id in self.destinations.keys() {
-            self.queues.entry(*id).or_default();
-        }
-        for paused in &snapshot.paused {
-            if let Some(queue) = self.queues.get_mut(&paused.destination_id) {
-                queue.paused = Some((paused.at_ms, paused.reason.clone()));
-            }
-        }
-        self.alerts = snapshot.alerts.iter().map(|k| (k.position, k.alert.clone())).collect();
     }
 
     fn accept(&mut self, position: u64, a: AcceptedMeta<'_>) {
@@ -752,24 +527,6 @@ fn meta_of(a: &Accepted) -> AcceptedMeta<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_log_index_tells_ids_with_the_same_low_bits_apart() {
-        let ids = [Id(7), Id(7 | 1 << 64), Id(7 | 2 << 64), Id(8)];
-        let id_of = |n: usize| ids.get(n).copied();
-        let mut index = LogIndex::default();
-        for (n, id) in ids.iter().enumerate() {
-            index.insert(*id, n);
-        }
-        assert_eq!(ids.map(|id| index.get(id, id_of)), [Some(0), Some(1), Some(2), Some(3)]);
-        assert_eq!(index.get(Id(7 | 3 << 64), id_of), None, "an unknown ID sharing low bits");
-        index.remove(ids[0], 0);
-        let id_of = |n: usize| (n > 0).then(|| ids[n]);
-        assert_eq!(ids.map(|id| index.get(id, id_of)), [None, Some(1), Some(2), Some(3)]);
-        index.remove(ids[2], 2);
-        assert_eq!(index.get(ids[1], id_of), Some(1));
-        assert_eq!(index.get(ids[2], id_of), None);
-    }
 
     #[test]
     fn per_message_records_stay_small() {

@@ -13,10 +13,10 @@ use serde_json::{Value, json};
 
 use crate::{
     delivery::{
-        Dest, PATIENCE, Sent, Setup, alerts, eventually, log, logs_in_order, queue, send, wait_first_seen, wait_status,
-        webhook_ids,
+        Dest, PATIENCE, Sent, Setup, alerts, eventually, log, logs_in_order, queue, send, set_transform,
+        wait_first_seen, wait_status, webhook_ids,
     },
-    harness::{ADMIN_TOKEN, EHR, Server},
+    harness::{ADMIN_TOKEN, Server},
     receiver::{Behavior, Receiver},
 };
 
@@ -48,18 +48,6 @@ fn held_destination(transform: &str) -> (Receiver, Dest) {
     dest.transform = Some(transform.to_owned());
     dest.timeout_ms = Some(10 * PATIENCE.as_millis() as u64);
     (receiver, dest)
-}
-
-/// Replaces the transform of `dest`'s subscription.
-fn set_transform(server: &Server, dest: &Dest, program: &str) {
-    let subscription = json!({
-        "source_id": EHR.id,
-        "destination_id": dest.id,
-        "data_model": "PatientAdmin",
-        "transform": program,
-    });
-    let put = server.admin_put(&format!("/subscriptions/{}", dest.subscription_id()), &subscription);
-    assert_eq!(put.status, 200, "{}", put.text);
 }
 
 fn bodies(received: &[crate::receiver::Received]) -> Vec<Value> {
