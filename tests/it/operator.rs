@@ -130,7 +130,12 @@ fn destinations_are_created_read_updated_and_deleted() {
 fn deleting_a_destination_with_queued_logs_needs_force() {
     let server = Server::start();
     let token = server.token();
-    let (id, _) = create_destination(&server, "Lab 2");
+    // Disabled, so its logs wait in the queue and no delivery attempt is
+    // written while the test watches the journal.
+    let (id, _) = created(&server.admin_post(
+        "/destinations",
+        &json!({ "name": "Lab 2", "url": "http://127.0.0.1:9/d", "environment": "production", "enabled": false }),
+    ));
     let subscription = json!({ "source_id": EHR.id, "destination_id": id, "data_model": "Results" });
     let (subscription_id, _) = created(&server.admin_post("/subscriptions", &subscription));
     let results = redox("Results", "New", json!({ "Patient": {}, "Orders": [] }));
