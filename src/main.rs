@@ -36,7 +36,11 @@ enum Command {
     /// Serve jq transforms on stdin and stdout for a running engine (the
     /// engine starts these itself).
     #[command(hide = true)]
-    TransformWorker,
+    TransformWorker {
+        /// The engine's process ID: the worker ends when it is gone.
+        #[arg(long)]
+        parent: Option<u32>,
+    },
     /// Inspect the write-ahead log offline.
     Wal {
         #[command(subcommand)]
@@ -67,7 +71,7 @@ fn main() -> ExitCode {
         .init();
     let result = match Cli::parse().command {
         Command::Serve { config, listen, data_dir } => serve(config, listen, data_dir),
-        Command::TransformWorker => ferrox::processing::worker_main().context("serving transforms"),
+        Command::TransformWorker { parent } => ferrox::processing::worker_main(parent).context("serving transforms"),
         Command::Wal { command: WalCommand::Verify { data_dir } } => {
             wal_tool::verify(&data_dir, &mut std::io::stdout())
         }

@@ -154,11 +154,13 @@ pub struct WorkerCommand {
 impl WorkerCommand {
     /// This executable's `transform-worker` subcommand.
     pub fn current_exe() -> io::Result<Self> {
-        Ok(Self { program: std::env::current_exe()?, args: vec!["transform-worker".to_owned()] })
+        Ok(Self::of(&std::env::current_exe()?))
     }
 
+    /// `program`'s `transform-worker` subcommand, told this process's ID.
     pub fn of(program: &Path) -> Self {
-        Self { program: program.to_owned(), args: vec!["transform-worker".to_owned()] }
+        let args = vec!["transform-worker".to_owned(), "--parent".to_owned(), std::process::id().to_string()];
+        Self { program: program.to_owned(), args }
     }
 }
 
@@ -276,12 +278,17 @@ fn read_answer(input: &mut impl Read) -> io::Result<Result<Option<Vec<u8>>, Stri
 }
 
 /// The `transform-worker` subcommand: serves on stdin and stdout from a
-/// thread with the stack jq programs need.
-pub fn worker_main() -> io::Result<()> {
+/// thread with the stack jq programs need. `parent` is the engine's process
+/// ID (the one at start when not given).
+pub fn worker_main(parent: Option<u32>) -> io::Result<()> {
     // A program may loop without reading input again, so a closed pipe
     // would go unnoticed: the worker also ends when its parent is gone
-    // (it is then re-parented), whatever the program is doing.
-    let parent = std::os::unix::process::parent_id();
+    // (it is then re-parented), whatever the program is doing. The engine
+    // names itself, since it may die before this line runs.
+    let parent = parent.unwrap_or_else(std::os::unix::process::parent_id);
+    if std::os::unix::process::parent_id() != parent {
+        std::process::exit(2);
+    }
     thread::Builder::new().name("parent-watch".to_owned()).spawn(move || {
         loop {
             thread::sleep(PARENT_CHECK);
