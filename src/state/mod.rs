@@ -217,7 +217,9 @@ impl State {
             _ => {}
         }
         if let ArchivedEvent::Snapshot(_) = event {
-            let Event::Snapshot(snapshot) = decode(event)? else { unreachable!("decoded as archived") };
+            let Event::Snapshot(snapshot) = decode(event)? else {
+                return Err("a snapshot record decoded as another event".into());
+            };
             if self.replay_snapshot_at == Some(position) {
                 self.restore(&snapshot);
                 self.replay_snapshot_at = None;
