@@ -273,8 +273,10 @@ impl Wal {
                     index.push(&chunk.segment, chunk.first_seq + i as u64, offset);
                 }
             }
+            // Raised before the index lock is released: a reader that finds
+            // a record in the index then sees `synced_through` cover it.
+            self.synced_through.store(last_seq, Ordering::Release);
         }
-        self.synced_through.store(last_seq, Ordering::Release);
         let mut w = self.writer.lock();
         for mut chunk in chunks {
             chunk.bytes.clear();
