@@ -16,7 +16,9 @@
 //!
 //! Run with `cargo bench --bench delivery` (about a minute). To run some
 //! phases only: `FERROX_BENCH_PHASES=memory,fanout cargo bench --bench
-//! delivery` (phases: memory, fanout, fifo, latency, queries).
+//! delivery` (phases: memory, fanout, fifo, latency, queries). To measure
+//! another build of the engine under the same load, for a baseline in the
+//! same run: `FERROX_BENCH_BIN=/path/to/ferrox`.
 
 #![allow(clippy::print_stdout)]
 
@@ -36,7 +38,7 @@ use parking_lot::Mutex;
 use serde_json::{Value, json};
 
 const DESTINATIONS: usize = 100;
-const FANOUT_MESSAGES: usize = 400;
+const FANOUT_MESSAGES: usize = 1000;
 const FIFO_MESSAGES: usize = 20_000;
 const LATENCY_MESSAGES: usize = 300;
 const MEMORY_WARM_UP: usize = 5_000;
@@ -58,7 +60,10 @@ fn now_ms() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
 }
 
-async fn receive(req: HttpRequest, seen: web::Data<Arc<Seen>>) -> HttpResponse {
+/// Reads the whole body, as a real receiver does: actix-web closes a
+/// connection whose request body was left unread, which would make the
+/// engine open a new one for the next delivery.
+async fn receive(req: HttpRequest, _body: web::Bytes, seen: web::Data<Arc<Seen>>) -> HttpResponse {
     seen.total.fetch_add(1, Ordering::Relaxed);
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
     if req.path() == "/fifo"
@@ -123,7 +128,9 @@ impl Drop for Engine {
 }
 
 fn start_engine(config_path: &std::path::Path) -> Engine {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ferrox"))
+    // `FERROX_BENCH_BIN` runs another build (a baseline) under the same load.
+    let bin = std::env::var_os("FERROX_BENCH_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_ferrox").into());
+    let mut child = Command::new(bin)
         .args(["serve", "--listen", "127.0.0.1:0", "--config"])
         .arg(config_path)
         .env("RUST_LOG", "warn")

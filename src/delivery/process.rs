@@ -104,6 +104,13 @@ impl Processing {
         else {
             return Vec::new();
         };
+        let subscriptions = subscriptions_of(&state, self.destination);
+        // Without a transform a body is ready in microseconds at the head's
+        // turn: there is nothing worth preparing ahead.
+        if subscriptions.iter().all(|s| s.transform.is_none()) {
+            self.ahead.clear();
+            return Vec::new();
+        }
         let mut logs = queue.pending.iter().filter_map(|&i| state.log_at(i)).filter(|l| l.position <= durable);
         let Some(head) = logs.next() else { return Vec::new() };
         let waiting = matches!(head.status, LogStatus::Pending | LogStatus::Retrying);
@@ -111,7 +118,6 @@ impl Processing {
             return Vec::new();
         }
         let window: Vec<&Log> = logs.take(limits::PROCESSING_READ_AHEAD).collect();
-        let subscriptions = subscriptions_of(&state, self.destination);
         let mut jobs = Vec::new();
         // Preparations found for the head and the window: any other is of
         // a log that left the window.

@@ -157,3 +157,28 @@ fn a_transform_error_ahead_of_the_head_halts_the_queue_only_in_its_turn() {
         wait_status(&server, l, "Succeeded");
     }
 }
+
+#[test]
+fn a_destination_without_a_transform_prepares_nothing_ahead() {
+    let receiver = Receiver::start();
+    receiver.script([Behavior::Held(200, "{}".to_owned())]);
+    let mut dest = Dest::new(1, "production", receiver.url("/plain"));
+    dest.timeout_ms = Some(10 * PATIENCE.as_millis() as u64);
+    let server = Setup { destinations: vec![dest.clone()], ..Setup::default() }.start();
+    let token = server.token();
+    let mut sent: Vec<Sent> = (0..10).map(|n| send(&server, &token, &format!("plain-{n}"))).collect();
+    sent.sort_by_key(|s| s.message_id);
+    let expected = logs_in_order(&sent, &dest);
+    receiver.wait_for(|r| !r.is_empty(), PATIENCE);
+    receiver.release();
+    let received = wait_first_seen(&receiver, &expected);
+    for (body, s) in bodies(&received).iter().zip(&sent) {
+        assert_eq!(body["Meta"]["Message"]["ID"], s.message_id, "{body}");
+    }
+    for l in &expected {
+        wait_status(&server, l, "Succeeded");
+    }
+    // The bodies were made at each log's turn: a look-ahead would have
+    // started on the logs behind the held head, and again after it.
+    assert_eq!(ahead(&server, "started"), 0, "logs were prepared ahead with no transform to run");
+}
