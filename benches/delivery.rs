@@ -186,6 +186,18 @@ impl Engine {
     }
 }
 
+/// CPU time (user and system) a process has used so far, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name, which is in parentheses.
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    // SAFETY: sysconf only reads a system constant.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1);
+    // utime and stime are fields 14 and 15 of the whole line.
+    (ticks(11) + ticks(12)) as f64 / per_second as f64
+}
+
 fn admit(n: usize) -> Value {
     json!({ "Meta": { "DataModel": "PatientAdmin", "EventType": "NewPatient" }, "Patient": { "Identifiers": [{ "ID": n.to_string() }] } })
 }
@@ -330,6 +342,7 @@ fn memory(engine: &Arc<Engine>, seen: &Seen, fifo: &str) {
 }
 
 fn fan_out(engine: &Arc<Engine>, seen: &Seen) {
+    let (engine_cpu, bench_cpu) = (cpu_seconds(engine.child.id()), cpu_seconds(std::process::id()));
     let start = Instant::now();
     let before = seen.total.load(Ordering::Relaxed);
     send_many(engine, FANOUT_MESSAGES, admit);
@@ -341,6 +354,14 @@ fn fan_out(engine: &Arc<Engine>, seen: &Seen) {
     println!(
         "fan-out: {expected} deliveries to {DESTINATIONS} destinations in {secs:.2} s: {:.0} deliveries/s",
         expected as f64 / secs
+    );
+    // Where the machine's CPU went: the engine, and this process (the
+    // receiver and the senders).
+    let engine_us = (cpu_seconds(engine.child.id()) - engine_cpu) * 1e6 / expected as f64;
+    let bench_us = (cpu_seconds(std::process::id()) - bench_cpu) * 1e6 / expected as f64;
+    println!(
+        "fan-out: CPU per delivery: engine {engine_us:.0} us, receiver and senders {bench_us:.0} us ({} cores)",
+        thread::available_parallelism().map_or(0, |n| n.get())
     );
 }
 
