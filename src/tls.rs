@@ -76,9 +76,11 @@ pub fn client_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, String
 
 /// An HTTP client that speaks TLS with `tls` to `https://` URLs. It pools
 /// connections; `timeout` bounds a request that sets no timeout of its
-/// own (`None`: no default bound).
+/// own (`None`: no default bound). It does not follow redirections.
 pub fn http_client(tls: &Arc<ClientConfig>, timeout: Option<Duration>) -> awc::Client {
-    let builder = awc::Client::builder().connector(awc::Connector::new().rustls_0_23(tls.clone()));
+    // A redirection is an answer like any other: only a 2xx is success
+    // (SPEC §4), and a delivery goes only to the configured URL.
+    let builder = awc::Client::builder().connector(awc::Connector::new().rustls_0_23(tls.clone())).disable_redirects();
     match timeout {
         Some(timeout) => builder.timeout(timeout).finish(),
         None => builder.disable_timeout().finish(),

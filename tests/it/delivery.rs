@@ -412,8 +412,14 @@ fn production_delivers_everything_in_order_through_random_failures() {
 #[test]
 fn staging_and_development_fail_a_log_and_go_on() {
     // Each destination fails its first request its own way: an error
-    // status, a reset connection, no answer within `timeout_ms`.
-    let failures = [("staging", status(500)), ("development", Behavior::Reset), ("staging", Behavior::Hang)];
+    // status, a reset connection, no answer within `timeout_ms`, a
+    // redirection (not followed: only a 2xx is success).
+    let failures = [
+        ("staging", status(500)),
+        ("development", Behavior::Reset),
+        ("staging", Behavior::Hang),
+        ("development", status(307)),
+    ];
     let receivers: Vec<Receiver> = failures
         .iter()
         .map(|(_, failure)| {
@@ -451,7 +457,7 @@ fn staging_and_development_fail_a_log_and_go_on() {
         assert_eq!((&q["state"], &q["depth"]), (&json!("flowing"), &json!(0)), "{}: {q}", dest.name);
         assert!(alerts(&server, dest).is_empty(), "{}: a non-production failure raised an alert", dest.name);
     }
-    let [answered, reset, timed_out] = &failed_attempts[..] else { unreachable!("three destinations") };
+    let [answered, reset, timed_out, redirected] = &failed_attempts[..] else { unreachable!("four destinations") };
     assert_eq!(answered["http_status"], 500, "{answered}");
     assert!(
         answered["error"].as_str().is_some_and(|e| e.contains("answered 500")),
@@ -460,6 +466,7 @@ fn staging_and_development_fail_a_log_and_go_on() {
     assert!(reset["http_status"].is_null() && reset["error"].is_string(), "{reset}");
     assert!(timed_out["http_status"].is_null(), "{timed_out}");
     assert!(timed_out["error"].as_str().is_some_and(|e| e.contains("timed out")), "{timed_out}");
+    assert_eq!(redirected["http_status"], 307, "{redirected}");
 }
 
 #[test]

@@ -105,6 +105,10 @@ pub(super) fn respond(stream: impl Write, status: u16, body: &str, keep_alive: b
     let reason = if (200..300).contains(&status) { "OK" } else { "Not OK" };
     let connection = if keep_alive { "keep-alive" } else { "close" };
     let mut head = format!("HTTP/1.1 {status} {reason}\r\nconnection: {connection}\r\n");
+    // A redirection points elsewhere on this receiver.
+    if (300..400).contains(&status) {
+        head.push_str("location: /redirected\r\n");
+    }
     // These statuses have no body, and a 204 no content-length either.
     let body = if matches!(status, 204 | 304) { "" } else { body };
     if status != 204 {
