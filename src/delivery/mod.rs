@@ -6,6 +6,7 @@
 mod actor;
 mod ahead;
 mod alerts;
+mod meta_ids;
 mod operate;
 mod pool;
 mod process;

@@ -1,7 +1,9 @@
 //! What a delivery sends and how its answer is read (SPEC §4).
 
+use actix_web::http::header::{CONTENT_TYPE, HeaderName};
 use serde_json::{Value, json};
 
+use super::meta_ids;
 use crate::{clock::rfc3339, model::Destination, signature, transform::Transform};
 
 /// Bytes of the receiver's answer kept on an attempt.
@@ -16,8 +18,15 @@ pub fn prepare_body(
     transform: Option<&Transform>,
     ids: Option<(u64, u64)>,
 ) -> Result<Option<Vec<u8>>, String> {
-    if transform.is_none() && ids.is_none() {
-        return Ok(Some(payload.to_vec()));
+    if transform.is_none() {
+        match ids {
+            None => return Ok(Some(payload.to_vec())),
+            Some((message_id, transmission_id)) => {
+                if let Some(body) = meta_ids::set_ids(payload, message_id, transmission_id) {
+                    return Ok(Some(body));
+                }
+            }
+        }
     }
     let mut value: Value = serde_json::from_slice(payload).map_err(|e| format!("stored body is not JSON: {e}"))?;
     if let Some(transform) = transform {
@@ -35,6 +44,16 @@ pub fn prepare_body(
     serde_json::to_vec(&value).map(Some).map_err(|e| format!("could not encode the body: {e}"))
 }
 
+/// Header names, made at compile time rather than parsed per request.
+const VERIFICATION_TOKEN: HeaderName = HeaderName::from_static("verification-token");
+const WEBHOOK_ID: HeaderName = HeaderName::from_static("webhook-id");
+const WEBHOOK_TIMESTAMP: HeaderName = HeaderName::from_static("webhook-timestamp");
+const WEBHOOK_SIGNATURE: HeaderName = HeaderName::from_static("webhook-signature");
+const FERROX_MESSAGE_ID: HeaderName = HeaderName::from_static("ferrox-message-id");
+const FERROX_LOG_ID: HeaderName = HeaderName::from_static("ferrox-log-id");
+const FERROX_ATTEMPT_ID: HeaderName = HeaderName::from_static("ferrox-attempt-id");
+const FERROX_RECEIVED_AT: HeaderName = HeaderName::from_static("ferrox-received-at");
+
 /// Identifiers of one delivery attempt, for its headers.
 #[derive(Debug, Clone)]
 pub struct AttemptIds {
@@ -47,19 +66,19 @@ pub struct AttemptIds {
 
 /// The delivery headers: verification token, Standard Webhooks headers and
 /// the `ferrox-*` headers.
-pub fn headers(dest: &Destination, ids: &AttemptIds, body: &[u8]) -> Result<Vec<(&'static str, String)>, String> {
+pub fn headers(dest: &Destination, ids: &AttemptIds, body: &[u8]) -> Result<Vec<(HeaderName, String)>, String> {
     let signature =
         signature::sign(&dest.signing_secret, &ids.log_id, ids.now_s, body).map_err(|e| format!("signing: {e}"))?;
     Ok(vec![
-        ("content-type", "application/json".to_owned()),
-        ("verification-token", dest.verification_token.clone()),
-        ("webhook-id", ids.log_id.clone()),
-        ("webhook-timestamp", ids.now_s.to_string()),
-        ("webhook-signature", signature),
-        ("ferrox-message-id", ids.message_id.to_string()),
-        ("ferrox-log-id", ids.log_id.clone()),
-        ("ferrox-attempt-id", ids.attempt_id.clone()),
-        ("ferrox-received-at", rfc3339(ids.received_at_ms)),
+        (CONTENT_TYPE, "application/json".to_owned()),
+        (VERIFICATION_TOKEN, dest.verification_token.clone()),
+        (WEBHOOK_ID, ids.log_id.clone()),
+        (WEBHOOK_TIMESTAMP, ids.now_s.to_string()),
+        (WEBHOOK_SIGNATURE, signature),
+        (FERROX_MESSAGE_ID, ids.message_id.to_string()),
+        (FERROX_LOG_ID, ids.log_id.clone()),
+        (FERROX_ATTEMPT_ID, ids.attempt_id.clone()),
+        (FERROX_RECEIVED_AT, rfc3339(ids.received_at_ms)),
     ])
 }
 
