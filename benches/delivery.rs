@@ -1,8 +1,10 @@
 //! Delivery benchmark: the real `ferrox` binary (release) and a fast local
 //! receiver (actix-web, in this process) on loopback.
 //!
-//! - fan-out: messages each routed to 100 staging destinations; deliveries
-//!   per second until the receiver has every one.
+//! - fan-out: messages each routed to 100 staging destinations
+//!   (`FERROX_BENCH_DESTINATIONS` for another number, up to the 256 logs a
+//!   message may have), 100,000 deliveries
+//!   in all; deliveries per second until the receiver has every one.
 //! - strict FIFO: one destination paused while N messages queue, then
 //!   resumed; deliveries per second while it drains, and the order checked.
 //! - latency: one message at a time; accept (the engine's `received-at`) to
@@ -37,8 +39,8 @@ use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
-const DESTINATIONS: usize = 100;
-const FANOUT_MESSAGES: usize = 1000;
+/// Deliveries in the fan-out phase, spread over the destinations.
+const FANOUT_DELIVERIES: usize = 100_000;
 const FIFO_MESSAGES: usize = 20_000;
 const LATENCY_MESSAGES: usize = 300;
 const MEMORY_WARM_UP: usize = 5_000;
@@ -54,6 +56,11 @@ struct Seen {
     fifo: Mutex<Vec<u64>>,
     /// Milliseconds from the engine's received-at to arrival.
     latencies_ms: Mutex<Vec<f64>>,
+}
+
+/// Fan-out destinations: 100, or `FERROX_BENCH_DESTINATIONS`.
+fn destinations() -> usize {
+    std::env::var("FERROX_BENCH_DESTINATIONS").ok().and_then(|v| v.parse().ok()).filter(|&n| n > 0).unwrap_or(100)
 }
 
 fn now_ms() -> f64 {
@@ -103,9 +110,10 @@ fn config(port: u16, data: &std::path::Path) -> String {
     toml += &format!(
         "[[destinations]]\nid = \"00000000-0000-4000-9000-000000000001\"\nname = \"records\"\nurl = \"http://127.0.0.1:{port}/records\"\nenvironment = \"production\"\n[[subscriptions]]\nsource_id = \"00000000-0000-4000-8000-000000000001\"\ndestination_id = \"00000000-0000-4000-9000-000000000001\"\ndata_model = \"ClinicalSummary\"\n"
     );
-    for i in 0..=DESTINATIONS {
+    let destinations = destinations();
+    for i in 0..=destinations {
         let (path, model) =
-            if i == DESTINATIONS { ("fifo".to_owned(), "Order") } else { (format!("d{i}"), "PatientAdmin") };
+            if i == destinations { ("fifo".to_owned(), "Order") } else { (format!("d{i}"), "PatientAdmin") };
         toml += &format!(
             "[[destinations]]\nid = \"00000000-0000-4000-8000-{i:012}\"\nname = \"{path}\"\nurl = \"http://127.0.0.1:{port}/{path}\"\nenvironment = \"staging\"\n[[subscriptions]]\nsource_id = \"00000000-0000-4000-8000-000000000001\"\ndestination_id = \"00000000-0000-4000-8000-{i:012}\"\ndata_model = \"{model}\"\n"
         );
@@ -293,7 +301,7 @@ fn main() {
     let config_path = dir.path().join("ferrox.toml");
     std::fs::write(&config_path, config(port, dir.path())).expect("write config");
     let engine = Arc::new(start_engine(&config_path));
-    let fifo = format!("/destinations/00000000-0000-4000-8000-{DESTINATIONS:012}");
+    let fifo = format!("/destinations/00000000-0000-4000-8000-{:012}", destinations());
 
     // Memory first, on a fresh engine, so that no memory freed by earlier
     // phases is reused and hidden.
@@ -345,14 +353,16 @@ fn fan_out(engine: &Arc<Engine>, seen: &Seen) {
     let (engine_cpu, bench_cpu) = (cpu_seconds(engine.child.id()), cpu_seconds(std::process::id()));
     let start = Instant::now();
     let before = seen.total.load(Ordering::Relaxed);
-    send_many(engine, FANOUT_MESSAGES, admit);
-    let expected = (FANOUT_MESSAGES * DESTINATIONS) as u64;
+    let destinations = destinations();
+    let messages = (FANOUT_DELIVERIES / destinations).max(1);
+    send_many(engine, messages, admit);
+    let expected = (messages * destinations) as u64;
     wait_until("fan-out deliveries", Duration::from_secs(300), || {
         seen.total.load(Ordering::Relaxed) >= before + expected
     });
     let secs = start.elapsed().as_secs_f64();
     println!(
-        "fan-out: {expected} deliveries to {DESTINATIONS} destinations in {secs:.2} s: {:.0} deliveries/s",
+        "fan-out: {expected} deliveries to {destinations} destinations in {secs:.2} s: {:.0} deliveries/s",
         expected as f64 / secs
     );
     // Where the machine's CPU went: the engine, and this process (the
