@@ -10,7 +10,7 @@
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use ferrox::delivery::request::prepare_body;
+use ferrox::delivery::request::{prepare_body, set_meta_ids};
 use serde_json::{Value, json};
 
 fn body(bytes: usize) -> Vec<u8> {
@@ -32,8 +32,7 @@ fn body(bytes: usize) -> Vec<u8> {
 fn by_value(payload: &[u8], message_id: u64, transmission_id: u64) -> Vec<u8> {
     let mut value: Value = serde_json::from_slice(payload).unwrap();
     if let Some(meta) = value.get_mut("Meta").and_then(Value::as_object_mut) {
-        meta.insert("Transmission".into(), json!({ "ID": transmission_id }));
-        meta.insert("Message".into(), json!({ "ID": message_id }));
+        set_meta_ids(meta, message_id, transmission_id);
     }
     serde_json::to_vec(&value).unwrap()
 }

@@ -6,7 +6,9 @@
 use std::{borrow::Cow, fmt};
 
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
-use serde_json::{Value, json, value::RawValue};
+use serde_json::{Value, value::RawValue};
+
+use super::request::set_meta_ids;
 
 /// The body with the IDs set in its `Meta` object. `None` if the body is
 /// not a JSON object whose top-level names are all distinct: the caller
@@ -29,8 +31,7 @@ pub fn set_ids(payload: &[u8], message_id: u64, transmission_id: u64) -> Option<
         let meta = (name == "Meta").then(|| serde_json::from_str::<Value>(value.get()).ok()).flatten();
         match meta {
             Some(Value::Object(mut meta)) => {
-                meta.insert("Transmission".into(), json!({ "ID": transmission_id }));
-                meta.insert("Message".into(), json!({ "ID": message_id }));
+                set_meta_ids(&mut meta, message_id, transmission_id);
                 serde_json::to_writer(&mut out, &meta).ok()?;
             }
             _ => out.extend_from_slice(value.get().as_bytes()),
@@ -77,8 +78,7 @@ mod tests {
     fn by_value(payload: &[u8], message_id: u64, transmission_id: u64) -> Value {
         let mut value: Value = serde_json::from_slice(payload).unwrap();
         if let Some(meta) = value.get_mut("Meta").and_then(Value::as_object_mut) {
-            meta.insert("Transmission".into(), json!({ "ID": transmission_id }));
-            meta.insert("Message".into(), json!({ "ID": message_id }));
+            set_meta_ids(meta, message_id, transmission_id);
         }
         value
     }

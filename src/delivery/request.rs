@@ -1,7 +1,7 @@
 //! What a delivery sends and how its answer is read (SPEC §4).
 
 use actix_web::http::header::{CONTENT_TYPE, HeaderName};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use super::meta_ids;
 use crate::{clock::rfc3339, model::Destination, signature, transform::Transform};
@@ -38,10 +38,15 @@ pub fn prepare_body(
     if let Some((message_id, transmission_id)) = ids
         && let Some(meta) = value.get_mut("Meta").and_then(Value::as_object_mut)
     {
-        meta.insert("Transmission".into(), json!({ "ID": transmission_id }));
-        meta.insert("Message".into(), json!({ "ID": message_id }));
+        set_meta_ids(meta, message_id, transmission_id);
     }
     serde_json::to_vec(&value).map(Some).map_err(|e| format!("could not encode the body: {e}"))
+}
+
+/// Sets `Transmission.ID` and `Message.ID` in a body's `Meta` object.
+pub fn set_meta_ids(meta: &mut Map<String, Value>, message_id: u64, transmission_id: u64) {
+    meta.insert("Transmission".into(), json!({ "ID": transmission_id }));
+    meta.insert("Message".into(), json!({ "ID": message_id }));
 }
 
 /// Header names, made at compile time rather than parsed per request.
