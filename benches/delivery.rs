@@ -3,8 +3,9 @@
 //!
 //! - fan-out: messages each routed to 100 staging destinations
 //!   (`FERROX_BENCH_DESTINATIONS` for another number, up to the 256 logs a
-//!   message may have), 100,000 deliveries
-//!   in all; deliveries per second until the receiver has every one.
+//!   message may have), 100,000 deliveries in all; deliveries per second
+//!   until the receiver has every one, and the CPU each delivery cost the
+//!   engine and this process.
 //! - strict FIFO: one destination paused while N messages queue, then
 //!   resumed; deliveries per second while it drains, and the order checked.
 //! - latency: one message at a time; accept (the engine's `received-at`) to
