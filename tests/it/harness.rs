@@ -135,7 +135,16 @@ impl Server {
     }
 
     pub fn start_with(options: &Options) -> Self {
+        Self::start_on_copy(options, None)
+    }
+
+    /// Starts on a copy of the data directory `data` (when given), which
+    /// stays untouched.
+    pub fn start_on_copy(options: &Options, data: Option<&Path>) -> Self {
         let data_dir = tempfile::tempdir().expect("creating the data dir");
+        if let Some(data) = data {
+            copy_tree(data, data_dir.path());
+        }
         let work_dir = tempfile::tempdir().expect("creating the work dir");
         std::fs::write(work_dir.path().join("ferrox.toml"), config_toml(options)).expect("writing the config");
         let client = Client::new(String::new());
@@ -254,6 +263,20 @@ impl Drop for Server {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+}
+
+/// Copies the files under `from` into `to`, keeping the tree's shape.
+fn copy_tree(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).unwrap_or_else(|e| panic!("reading {}: {e}", from.display())) {
+        let entry = entry.expect("a directory entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("a file type").is_dir() {
+            std::fs::create_dir_all(&target).expect("creating a directory");
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap_or_else(|e| panic!("copying {}: {e}", entry.path().display()));
         }
     }
 }

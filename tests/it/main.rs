@@ -8,6 +8,7 @@ mod client;
 mod delivery;
 mod delivery_ops;
 mod fhir;
+mod golden;
 mod harness;
 mod https;
 mod in_process;

@@ -1,0 +1,495 @@
+//! Writes a golden data directory: a small engine state with every kind of
+//! journal record, made by the `ferrox` build given, and the answers its
+//! operator API gave at the end. `tests/it/golden.rs` starts the current
+//! build on a copy of each checked-in directory and checks that everything
+//! comes through. Run it once per release whose journal format changed:
+//!
+//! ```sh
+//! cargo build --release
+//! cargo run --example make_golden -- target/release/ferrox tests/golden/format-N
+//! ```
+//!
+//! The directory holds `ferrox.toml` (the configuration the test starts
+//! with), `data/` (the data directory) and `expected.json`. Phase one runs
+//! with a retention of zero so that a compaction writes a snapshot and
+//! deletes segments; phase two makes every status, pause, halt, alert,
+//! operator action and configuration change the engine knows.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    thread,
+    time::{Duration, Instant},
+};
+
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use serde_json::{Value, json};
+
+const ADMIN_TOKEN: &str = "golden-admin-token-0123456789";
+const EHR: &str = "5e1f0000-0000-4000-8000-000000000001";
+const CLINIC: &str = "5e1f0000-0000-4000-8000-000000000002";
+const LAB: &str = "de570000-0000-4000-8000-000000000001";
+const ANALYTICS: &str = "de570000-0000-4000-8000-000000000002";
+const BILLING: &str = "de570000-0000-4000-8000-000000000003";
+const PHARMACY: &str = "de570000-0000-4000-8000-000000000004";
+const ARCHIVE: &str = "de570000-0000-4000-8000-000000000005";
+const FHIR_SINK: &str = "de570000-0000-4000-8000-000000000006";
+const SEARCH: &str = "de570000-0000-4000-8000-000000000007";
+const DESTINATIONS: [&str; 7] = [LAB, ANALYTICS, BILLING, PHARMACY, ARCHIVE, FHIR_SINK, SEARCH];
+const WAIT: Duration = Duration::from_secs(60);
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let [_, bin, out] = args.as_slice() else {
+        eprintln!("usage: make_golden <ferrox binary> <out dir>");
+        std::process::exit(2);
+    };
+    let (bin, out) = (PathBuf::from(bin), PathBuf::from(out));
+    assert!(!out.join("data").exists(), "{} already holds a data directory", out.display());
+    std::fs::create_dir_all(&out).expect("creating the out dir");
+    let port = start_receiver();
+    let data = out.join("data");
+
+    let phase_one = out.join("phase-one.toml");
+    std::fs::write(&phase_one, config(port, 0, 100)).expect("writing the phase-one config");
+    let engine = Engine::start(&bin, &phase_one, &data);
+    compacted(&engine);
+    engine.stop();
+    std::fs::remove_file(&phase_one).expect("removing the phase-one config");
+
+    let config_path = out.join("ferrox.toml");
+    std::fs::write(&config_path, config(port, 876_000, 60_000)).expect("writing the config");
+    let engine = Engine::start(&bin, &config_path, &data);
+    let tokens = scenario(&engine);
+    let mut expected = capture(&engine);
+    expected["tokens"] = tokens;
+    expected["written_by"] = json!(version(&bin));
+    engine.stop();
+    let text = serde_json::to_string_pretty(&expected).expect("encoding expected.json");
+    std::fs::write(out.join("expected.json"), text + "\n").expect("writing expected.json");
+    eprintln!("wrote {}", out.display());
+}
+
+fn version(bin: &Path) -> String {
+    let out = Command::new(bin).arg("--version").output().expect("running ferrox --version");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// The configuration: `retention_hours` and `compaction_interval_ms` differ
+/// between the phases. Segments are small so that a few messages roll them.
+fn config(port: u16, retention_hours: u64, compaction_interval_ms: u64) -> String {
+    let url = |path: &str| format!("http://127.0.0.1:{port}{path}");
+    format!(
+        r#"admin_token = "{ADMIN_TOKEN}"
+max_body_bytes = 65536
+
+[auth]
+token_lifetime_s = 3153600000
+
+[delivery]
+retry_schedule_ms = [0, 3600000]
+timeout_ms = 5000
+
+[storage]
+segment_bytes = 139264
+retention_hours = {retention_hours}
+compaction_interval_ms = {compaction_interval_ms}
+
+[[sources]]
+id = "{EHR}"
+name = "EHR"
+api_key = "golden-ehr-key"
+secret = "golden-ehr-secret-0123456789"
+
+[[sources]]
+id = "{CLINIC}"
+name = "Clinic"
+api_key = "golden-clinic-key"
+secret = "golden-clinic-secret-0123456789"
+
+[[destinations]]
+id = "{LAB}"
+name = "Lab"
+url = "{lab}"
+environment = "production"
+verification_token = "golden-lab-token"
+signing_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+[[destinations]]
+id = "{ANALYTICS}"
+name = "Analytics"
+url = "{analytics}"
+environment = "staging"
+
+[[destinations]]
+id = "{BILLING}"
+name = "Billing"
+url = "{billing}"
+environment = "production"
+timeout_ms = 2000
+
+[[destinations]]
+id = "{PHARMACY}"
+name = "Pharmacy"
+url = "{pharmacy}"
+environment = "production"
+
+[[destinations]]
+id = "{ARCHIVE}"
+name = "Archive"
+url = "{archive}"
+environment = "development"
+enabled = false
+
+[[destinations]]
+id = "{FHIR_SINK}"
+name = "FhirSink"
+url = "{fhir}"
+environment = "production"
+
+[[destinations]]
+id = "{SEARCH}"
+name = "Search"
+url = "{search}"
+environment = "production"
+
+[[subscriptions]]
+id = "5ab50000-0000-4000-8000-000000000001"
+source_id = "{EHR}"
+destination_id = "{LAB}"
+data_model = "PatientAdmin"
+transform = 'if .Meta.EventType == "Arrival" then empty else . end'
+
+[[subscriptions]]
+id = "5ab50000-0000-4000-8000-000000000002"
+source_id = "{EHR}"
+destination_id = "{ANALYTICS}"
+data_model = "PatientAdmin"
+event_types = ["NewPatient", "Arrival"]
+
+[[subscriptions]]
+id = "5ab50000-0000-4000-8000-000000000003"
+source_id = "{EHR}"
+destination_id = "{BILLING}"
+data_model = "PatientAdmin"
+event_types = ["NewPatient"]
+
+[[subscriptions]]
+id = "5ab50000-0000-4000-8000-000000000004"
+source_id = "{EHR}"
+destination_id = "{PHARMACY}"
+data_model = "PatientAdmin"
+event_types = ["NewPatient"]
+transform = 'error("pharmacy refuses \(.Patient.Identifiers[0].ID)")'
+
+[[subscriptions]]
+id = "5ab50000-0000-4000-8000-000000000005"
+source_id = "{EHR}"
+destination_id = "{ARCHIVE}"
+data_model = "PatientAdmin"
+
+[[subscriptions]]
+id = "5ab50000-0000-4000-8000-000000000006"
+source_id = "{EHR}"
+destination_id = "{FHIR_SINK}"
+data_model = "FHIR"
+
+[[subscriptions]]
+id = "5ab50000-0000-4000-8000-000000000007"
+source_id = "{EHR}"
+destination_id = "{SEARCH}"
+data_model = "PatientSearch"
+event_types = ["Query"]
+response_transform = '.Patients |= map(.Identifiers)'
+
+[[subscriptions]]
+id = "5ab50000-0000-4000-8000-000000000008"
+source_id = "{CLINIC}"
+destination_id = "{LAB}"
+data_model = "PatientAdmin"
+"#,
+        lab = url("/ok/lab"),
+        analytics = url("/fail/analytics"),
+        billing = url("/fail/billing"),
+        pharmacy = url("/ok/pharmacy"),
+        archive = url("/ok/archive"),
+        fhir = url("/ok/fhir"),
+        search = url("/query"),
+    )
+}
+
+/// A receiver that answers by path: `/ok…` takes, `/query` replies,
+/// anything else refuses with a Redox error.
+fn start_receiver() -> u16 {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let server = HttpServer::new(|| App::new().default_service(web::to(answer)))
+                .workers(1)
+                .bind(("127.0.0.1", 0))
+                .expect("binding the receiver");
+            tx.send(server.addrs()[0].port()).expect("reporting the port");
+            server.run().await
+        })
+    });
+    rx.recv().expect("the receiver's port")
+}
+
+async fn answer(req: HttpRequest, _body: web::Bytes) -> HttpResponse {
+    let path = req.path();
+    if path.starts_with("/ok") {
+        HttpResponse::Ok().json(json!({}))
+    } else if path.starts_with("/query") {
+        HttpResponse::Ok().json(json!({
+            "Meta": { "DataModel": "PatientSearch", "EventType": "Query" },
+            "Patients": [{ "Identifiers": [{ "ID": "0000012345", "IDType": "MR" }] }],
+        }))
+    } else {
+        HttpResponse::InternalServerError().json(json!({ "Meta": { "Errors": [{ "Text": "golden receiver refuses" }] } }))
+    }
+}
+
+/// A running `ferrox serve`.
+struct Engine {
+    child: Child,
+    base: String,
+    agent: ureq::Agent,
+}
+
+impl Engine {
+    fn start(bin: &Path, config: &Path, data: &Path) -> Self {
+        let mut child = Command::new(bin)
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(config)
+            .arg("--data-dir")
+            .arg(data)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("starting ferrox");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("reading the listening line");
+        let base = line.trim().strip_prefix("ferrox listening on ").expect("the listening line").to_owned();
+        let agent = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
+        Self { child, base, agent }
+    }
+
+    fn stop(mut self) {
+        let status = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        assert!(status.is_ok_and(|s| s.success()), "signalling ferrox");
+        let status = self.child.wait().expect("waiting for ferrox");
+        assert!(status.success(), "ferrox exited with {status}");
+    }
+
+    fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<&Value>) -> (u16, Value) {
+        let url = format!("{}{path}", self.base);
+        let auth = token.map(|t| format!("Bearer {t}")).unwrap_or_default();
+        let result = match (method, body) {
+            ("GET", _) => self.agent.get(&url).header("Authorization", &auth).call(),
+            ("DELETE", _) => self.agent.delete(&url).header("Authorization", &auth).call(),
+            ("POST", Some(b)) => self.agent.post(&url).header("Authorization", &auth).send_json(b),
+            ("POST", None) => self.agent.post(&url).header("Authorization", &auth).send_empty(),
+            ("PUT", Some(b)) => self.agent.put(&url).header("Authorization", &auth).send_json(b),
+            _ => panic!("unsupported request {method} {path}"),
+        };
+        let mut response = result.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().expect("reading an answer");
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    fn admin(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
+        let (status, value) = self.call(method, &format!("/api/v1{path}"), Some(ADMIN_TOKEN), body);
+        assert!((200..300).contains(&status), "{method} {path}: {status} {value}");
+        value
+    }
+
+    fn send(&self, token: &str, key: Option<&str>, body: &Value) -> Value {
+        let url = format!("{}/endpoint", self.base);
+        let mut request = self.agent.post(&url).header("Authorization", format!("Bearer {token}"));
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        let mut response = request.send_json(body).expect("SEND");
+        let text = response.body_mut().read_to_string().expect("reading the SEND answer");
+        assert_eq!(response.status().as_u16(), 200, "SEND: {text}");
+        serde_json::from_str(&text).expect("a JSON answer")
+    }
+
+    fn tokens(&self, api_key: &str, secret: &str) -> Value {
+        let body = json!({ "apiKey": api_key, "secret": secret });
+        let (status, value) = self.call("POST", "/auth/authenticate", None, Some(&body));
+        assert_eq!(status, 200, "authenticate: {value}");
+        value
+    }
+
+    fn metric(&self, name: &str) -> f64 {
+        let url = format!("{}/metrics", self.base);
+        let text = self.agent.get(&url).call().expect("metrics").body_mut().read_to_string().expect("metrics text");
+        text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok()).unwrap_or(0.0)
+    }
+
+    fn log(&self, id: &str) -> Value {
+        self.admin("GET", &format!("/logs/{id}"), None)
+    }
+
+    fn queue(&self, destination: &str) -> Value {
+        self.admin("GET", &format!("/destinations/{destination}/queue"), None)
+    }
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let end = Instant::now() + WAIT;
+    while !done() {
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn admission(event: &str, mrn: &str) -> Value {
+    json!({
+        "Meta": { "DataModel": "PatientAdmin", "EventType": event },
+        "Patient": {
+            "Identifiers": [{ "ID": mrn, "IDType": "MR" }],
+            "Demographics": { "FirstName": "Timothy", "LastName": "Bixby", "SSN": "101-01-0001" },
+        },
+    })
+}
+
+/// The ID of the log of message answer `sent` to `destination`.
+fn log_to(sent: &Value, destination: &str) -> String {
+    let logs = sent["Meta"]["Logs"].as_array().expect("Meta.Logs");
+    let log = logs.iter().find(|l| l["DestinationID"] == destination).expect("a log to the destination");
+    log["ID"].as_str().expect("a log ID").to_owned()
+}
+
+/// Phase one: delivered messages past a retention of zero, until a
+/// compaction has written a snapshot and deleted segments.
+fn compacted(engine: &Engine) {
+    let token = engine.tokens("golden-ehr-key", "golden-ehr-secret-0123456789")["accessToken"]
+        .as_str()
+        .expect("an access token")
+        .to_owned();
+    let mut body = admission("NewPatient", "0000000001");
+    body["Meta"]["Destinations"] = json!([{ "ID": LAB }]);
+    body["Patient"]["Notes"] = json!("n".repeat(4000));
+    for _ in 0..80 {
+        engine.send(&token, None, &body);
+    }
+    wait_for("segments to be released", || engine.metric("ferrox_wal_first_position") > 1.0);
+}
+
+/// Phase two; returns the tokens issued to the EHR.
+fn scenario(engine: &Engine) -> Value {
+    let tokens = engine.tokens("golden-ehr-key", "golden-ehr-secret-0123456789");
+    let token = tokens["accessToken"].as_str().expect("an access token").to_owned();
+    let status = |log: &str| engine.log(log)["status"].as_str().unwrap_or_default().to_owned();
+    let attempts = |log: &str| engine.log(log)["attempts"].as_array().map_or(0, Vec::len);
+
+    // A new patient: delivered to the lab, failed in staging, retrying in
+    // production, halted by its transform, waiting at a disabled archive.
+    let first = engine.send(&token, Some("golden-admit-1"), &admission("NewPatient", "0000000001"));
+    let (lab, analytics, billing, pharmacy) =
+        (log_to(&first, LAB), log_to(&first, ANALYTICS), log_to(&first, BILLING), log_to(&first, PHARMACY));
+    wait_for("the first deliveries", || {
+        status(&lab) == "Succeeded"
+            && status(&analytics) == "Failed"
+            && status(&pharmacy) == "ProcessingFailed"
+            && status(&billing) == "Retrying"
+            && attempts(&billing) == 2
+    });
+    engine.admin("POST", &format!("/destinations/{BILLING}/pause"), None);
+
+    // An arrival, filtered for the lab; the repeated admission changes nothing.
+    let arrival = engine.send(&token, None, &admission("Arrival", "0000000001"));
+    let again = engine.send(&token, Some("golden-admit-1"), &admission("NewPatient", "0000000001"));
+    assert_eq!(again["Meta"]["Message"], first["Meta"]["Message"], "an idempotent repeat");
+    let second = engine.send(&token, None, &admission("NewPatient", "0000000002"));
+    wait_for("the arrival and the second admission", || {
+        status(&log_to(&arrival, LAB)) == "Filtered"
+            && status(&log_to(&arrival, ANALYTICS)) == "Failed"
+            && status(&log_to(&second, LAB)) == "Succeeded"
+            && status(&log_to(&second, ANALYTICS)) == "Failed"
+    });
+
+    // The pharmacy's halted head is skipped; the next message halts it again.
+    engine.admin("POST", &format!("/logs/{pharmacy}/skip"), None);
+    wait_for("the pharmacy to halt again", || status(&log_to(&second, PHARMACY)) == "ProcessingFailed");
+    // A manual retry of a failed staging log fails again.
+    engine.admin("POST", &format!("/logs/{analytics}/retry"), None);
+    wait_for("the manual retry", || attempts(&analytics) == 2 && status(&analytics) == "Failed");
+
+    let clinic = engine.tokens("golden-clinic-key", "golden-clinic-secret-0123456789");
+    let clinic_sent = engine.send(clinic["accessToken"].as_str().expect("a token"), None, &admission("NewPatient", "7"));
+    let bundle = json!({
+        "resourceType": "Bundle",
+        "type": "message",
+        "entry": [
+            { "resource": { "resourceType": "MessageHeader", "eventCoding": { "code": "admit-notification" },
+                            "source": { "endpoint": "urn:golden" } } },
+            { "resource": { "resourceType": "Patient", "id": "p1" } },
+        ],
+    });
+    let fhir = engine.agent.post(format!("{}/fhir/R4/$process-message", engine.base));
+    let fhir = fhir.header("Authorization", format!("Bearer {token}")).header("Content-Type", "application/fhir+json");
+    let mut fhir = fhir.send(bundle.to_string().as_bytes()).expect("a FHIR SEND");
+    let fhir_log = fhir.body_mut().read_json::<Value>().expect("an OperationOutcome")["issue"][0]["diagnostics"]
+        .as_str()
+        .expect("the FHIR log")
+        .to_owned();
+    let query = engine.agent.post(format!("{}/query", engine.base)).header("Authorization", format!("Bearer {token}"));
+    let mut query = query.send_json(json!({ "Meta": { "DataModel": "PatientSearch", "EventType": "Query" } })).expect("a query");
+    assert_eq!(query.status().as_u16(), 200, "{}", query.body_mut().read_to_string().unwrap_or_default());
+    wait_for("the clinic's admission and the FHIR message", || {
+        status(&log_to(&clinic_sent, LAB)) == "Succeeded" && status(&fhir_log) == "Succeeded"
+    });
+
+    // Operator actions and configuration changes through the API.
+    engine.admin("POST", &format!("/destinations/{LAB}/pause"), None);
+    engine.admin("POST", &format!("/destinations/{LAB}/resume"), None);
+    let portal = engine.admin("POST", "/sources", Some(&json!({ "name": "Portal", "api_key": "golden-portal-key" })));
+    let temp = json!({ "name": "Temp", "url": "http://127.0.0.1:9/temp", "environment": "staging" });
+    let temp = engine.admin("POST", "/destinations", Some(&temp));
+    engine.admin("DELETE", &format!("/destinations/{}", temp["id"].as_str().expect("an ID")), None);
+    let registry = json!({ "name": "Registry", "url": "http://127.0.0.1:9/registry", "environment": "staging",
+                           "enabled": false });
+    let registry = engine.admin("POST", "/destinations", Some(&registry));
+    let registry_id = registry["id"].as_str().expect("an ID").to_owned();
+    let changed = json!({ "name": "Registry", "url": "http://127.0.0.1:9/registry/v2", "environment": "staging",
+                          "enabled": false, "timeout_ms": 1234 });
+    engine.admin("PUT", &format!("/destinations/{registry_id}"), Some(&changed));
+    let subscription = json!({ "source_id": portal["id"], "destination_id": registry_id, "data_model": "Results",
+                               "event_types": ["New"] });
+    let subscription = engine.admin("POST", "/subscriptions", Some(&subscription));
+    let gone = json!({ "source_id": portal["id"], "destination_id": LAB, "data_model": "Order" });
+    let gone = engine.admin("POST", "/subscriptions", Some(&gone));
+    engine.admin("DELETE", &format!("/subscriptions/{}", gone["id"].as_str().expect("an ID")), None);
+    assert!(subscription["id"].is_string());
+
+    wait_for("every queue to settle", || {
+        [LAB, ANALYTICS, FHIR_SINK].iter().all(|d| engine.queue(d)["depth"] == 0)
+            && engine.queue(PHARMACY)["state"] == "halted"
+            && engine.queue(BILLING)["state"] == "paused"
+    });
+    json!({ "ehr": tokens })
+}
+
+/// What the operator API shows, for the test to compare.
+fn capture(engine: &Engine) -> Value {
+    let logs = engine.admin("GET", "/logs?limit=1000", None);
+    assert!(logs["next_cursor"].is_null(), "more than one page of logs");
+    let details: Vec<Value> =
+        logs["logs"].as_array().expect("logs").iter().map(|l| engine.log(l["id"].as_str().expect("an ID"))).collect();
+    let queues: Vec<Value> = DESTINATIONS.iter().map(|d| engine.queue(d)).collect();
+    json!({
+        "sources": engine.admin("GET", "/sources", None)["sources"],
+        "destinations": engine.admin("GET", "/destinations", None)["destinations"],
+        "subscriptions": engine.admin("GET", "/subscriptions", None)["subscriptions"],
+        "logs": details,
+        "queues": queues,
+        "alerts": engine.admin("GET", "/alerts", None)["alerts"],
+    })
+}
