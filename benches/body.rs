@@ -1,4 +1,4 @@
-//! Preparing a Data Model body for delivery (`request::prepare_body` with
+//! Preparing a Data Model body for delivery (`jq::prepare_body` with
 //! no transform): setting `Meta.Transmission.ID` and `Meta.Message.ID`.
 //! The baseline, in the same run, parses the whole body into a
 //! `serde_json::Value`, sets the IDs and encodes it again: what ferrox did
@@ -10,7 +10,7 @@
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use ferrox::delivery::request::{prepare_body, set_meta_ids};
+use ferrox::jq::{prepare_body, set_meta_ids};
 use serde_json::{Value, json};
 
 fn body(bytes: usize) -> Vec<u8> {

@@ -247,7 +247,8 @@ async fn answer(req: HttpRequest, _body: web::Bytes) -> HttpResponse {
             "Patients": [{ "Identifiers": [{ "ID": "0000012345", "IDType": "MR" }] }],
         }))
     } else {
-        HttpResponse::InternalServerError().json(json!({ "Meta": { "Errors": [{ "Text": "golden receiver refuses" }] } }))
+        HttpResponse::InternalServerError()
+            .json(json!({ "Meta": { "Errors": [{ "Text": "golden receiver refuses" }] } }))
     }
 }
 
@@ -423,7 +424,8 @@ fn scenario(engine: &Engine) -> Value {
     wait_for("the manual retry", || attempts(&analytics) == 2 && status(&analytics) == "Failed");
 
     let clinic = engine.tokens("golden-clinic-key", "golden-clinic-secret-0123456789");
-    let clinic_sent = engine.send(clinic["accessToken"].as_str().expect("a token"), None, &admission("NewPatient", "7"));
+    let clinic_sent =
+        engine.send(clinic["accessToken"].as_str().expect("a token"), None, &admission("NewPatient", "7"));
     let bundle = json!({
         "resourceType": "Bundle",
         "type": "message",
@@ -441,7 +443,8 @@ fn scenario(engine: &Engine) -> Value {
         .expect("the FHIR log")
         .to_owned();
     let query = engine.agent.post(format!("{}/query", engine.base)).header("Authorization", format!("Bearer {token}"));
-    let mut query = query.send_json(json!({ "Meta": { "DataModel": "PatientSearch", "EventType": "Query" } })).expect("a query");
+    let mut query =
+        query.send_json(json!({ "Meta": { "DataModel": "PatientSearch", "EventType": "Query" } })).expect("a query");
     assert_eq!(query.status().as_u16(), 200, "{}", query.body_mut().read_to_string().unwrap_or_default());
     wait_for("the clinic's admission and the FHIR message", || {
         status(&log_to(&clinic_sent, LAB)) == "Succeeded" && status(&fhir_log) == "Succeeded"

@@ -5,6 +5,8 @@
 use actix_web::{HttpResponse, http::StatusCode};
 use serde_json::{Value, json};
 
+use crate::journal::JournalError;
+
 /// What kind of failure; decides the HTTP status and the FHIR issue code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
@@ -158,10 +160,11 @@ impl ApiError {
     }
 }
 
-impl From<ferrox_storage::Error> for ApiError {
-    fn from(e: ferrox_storage::Error) -> Self {
-        // Nothing was acknowledged: the client may retry once the log can
-        // take writes again.
+/// A journal that cannot take a write: nothing was acknowledged, so the
+/// client may try again once the log takes writes again (503).
+impl From<JournalError> for ApiError {
+    fn from(e: JournalError) -> Self {
+        tracing::error!(error = %e, "journal write failed");
         Self::new(ErrorKind::Unavailable, format!("the message could not be stored: {e}"))
     }
 }

@@ -71,7 +71,7 @@ fn main() -> ExitCode {
         .init();
     let result = match Cli::parse().command {
         Command::Serve { config, listen, data_dir } => serve(config, listen, data_dir),
-        Command::TransformWorker { parent } => ferrox::processing::worker_main(parent).context("serving transforms"),
+        Command::TransformWorker { parent } => ferrox::jq::worker_main(parent).context("serving transforms"),
         Command::Wal { command: WalCommand::Verify { data_dir } } => {
             wal_tool::verify(&data_dir, &mut std::io::stdout())
         }

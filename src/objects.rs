@@ -9,10 +9,10 @@ use crate::{
     auth, datamodels,
     error::ApiError,
     ids::IdSource,
+    jq::Transform,
     model::{Destination, Environment, Id, Source, Subscription},
     signature,
     state::State,
-    transform::Transform,
 };
 
 /// Longest delivery timeout accepted: beyond this a hung receiver would hold

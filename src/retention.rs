@@ -33,11 +33,10 @@ pub struct Compacted {
 /// Appends a snapshot if it lets segments go; returns its position and the
 /// position below which records may be released once it is durable.
 pub fn snapshot_if_useful(ledger: &Ledger, now_ms: i64, retention_ms: i64) -> Result<Option<(u64, u64)>, JournalError> {
-    let journal = ledger.journal().clone();
     let retain_after_ms = now_ms.saturating_sub(retention_ms);
     let recorded = ledger.record_with(|state, next| {
         let from = state.needed_from(retain_after_ms, now_ms).unwrap_or(next).min(next);
-        (journal.releasable(from) > 0).then(|| Event::Snapshot(state.snapshot(from, retain_after_ms)))
+        (ledger.releasable(from) > 0).then(|| Event::Snapshot(state.snapshot(from, retain_after_ms)))
     })?;
     Ok(recorded.and_then(|(position, event)| match event {
         Event::Snapshot(snapshot) => Some((position, snapshot.from)),
@@ -49,7 +48,7 @@ pub fn snapshot_if_useful(ledger: &Ledger, now_ms: i64, retention_ms: i64) -> Re
 pub async fn compact(ledger: &Ledger, now_ms: i64, retention_ms: i64) -> Result<Option<Compacted>, JournalError> {
     let Some((snapshot_at, from)) = snapshot_if_useful(ledger, now_ms, retention_ms)? else { return Ok(None) };
     ledger.commit(snapshot_at).await?;
-    let segments_deleted = ledger.journal().release_below(from)?;
+    let segments_deleted = ledger.release_below(from)?;
     Ok(Some(Compacted { snapshot_at, released_below: from, segments_deleted }))
 }
 
@@ -85,7 +84,6 @@ mod tests {
     use std::{path::Path, sync::Arc};
 
     use ferrox_storage::Options;
-    use parking_lot::RwLock;
     use proptest::prelude::*;
 
     use super::*;
@@ -163,7 +161,7 @@ mod tests {
     fn open(dir: &Path) -> (Arc<WalJournal>, Ledger) {
         let journal = Arc::new(WalJournal::open(dir, options()).expect("opening the journal"));
         let state = rebuild(journal.as_ref()).expect("replaying the journal");
-        let ledger = Ledger::new(journal.clone(), Arc::new(RwLock::new(state)));
+        let ledger = Ledger::new(journal.clone(), state);
         (journal, ledger)
     }
 

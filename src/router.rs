@@ -12,13 +12,13 @@ use serde_json::Value;
 use crate::{
     clock::SharedClock,
     delivery::Deliveries,
-    error::{ApiError, ErrorKind},
+    error::ApiError,
     ids::{IdSource, SharedIds},
     inbound::{DestinationRef, Inbound},
-    journal::{Accepted, CommitFuture, Event, NewLog},
+    journal::{Accepted, Attempt, CommitFuture, Event, NewLog},
     ledger::Ledger,
     limits,
-    model::{Id, LogType},
+    model::{Id, LogStatus, LogType},
     state::State,
 };
 
@@ -43,7 +43,7 @@ impl Router {
     /// Appends `event` and applies it; returns its position. Nothing is
     /// applied if the append fails.
     fn append(&mut self, event: &Event) -> Result<u64, ApiError> {
-        self.ledger.record(event).map_err(storage_error)
+        Ok(self.ledger.record(event)?)
     }
 }
 
@@ -51,11 +51,6 @@ impl std::fmt::Debug for Router {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Router").finish_non_exhaustive()
     }
-}
-
-pub fn storage_error(e: crate::journal::JournalError) -> ApiError {
-    tracing::error!(error = %e, "journal write failed");
-    ApiError::new(ErrorKind::Unavailable, format!("the message could not be stored: {e}"))
 }
 
 impl Actor for Router {
@@ -242,6 +237,32 @@ fn resolve(state: &State, wanted: &DestinationRef) -> Result<Id, ApiError> {
     found.ok_or_else(|| ApiError::invalid(format!("Destination {} not found", describe(wanted))))
 }
 
+/// The outcome of a query (`POST /query`): its attempt and final status,
+/// journaled on its `Query` log. The answer resolves once they are durable.
+#[derive(Debug)]
+pub struct QueryOutcome {
+    pub log_id: Id,
+    pub attempt: Attempt,
+    pub status: LogStatus,
+    pub reason: Option<String>,
+}
+
+impl Message for QueryOutcome {
+    type Result = Result<CommitFuture, ApiError>;
+}
+
+impl Handler<QueryOutcome> for Router {
+    type Result = Result<CommitFuture, ApiError>;
+
+    fn handle(&mut self, msg: QueryOutcome, _ctx: &mut Self::Context) -> Self::Result {
+        let at_ms = self.clock.now_ms();
+        let QueryOutcome { log_id, attempt, status, reason } = msg;
+        self.append(&Event::AttemptRecorded { log_id, attempt })?;
+        let position = self.append(&Event::LogStatusChanged { log_id, status, at_ms, reason })?;
+        Ok(self.ledger.commit(position))
+    }
+}
+
 /// The result of a configuration change: the JSON to answer with.
 pub type ChangeResult = Result<Value, ApiError>;
 
@@ -280,7 +301,7 @@ impl Handler<Change> for Router {
                 let commit = self.ledger.commit(position);
                 let deliveries = self.deliveries.clone();
                 Box::pin(async move {
-                    commit.await.map_err(storage_error)?;
+                    commit.await?;
                     if let Some(deliveries) = deliveries {
                         deliveries.reconcile();
                     }
@@ -295,8 +316,6 @@ impl Handler<Change> for Router {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
-
-    use parking_lot::RwLock;
 
     use super::*;
     use crate::{
@@ -346,6 +365,10 @@ mod tests {
         fn retained(&self) -> (u64, usize) {
             (1, 1)
         }
+
+        fn health(&self) -> crate::journal::Health {
+            crate::journal::Health::Unwritable("no space left on device".into())
+        }
     }
 
     fn subscribed_state() -> State {
@@ -386,8 +409,8 @@ mod tests {
 
     #[actix::test]
     async fn a_write_error_is_a_503_and_changes_nothing() {
-        let state = Arc::new(RwLock::new(subscribed_state()));
-        let ledger = Ledger::new(Arc::new(FullDisk), state.clone());
+        let ledger = Ledger::new(Arc::new(FullDisk), subscribed_state());
+        let state = ledger.state().clone();
         let router = Router::new(ledger, Arc::new(ManualClock::new(0)), Arc::new(SeededIds::new(1))).start();
         let routing =
             Routing { data_model: "PatientAdmin".into(), event_type: "NewPatient".into(), destinations: Vec::new() };

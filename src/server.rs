@@ -7,23 +7,22 @@ use actix::Actor;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use anyhow::Context as _;
 use ferrox_storage::Options;
-use parking_lot::RwLock;
 use serde_json::Value;
 
 use crate::{
     auth::TokenKey,
     clock::SharedClock,
     config::Config,
-    delivery::{AlertSink, Deliveries, Shared, TransformPool},
+    delivery::{AlertSink, Deliveries, Shared},
     error::ApiError,
     http::{self, AppCtx},
     ids::{IdSource, SharedIds},
     journal::{Event, Journal, WalJournal},
+    jq::{TransformPool, WorkerCommand},
     ledger::Ledger,
     limits,
     model::Id,
     objects::{DestinationSpec, SourceSpec, SubscriptionSpec},
-    processing::WorkerCommand,
     retention,
     router::{Change, Decide, Router},
     state::State,
@@ -96,9 +95,7 @@ pub fn rebuild(journal: &dyn Journal) -> anyhow::Result<State> {
 pub async fn start(config: Config, clock: SharedClock, ids: SharedIds) -> anyhow::Result<Running> {
     let tls = tls::client_config(config.delivery.ca_file.as_deref()).map_err(|e| anyhow::anyhow!(e))?;
     let (journal, state) = recover(&config)?;
-    let state = Arc::new(RwLock::new(state));
-    let journal: Arc<dyn Journal> = journal;
-    let ledger = Ledger::new(journal.clone(), state.clone());
+    let ledger = Ledger::new(journal, state);
     ledger.spawn_flusher(std::time::Duration::from_millis(limits::FLUSH_INTERVAL_MS));
     retention::spawn(
         ledger.clone(),
@@ -154,9 +151,11 @@ pub async fn start(config: Config, clock: SharedClock, ids: SharedIds) -> anyhow
             .await
             .context("upserting a configured subscription")?;
     }
+    let state = ledger.state().clone();
     let token_key = Arc::new(TokenKey::new(state.read().token_key.context("the token key was not created")?));
     let config = Arc::new(config);
-    let ctx = AppCtx { state, journal, router, deliveries, ledger, config: config.clone(), clock, ids, token_key, tls };
+    let journal = ledger.reader();
+    let ctx = AppCtx { state, journal, router, deliveries, config: config.clone(), clock, ids, token_key, tls };
     let app_ctx = ctx.clone();
     let server = HttpServer::new(move || {
         App::new()

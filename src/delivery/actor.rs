@@ -15,12 +15,12 @@ use actix_web::web::Bytes;
 
 use super::{
     Shared,
-    process::Processing,
     request::{self, AttemptIds},
     schedule::next_attempt_at,
 };
 use crate::{
     journal::{Alert, AlertKind, Attempt, Event},
+    jq::Processing,
     limits,
     model::{Destination, Environment, Id, LogStatus},
     state::Log,
@@ -52,7 +52,13 @@ impl DestinationActor {
             .is_some_and(|h| matches!(h.status, LogStatus::Retrying | LogStatus::ProcessingFailed));
         // The timeout is set per request, from the destination.
         let client = tls::http_client(&shared.tls, None);
-        let processing = Processing::new(id, shared.clone());
+        let processing = Processing::new(
+            id,
+            shared.ledger.state().clone(),
+            shared.ledger.reader(),
+            shared.pool.clone(),
+            shared.ahead_counts.clone(),
+        );
         Self { id, shared, client, in_flight: None, retry: None, episode_open, processing }
     }
 

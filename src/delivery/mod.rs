@@ -1,15 +1,11 @@
 //! Delivery (SPEC §4): one actor per destination, spread over a few
-//! arbiters, fed by hints from the router; a processing pool for
-//! transforms, which each actor runs ahead of its queue's head; alerts
+//! arbiters, fed by hints from the router. Each actor prepares bodies on
+//! the processing pool (`crate::jq`), ahead of its queue's head; alerts are
 //! posted to a webhook without holding anything up.
 
 mod actor;
-mod ahead;
 mod alerts;
-mod meta_ids;
 mod operate;
-mod pool;
-mod process;
 pub mod request;
 pub mod schedule;
 
@@ -29,8 +25,16 @@ use self::{
     actor::{DestinationActor, Wake},
     operate::Operate,
 };
-pub use self::{ahead::AheadCounts, alerts::AlertSink, operate::Action, pool::TransformPool};
-use crate::{clock::SharedClock, error::ApiError, ids::SharedIds, ledger::Ledger, limits, model::Id};
+pub use self::{alerts::AlertSink, operate::Action};
+use crate::{
+    clock::SharedClock,
+    error::ApiError,
+    ids::SharedIds,
+    jq::{AheadCounts, TransformPool},
+    ledger::Ledger,
+    limits,
+    model::Id,
+};
 
 /// What every destination actor shares.
 #[derive(Debug)]

@@ -10,7 +10,6 @@ use crate::{
     error::ApiError,
     journal::Event,
     model::{Id, LogStatus},
-    router::storage_error,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +43,7 @@ impl Handler<Operate> for DestinationActor {
             match ledger.record(event) {
                 Ok(position) => last = Some(position),
                 Err(e) => {
-                    let e = storage_error(e);
+                    let e = ApiError::from(e);
                     return Box::pin(async move { Err(e) });
                 }
             }
@@ -54,7 +53,7 @@ impl Handler<Operate> for DestinationActor {
         let answer = json!({ "destination_id": self.id().to_string(), "action": format!("{:?}", msg.0) });
         Box::pin(async move {
             if let Some(commit) = commit {
-                commit.await.map_err(storage_error)?;
+                commit.await?;
             }
             Ok(answer)
         })

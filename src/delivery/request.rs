@@ -1,53 +1,12 @@
 //! What a delivery sends and how its answer is read (SPEC §4).
 
 use actix_web::http::header::{CONTENT_TYPE, HeaderName};
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
-use super::meta_ids;
-use crate::{clock::rfc3339, model::Destination, signature, transform::Transform};
+use crate::{clock::rfc3339, model::Destination, signature};
 
 /// Bytes of the receiver's answer kept on an attempt.
 pub const RESPONSE_BYTES_KEPT: usize = 4096;
-
-/// Builds the body to deliver: the subscription's transform, then (for Data
-/// Model bodies) `Meta.Transmission.ID` and `Meta.Message.ID`. `Ok(None)`
-/// means the transform filtered the message out; `Err` is a processing
-/// failure.
-pub fn prepare_body(
-    payload: &[u8],
-    transform: Option<&Transform>,
-    ids: Option<(u64, u64)>,
-) -> Result<Option<Vec<u8>>, String> {
-    if transform.is_none() {
-        match ids {
-            None => return Ok(Some(payload.to_vec())),
-            Some((message_id, transmission_id)) => {
-                if let Some(body) = meta_ids::set_ids(payload, message_id, transmission_id) {
-                    return Ok(Some(body));
-                }
-            }
-        }
-    }
-    let mut value: Value = serde_json::from_slice(payload).map_err(|e| format!("stored body is not JSON: {e}"))?;
-    if let Some(transform) = transform {
-        match transform.run(&value).map_err(|e| format!("transform failed: {e}"))? {
-            Some(out) => value = out,
-            None => return Ok(None),
-        }
-    }
-    if let Some((message_id, transmission_id)) = ids
-        && let Some(meta) = value.get_mut("Meta").and_then(Value::as_object_mut)
-    {
-        set_meta_ids(meta, message_id, transmission_id);
-    }
-    serde_json::to_vec(&value).map(Some).map_err(|e| format!("could not encode the body: {e}"))
-}
-
-/// Sets `Transmission.ID` and `Message.ID` in a body's `Meta` object.
-pub fn set_meta_ids(meta: &mut Map<String, Value>, message_id: u64, transmission_id: u64) {
-    meta.insert("Transmission".into(), json!({ "ID": transmission_id }));
-    meta.insert("Message".into(), json!({ "ID": message_id }));
-}
 
 /// Header names, made at compile time rather than parsed per request.
 const VERIFICATION_TOKEN: HeaderName = HeaderName::from_static("verification-token");
@@ -116,25 +75,6 @@ pub fn receiver_error_text(body: &[u8]) -> Option<String> {
 mod tests {
     use super::*;
     use crate::model::{Environment, Id};
-
-    #[test]
-    fn data_model_bodies_get_their_ids_and_transforms_apply() {
-        let payload = br#"{"Meta":{"DataModel":"PatientAdmin"},"Patient":{"SSN":"1"}}"#;
-        let out = prepare_body(payload, None, Some((7, 70001))).unwrap().unwrap();
-        let v: Value = serde_json::from_slice(&out).unwrap();
-        assert_eq!(
-            (v["Meta"]["Message"]["ID"].as_u64(), v["Meta"]["Transmission"]["ID"].as_u64()),
-            (Some(7), Some(70001))
-        );
-        let t = Transform::compile("del(.Patient.SSN)").unwrap();
-        let out: Value = serde_json::from_slice(&prepare_body(payload, Some(&t), None).unwrap().unwrap()).unwrap();
-        assert_eq!(out["Patient"], json!({}));
-        let filter = Transform::compile("select(.Meta.DataModel == \"Order\")").unwrap();
-        assert_eq!(prepare_body(payload, Some(&filter), Some((1, 1))).unwrap(), None);
-        let broken = Transform::compile("error(\"no\")").unwrap();
-        assert!(prepare_body(payload, Some(&broken), None).unwrap_err().contains("no"));
-        assert_eq!(prepare_body(b"{}", None, None).unwrap().unwrap(), b"{}");
-    }
 
     #[test]
     fn receiver_errors_are_read_from_either_shape() {

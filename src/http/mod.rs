@@ -11,7 +11,6 @@ use std::sync::Arc;
 use actix::Addr;
 use actix_web::{HttpRequest, web};
 use futures_util::StreamExt;
-use parking_lot::RwLock;
 
 pub use self::query::QueryClient;
 use crate::{
@@ -21,21 +20,20 @@ use crate::{
     delivery::Deliveries,
     error::{ApiError, ErrorKind},
     ids::SharedIds,
-    journal::Journal,
-    ledger::Ledger,
+    ledger::{JournalReader, StateReader},
     model::Id,
     router::Router,
-    state::State,
 };
 
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppCtx {
-    pub state: Arc<RwLock<State>>,
-    pub journal: Arc<dyn Journal>,
+    pub state: StateReader,
+    pub journal: JournalReader,
+    /// Every change goes through the router (or a destination's actor, for
+    /// queue actions): handlers only read.
     pub router: Addr<Router>,
     pub deliveries: Deliveries,
-    pub ledger: Ledger,
     pub config: Arc<Config>,
     pub clock: SharedClock,
     pub ids: SharedIds,

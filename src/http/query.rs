@@ -12,18 +12,15 @@ use serde_json::Value;
 
 use super::{AppCtx, authenticate_source, read_body, require_json};
 use crate::{
-    delivery::{
-        TransformPool,
-        request::{self, AttemptIds},
-    },
+    delivery::request::{self, AttemptIds},
     error::{ApiError, ErrorKind},
     inbound::{self, Endpoint, InboundError},
-    journal::{Attempt, Event},
+    journal::Attempt,
+    jq::{Transform, TransformPool},
     limits,
     model::{Destination, Id, LogStatus, LogType},
-    router::{self, Routing, Submit},
+    router::{self, QueryOutcome, Routing, Submit},
     tls,
-    transform::Transform,
 };
 
 /// The HTTP client of one HTTP worker, in its app data: awc clients stay on
@@ -202,7 +199,8 @@ fn kept_reply(reply: &Value) -> String {
     text
 }
 
-/// Journals the query's attempt and outcome; returns once it is durable.
+/// Journals the query's attempt and outcome through the router; returns
+/// once they are durable.
 async fn record(
     ctx: &AppCtx,
     log_id: Id,
@@ -216,14 +214,10 @@ async fn record(
         Err((code, e)) => (*code, Some(e.text.clone()), None, LogStatus::Failed),
     };
     let attempt = Attempt { id: attempt_id, started_at_ms, duration_ms, http_status, error: error.clone(), response };
-    let now = ctx.clock.now_ms();
-    let events = [
-        Event::AttemptRecorded { log_id, attempt },
-        Event::LogStatusChanged { log_id, status, at_ms: now, reason: error },
-    ];
-    let mut last = 0;
-    for event in &events {
-        last = ctx.ledger.record(event).map_err(router::storage_error)?;
-    }
-    ctx.ledger.commit(last).await.map_err(router::storage_error)
+    let outcome = QueryOutcome { log_id, attempt, status, reason: error };
+    let durable = match ctx.router.send(outcome).await {
+        Ok(result) => result?,
+        Err(e) => return Err(ApiError::new(ErrorKind::Unavailable, format!("The router is not running: {e}"))),
+    };
+    Ok(durable.await?)
 }

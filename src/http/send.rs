@@ -70,7 +70,7 @@ async fn accept(
         Ok(result) => result.map_err(known)?,
         Err(e) => return Err(known(ApiError::new(ErrorKind::Unavailable, format!("The router is not running: {e}")))),
     };
-    submitted.durable.await.map_err(|e| known(router::storage_error(e)))?;
+    submitted.durable.await.map_err(|e| known(e.into()))?;
     Ok((inbound, submitted.outcome))
 }
 

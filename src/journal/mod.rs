@@ -28,6 +28,18 @@ pub enum JournalError {
 
 pub type CommitFuture = Pin<Box<dyn Future<Output = Result<(), JournalError>> + Send>>;
 
+/// Whether the journal takes writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    /// Appends and syncs succeed.
+    Writable,
+    /// Appends fail for now (a segment cannot be created: the disk is full
+    /// or failing); they succeed again once the cause is gone.
+    Unwritable(String),
+    /// A write or sync failed: nothing more is taken until a restart.
+    Failed(String),
+}
+
 /// Where events go and come back from.
 pub trait Journal: Send + Sync + fmt::Debug {
     /// Appends an event and returns its position; durable once committed.
@@ -51,6 +63,8 @@ pub trait Journal: Send + Sync + fmt::Debug {
     fn retained(&self) -> (u64, usize);
     /// The request body of the message accepted at `position`.
     fn message_payload(&self, position: u64) -> Result<Vec<u8>, JournalError>;
+    /// Whether the journal takes writes now.
+    fn health(&self) -> Health;
 }
 
 /// The journal on ferrox's own write-ahead log.
@@ -135,6 +149,13 @@ impl Journal for WalJournal {
 
     fn retained(&self) -> (u64, usize) {
         (self.wal().first_seq(), self.wal().segment_count())
+    }
+
+    fn health(&self) -> Health {
+        match self.wal().failure() {
+            Some(reason) => Health::Failed(reason),
+            None => Health::Writable,
+        }
     }
 
     fn message_payload(&self, position: u64) -> Result<Vec<u8>, JournalError> {

@@ -362,6 +362,14 @@ impl Wal {
         self.appended_through.load(Ordering::Acquire) + 1
     }
 
+    /// Why the log accepts no more writes, once a write or sync failed.
+    pub fn failure(&self) -> Option<String> {
+        if !self.poisoned.load(Ordering::Acquire) {
+            return None;
+        }
+        self.sync_state.lock().failed.clone()
+    }
+
     /// The last declared checkpoint (0 if none).
     pub fn checkpoint_seq(&self) -> u64 {
         *self.checkpoint.lock()

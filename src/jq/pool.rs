@@ -1,6 +1,6 @@
-//! The processing stage's worker pool: body preparation runs here, off the
-//! actors' threads. Each worker thread hands jq programs to its own child
-//! process (see `crate::processing`), so a program that loops, hogs memory
+//! The processing pool: body preparation runs here, off the actors'
+//! threads. Each worker thread hands jq programs to its own child process
+//! (see `sandbox`), so a program that loops, hogs memory
 //! or overflows its stack fails its job, within a time limit, instead of the
 //! engine.
 
@@ -12,20 +12,21 @@ use std::{
 
 use tokio::sync::oneshot;
 
-use super::request::prepare_body;
-use crate::{
-    limits,
-    processing::{Op, Sandbox, WorkerCommand},
-    transform::Transform,
+use super::{
+    body::prepare_body,
+    program::Transform,
+    protocol::Op,
+    sandbox::{Sandbox, WorkerCommand},
 };
+use crate::limits;
 
 /// One body to prepare, or one document to run a program on.
-pub struct Job {
-    pub op: Op,
-    pub payload: Vec<u8>,
-    pub transform: Option<Arc<Transform>>,
-    pub ids: Option<(u64, u64)>,
-    pub reply: oneshot::Sender<Result<Option<Vec<u8>>, String>>,
+struct Job {
+    op: Op,
+    payload: Vec<u8>,
+    transform: Option<Arc<Transform>>,
+    ids: Option<(u64, u64)>,
+    reply: oneshot::Sender<Result<Option<Vec<u8>>, String>>,
 }
 
 /// A fixed set of worker threads fed through a bounded queue: a full queue

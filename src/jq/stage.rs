@@ -9,37 +9,45 @@ use actix_web::web::Bytes;
 use futures_util::{FutureExt as _, future};
 
 use super::{
-    Shared,
-    ahead::{Basis, LookAhead, Preparation, Prepared},
-    request,
+    ahead::{AheadCounts, Basis, LookAhead, Preparation, Prepared},
+    body::prepare_body,
+    pool::TransformPool,
+    program::Transform,
 };
 use crate::{
+    ledger::{JournalReader, StateReader},
     limits,
     model::{Id, LogStatus, Subscription},
     state::{Log, Message, State},
-    transform::Transform,
 };
 
 #[derive(Debug)]
 pub struct Processing {
     destination: Id,
-    shared: Arc<Shared>,
+    state: StateReader,
+    journal: JournalReader,
+    pool: TransformPool,
     /// Compiled transforms, by program.
     transforms: HashMap<String, Arc<Transform>>,
     ahead: LookAhead,
 }
 
 impl Processing {
-    pub fn new(destination: Id, shared: Arc<Shared>) -> Self {
-        let ahead = LookAhead::new(shared.ahead_counts.clone());
-        Self { destination, shared, transforms: HashMap::new(), ahead }
+    pub fn new(
+        destination: Id,
+        state: StateReader,
+        journal: JournalReader,
+        pool: TransformPool,
+        counts: Arc<AheadCounts>,
+    ) -> Self {
+        Self { destination, state, journal, pool, transforms: HashMap::new(), ahead: LookAhead::new(counts) }
     }
 
     /// The head's body, prepared ahead if that still holds, else started
     /// now; and when its message was received.
     pub fn for_head(&mut self, head: &Log) -> (Preparation, i64) {
         let job = {
-            let state = self.shared.ledger.state().read();
+            let state = self.state.read();
             let subscriptions = subscriptions_of(&state, self.destination);
             let message = state.messages.get(&head.message_id).ok_or("the log's message is missing");
             message.map(|m| Job::new(&state, head, m, program_for(&state, &subscriptions, m)))
@@ -51,7 +59,7 @@ impl Processing {
         if let Some(preparation) = self.ahead.take(job.log, &job.basis) {
             return (preparation, job.received_at_ms);
         }
-        let payload = self.shared.ledger.journal().message_payload(job.position).map_err(|e| e.to_string());
+        let payload = self.journal.message_payload(job.position).map_err(|e| e.to_string());
         (self.prepare(&job, payload), job.received_at_ms)
     }
 
@@ -70,7 +78,7 @@ impl Processing {
             }
             // A payload that cannot be read now is read again in its turn,
             // which reports the failure.
-            let Ok(payload) = self.shared.ledger.journal().message_payload(job.position) else { break };
+            let Ok(payload) = self.journal.message_payload(job.position) else { break };
             let bytes = payload.len();
             if !self.ahead.fits(bytes) {
                 self.ahead.too_big(job.log, bytes);
@@ -96,9 +104,8 @@ impl Processing {
     /// The next logs to prepare ahead, at most as many as may run at once.
     /// Drops the preparations of logs no longer in the window, or stale.
     fn jobs_ahead(&mut self) -> Vec<Job> {
-        let shared = self.shared.clone();
-        let durable = shared.ledger.durable_through();
-        let state = shared.ledger.state().read();
+        let durable = self.journal.durable_through();
+        let state = self.state.read();
         let (Some(queue), Some(dest)) =
             (state.queues.get(&self.destination), state.destinations.get(&self.destination))
         else {
@@ -143,13 +150,13 @@ impl Processing {
     /// enough to do on the actor's thread, when the preparation is polled.
     fn prepare(&mut self, job: &Job, payload: Result<Vec<u8>, String>) -> Preparation {
         let transform = self.transform_for(job.basis.program.as_deref());
-        let (pool, ids) = (self.shared.pool.clone(), job.ids);
+        let (pool, ids) = (self.pool.clone(), job.ids);
         async move {
             let transform = transform?;
             let payload = payload?;
             let body = match transform {
                 Some(transform) => pool.prepare(payload, Some(transform), ids).await?,
-                None => request::prepare_body(&payload, None, ids)?,
+                None => prepare_body(&payload, None, ids)?,
             };
             Ok(body.map(Bytes::from))
         }

@@ -6,9 +6,7 @@
 use std::{borrow::Cow, fmt};
 
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
-use serde_json::{Value, value::RawValue};
-
-use super::request::set_meta_ids;
+use serde_json::{Map, Value, json, value::RawValue};
 
 /// The body with the IDs set in its `Meta` object. `None` if the body is
 /// not a JSON object whose top-level names are all distinct: the caller
@@ -39,6 +37,12 @@ pub fn set_ids(payload: &[u8], message_id: u64, transmission_id: u64) -> Option<
     }
     out.push(b'}');
     Some(out)
+}
+
+/// Sets `Transmission.ID` and `Message.ID` in a body's `Meta` object.
+pub fn set_meta_ids(meta: &mut Map<String, Value>, message_id: u64, transmission_id: u64) {
+    meta.insert("Transmission".into(), json!({ "ID": transmission_id }));
+    meta.insert("Message".into(), json!({ "ID": message_id }));
 }
 
 /// A JSON object's members in order, values left as raw text.

@@ -24,7 +24,7 @@
 //!   `[range(1e9)]`), and the stack taken by recursive definitions
 //!   (`def f: 1 + f; f`) or by values the program nests deeply, which can
 //!   overflow and abort the process. The engine therefore runs programs in
-//!   child processes with a time limit (`crate::processing`); only the
+//!   child processes with a time limit (`super::sandbox`); only the
 //!   operator API's compile check runs here.
 
 use std::{fmt, thread};
