@@ -24,6 +24,9 @@ pub enum ErrorKind {
     TooLarge,
     /// Content type not JSON (415, FHIR `not-supported`).
     UnsupportedMediaType,
+    /// Well formed, but at odds with what was received before: an
+    /// `Idempotency-Key` reused with another body (422, FHIR `business-rule`).
+    Unprocessable,
     /// A destination failed to answer a query (502, FHIR `transient`).
     BadGateway,
     /// A destination did not answer a query in time (504, FHIR `timeout`).
@@ -43,6 +46,7 @@ impl ErrorKind {
             Self::Conflict => StatusCode::CONFLICT,
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
             Self::BadGateway => StatusCode::BAD_GATEWAY,
             Self::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -59,6 +63,7 @@ impl ErrorKind {
             Self::Conflict => "Conflict",
             Self::TooLarge => "PayloadTooLarge",
             Self::UnsupportedMediaType => "UnsupportedMediaType",
+            Self::Unprocessable => "Unprocessable",
             Self::BadGateway | Self::GatewayTimeout => "Destination",
             Self::Unavailable => "Unavailable",
             Self::Internal => "Internal",
@@ -75,6 +80,7 @@ impl ErrorKind {
             Self::Conflict => "conflict",
             Self::TooLarge => "too-long",
             Self::UnsupportedMediaType => "not-supported",
+            Self::Unprocessable => "business-rule",
             Self::BadGateway | Self::Unavailable => "transient",
             Self::GatewayTimeout => "timeout",
             Self::Internal => "exception",

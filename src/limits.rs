@@ -53,3 +53,7 @@ pub const FLUSH_INTERVAL_MS: u64 = 10;
 /// Bytes of a query's reply its `Query` log keeps: whole for typical
 /// replies, bounded because logs stay in memory.
 pub const QUERY_REPLY_KEPT_BYTES: usize = 64 * 1024;
+/// Alerts past retention kept because a channel has not sent them yet:
+/// alerts come once per episode, so this many is weeks of a failing
+/// channel, and no channel's outage grows memory without end.
+pub const ALERTS_UNSENT_KEPT: usize = 10_000;

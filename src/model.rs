@@ -1,14 +1,11 @@
-//! The engine's domain objects. They are also the payloads of journal
-//! events (rkyv-archived), so every field is a fixed-width integer, a
-//! string or a list: no `usize`, no wall-clock types.
+//! The engine's domain objects, as the engine works with them. They are not
+//! what the journal writes: `journal::wire` has its own versioned record
+//! types and converts explicitly, so these may change freely.
 
 use std::fmt;
 
-use rkyv::{Archive, Deserialize, Serialize};
-
 /// A 128-bit identifier, shown as a hyphenated UUID.
-#[derive(Archive, Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-#[rkyv(derive(Debug, PartialEq, Eq, Hash))]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct Id(pub u128);
 
 impl Id {
@@ -29,16 +26,10 @@ impl fmt::Debug for Id {
     }
 }
 
-impl From<&ArchivedId> for Id {
-    fn from(a: &ArchivedId) -> Self {
-        Self(a.0.to_native())
-    }
-}
-
 /// Milliseconds since the Unix epoch, UTC.
 pub type TimestampMs = i64;
 
-#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Source {
     pub id: Id,
     pub name: String,
@@ -48,8 +39,7 @@ pub struct Source {
     pub secret_hash: String,
 }
 
-#[derive(Archive, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[rkyv(derive(Debug, PartialEq, Eq))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Environment {
     Production,
     Staging,
@@ -75,7 +65,7 @@ impl Environment {
     }
 }
 
-#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Destination {
     pub id: Id,
     pub name: String,
@@ -88,7 +78,7 @@ pub struct Destination {
     pub enabled: bool,
 }
 
-#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Subscription {
     pub id: Id,
     pub source_id: Id,
@@ -108,8 +98,7 @@ impl Subscription {
 }
 
 /// Status of a log (SPEC §5).
-#[derive(Archive, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[rkyv(derive(Debug, PartialEq, Eq))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum LogStatus {
     Pending,
     Retrying,
@@ -144,8 +133,7 @@ impl LogStatus {
 }
 
 /// Whether a log came from an asynchronous SEND or a synchronous query.
-#[derive(Archive, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[rkyv(derive(Debug, PartialEq, Eq))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum LogType {
     Async,
     Query,
@@ -158,4 +146,45 @@ impl LogType {
             Self::Query => "Query",
         }
     }
+}
+
+/// One try to deliver a log (SPEC §1).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attempt {
+    pub id: Id,
+    pub started_at_ms: TimestampMs,
+    pub duration_ms: u64,
+    pub http_status: Option<u16>,
+    /// Transport error or the receiver's error text.
+    pub error: Option<String>,
+    /// The first 4 KiB of the receiver's answer.
+    pub response: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AlertKind {
+    QueuePaused,
+    ProcessingFailed,
+    QueueRecovered,
+}
+
+impl AlertKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::QueuePaused => "QueuePaused",
+            Self::ProcessingFailed => "ProcessingFailed",
+            Self::QueueRecovered => "QueueRecovered",
+        }
+    }
+}
+
+/// An alert about a destination's queue (SPEC §6).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Alert {
+    pub id: Id,
+    pub kind: AlertKind,
+    pub destination_id: Id,
+    pub log_id: Option<Id>,
+    pub at_ms: TimestampMs,
+    pub text: String,
 }

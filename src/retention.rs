@@ -88,8 +88,8 @@ mod tests {
 
     use super::*;
     use crate::{
-        journal::{Accepted, Alert, AlertKind, Attempt, Journal, NewLog, WalJournal},
-        model::{Destination, Environment, Id, LogStatus, LogType, Source, Subscription},
+        journal::{Accepted, Journal, Keyed, NewLog, WalJournal, body_hash},
+        model::{Alert, AlertKind, Attempt, Destination, Environment, Id, LogStatus, LogType, Source, Subscription},
         server::rebuild,
     };
 
@@ -234,6 +234,7 @@ mod tests {
                     if logs.is_empty() {
                         continue;
                     }
+                    let payload = vec![b'x'; usize::from(body)];
                     record(
                         &ledger,
                         Event::MessageAccepted(Accepted {
@@ -243,9 +244,10 @@ mod tests {
                             data_model: "PatientAdmin".into(),
                             event_type: "NewPatient".into(),
                             received_at_ms: now_ms,
-                            idempotency_key: keyed.then(|| format!("key-{}", body % 16)),
+                            idempotency: keyed
+                                .then(|| Keyed { key: format!("key-{}", body % 16), body_hash: body_hash(&payload) }),
                             logs,
-                            payload: vec![b'x'; usize::from(body)],
+                            payload,
                         }),
                     );
                 }

@@ -12,13 +12,13 @@ use serde_json::Value;
 use crate::{
     clock::SharedClock,
     delivery::Deliveries,
-    error::ApiError,
+    error::{ApiError, ErrorKind},
     ids::{IdSource, SharedIds},
     inbound::{DestinationRef, Inbound},
-    journal::{Accepted, Attempt, CommitFuture, Event, NewLog},
+    journal::{Accepted, CommitFuture, Event, Keyed, NewLog},
     ledger::Ledger,
     limits,
-    model::{Id, LogStatus, LogType},
+    model::{Attempt, Id, LogStatus, LogType},
     state::State,
 };
 
@@ -86,7 +86,8 @@ pub struct Submit {
     pub source_id: Id,
     pub routing: Routing,
     pub payload: Vec<u8>,
-    pub idempotency_key: Option<String>,
+    /// The `Idempotency-Key` and the digest of the body.
+    pub idempotency: Option<Keyed>,
     pub log_type: LogType,
 }
 
@@ -123,8 +124,8 @@ impl Handler<Submit> for Router {
 
     fn handle(&mut self, msg: Submit, _ctx: &mut Self::Context) -> Self::Result {
         let now = self.clock.now_ms();
-        if let Some(key) = &msg.idempotency_key
-            && let Some(outcome) = self.repeat(msg.source_id, key, now)
+        if let Some(keyed) = &msg.idempotency
+            && let Some(outcome) = self.repeat(msg.source_id, keyed, now)?
         {
             let durable = self.ledger.commit(outcome.position);
             return Ok(Submitted { outcome, durable });
@@ -142,7 +143,7 @@ impl Handler<Submit> for Router {
             data_model: msg.routing.data_model,
             event_type: msg.routing.event_type,
             received_at_ms: now,
-            idempotency_key: msg.idempotency_key,
+            idempotency: msg.idempotency,
             logs: logs.clone(),
             payload: msg.payload,
         });
@@ -162,17 +163,28 @@ impl Handler<Submit> for Router {
 }
 
 impl Router {
-    /// The outcome of an earlier message with this idempotency key, if any.
-    fn repeat(&self, source: Id, key: &str, now_ms: i64) -> Option<SendOutcome> {
+    /// The outcome of an earlier message with this idempotency key, if
+    /// any; a 422 if that message had another body (SPEC §3).
+    fn repeat(&self, source: Id, keyed: &Keyed, now_ms: i64) -> Result<Option<SendOutcome>, ApiError> {
         let state = self.ledger.state().read();
-        let earlier = state.idempotent(source, key, now_ms)?;
-        let message = state.messages.get(&earlier.message_id)?;
+        let Some(earlier) = state.idempotent(source, &keyed.key, now_ms) else { return Ok(None) };
+        if earlier.body_hash != keyed.body_hash {
+            return Err(ApiError::new(
+                ErrorKind::Unprocessable,
+                format!(
+                    "Idempotency-Key '{}' was used for message {} with a different body within the last 24 hours: \
+                     send a new message with a new key",
+                    keyed.key, earlier.message_id
+                ),
+            ));
+        }
+        let Some(message) = state.messages.get(&earlier.message_id) else { return Ok(None) };
         let logs = message
             .logs()
             .filter_map(|i| state.log_at(i))
             .map(|l| NewLog { id: l.id, attempt_id: l.first_attempt_id, destination_id: l.destination_id })
             .collect();
-        Some(SendOutcome { message_id: message.id, position: earlier.position, logs, repeated: true })
+        Ok(Some(SendOutcome { message_id: message.id, position: earlier.position, logs, repeated: true }))
     }
 }
 
@@ -321,7 +333,7 @@ mod tests {
     use crate::{
         clock::ManualClock,
         ids::SeededIds,
-        journal::{ArchivedEvent, CommitFuture, Journal, JournalError},
+        journal::{CommitFuture, Journal, JournalError, ReplayFn},
         model::{Destination, Environment, Source, Subscription},
     };
 
@@ -343,7 +355,7 @@ mod tests {
         fn appended_through(&self) -> u64 {
             0
         }
-        fn replay(&self, _: u64, _: &mut dyn FnMut(u64, &ArchivedEvent)) -> Result<(), JournalError> {
+        fn replay(&self, _: u64, _: &mut ReplayFn<'_>) -> Result<(), JournalError> {
             Ok(())
         }
         fn message_payload(&self, position: u64) -> Result<Vec<u8>, JournalError> {
@@ -414,13 +426,8 @@ mod tests {
         let router = Router::new(ledger, Arc::new(ManualClock::new(0)), Arc::new(SeededIds::new(1))).start();
         let routing =
             Routing { data_model: "PatientAdmin".into(), event_type: "NewPatient".into(), destinations: Vec::new() };
-        let submit = Submit {
-            source_id: Id(1),
-            routing,
-            payload: b"{}".to_vec(),
-            idempotency_key: None,
-            log_type: LogType::Async,
-        };
+        let submit =
+            Submit { source_id: Id(1), routing, payload: b"{}".to_vec(), idempotency: None, log_type: LogType::Async };
         let err = router.send(submit).await.expect("router runs").expect_err("a full disk refuses the message");
         assert_eq!(err.status().as_u16(), 503, "{err}");
         assert!(err.text.contains("no space left"), "{err}");

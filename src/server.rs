@@ -74,17 +74,12 @@ pub fn rebuild(journal: &dyn Journal) -> anyhow::Result<State> {
         }
         None => 0,
     };
-    let mut failure = None;
-    journal.replay(from, &mut |position, event| {
-        if failure.is_none()
-            && let Err(e) = state.apply_archived(position, event)
-        {
-            failure = Some(format!("journal record {position}: {e}"));
-        }
-    })?;
-    if let Some(failure) = failure {
-        anyhow::bail!("replaying the journal: {failure}");
-    }
+    journal
+        .replay(from, &mut |position, replayed| {
+            state.apply_replayed(position, replayed);
+            Ok(())
+        })
+        .context("replaying the journal")?;
     if let Some(position) = state.replay_snapshot_pending() {
         anyhow::bail!("replaying the journal: the snapshot at {position} was not met");
     }

@@ -7,14 +7,15 @@ use anyhow::Context as _;
 
 use crate::{
     clock::rfc3339,
-    journal::{ArchivedEvent, EVENT_KIND, SNAPSHOT_KIND, access, decode},
+    journal::{Event, decode, decode_event, describe_kind},
 };
 
 fn wal_dir(data_dir: &Path) -> std::path::PathBuf {
     data_dir.join("wal")
 }
 
-/// Checks every record; reports the first damage as an error.
+/// Checks every record, and that each is an event this build can read;
+/// reports the first damage as an error.
 pub fn verify(data_dir: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
     let dir = wal_dir(data_dir);
     let inspection = ferrox_storage::inspect(&dir).with_context(|| format!("verifying {}", dir.display()))?;
@@ -22,11 +23,8 @@ pub fn verify(data_dir: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
     let mut events = 0u64;
     for record in inspection.records() {
         let record = record?;
-        if record.kind() == EVENT_KIND || record.kind() == SNAPSHOT_KIND {
-            access(record.payload())
-                .map_err(|e| anyhow::anyhow!("record {} is not a valid event: {e}", record.seq()))?;
-            events += 1;
-        }
+        decode(record.kind(), record.payload()).map_err(|e| anyhow::anyhow!("record {}: {e}", record.seq()))?;
+        events += 1;
     }
     writeln!(out, "segments: {}", s.segments)?;
     writeln!(out, "records: {} ({} bytes), events: {events}", s.records, s.record_bytes)?;
@@ -48,40 +46,47 @@ pub fn dump(data_dir: &Path, from: u64, limit: Option<u64>, out: &mut dyn Write)
     let records = inspection.records().filter(|r| r.as_ref().map_or(true, |r| r.seq() >= from));
     for record in records.take(usize::try_from(limit.unwrap_or(u64::MAX)).unwrap_or(usize::MAX)) {
         let record = record?;
-        let text = if record.kind() == EVENT_KIND || record.kind() == SNAPSHOT_KIND {
-            match access(record.payload()) {
-                Ok(event) => describe(event),
-                Err(e) => format!("undecodable event: {e}"),
-            }
-        } else {
-            format!("kind {}", record.kind())
+        let text = match decode_event(record.kind(), record.payload()) {
+            Ok(event) => describe(&event),
+            Err(e) => format!("{}: {e}", describe_kind(record.kind())),
         };
         writeln!(out, "{:>10} {:>8}B {text}", record.seq(), record.payload().len())?;
     }
     Ok(())
 }
 
-fn describe(event: &ArchivedEvent) -> String {
-    if let ArchivedEvent::MessageAccepted(a) = event {
-        let logs: Vec<String> = a.logs.iter().map(|l| crate::model::Id::from(&l.id).to_string()).collect();
-        return format!(
-            "MessageAccepted id={} {}:{} received_at={} payload={}B logs=[{}]",
-            a.message_id,
-            a.data_model,
-            a.event_type,
-            rfc3339(a.received_at_ms.to_native()),
-            a.payload.len(),
-            logs.join(",")
-        );
-    }
-    match decode(event) {
-        Ok(crate::journal::Event::TokenKeyCreated { .. }) => "TokenKeyCreated".to_owned(),
-        Ok(crate::journal::Event::SourceUpserted(s)) => format!("SourceUpserted id={} name={:?}", s.id, s.name),
-        // Secrets stay out of dumps.
-        Ok(crate::journal::Event::DestinationUpserted(d)) => {
+/// One line about an event; secrets and bodies stay out of it.
+fn describe(event: &Event) -> String {
+    match event {
+        Event::MessageAccepted(a) => {
+            let logs: Vec<String> = a.logs.iter().map(|l| l.id.to_string()).collect();
+            format!(
+                "MessageAccepted id={} {}:{} received_at={} payload={}B logs=[{}]",
+                a.message_id,
+                a.data_model,
+                a.event_type,
+                rfc3339(a.received_at_ms),
+                a.payload.len(),
+                logs.join(",")
+            )
+        }
+        Event::TokenKeyCreated { .. } => "TokenKeyCreated".to_owned(),
+        Event::SourceUpserted(s) => format!("SourceUpserted id={} name={:?}", s.id, s.name),
+        Event::DestinationUpserted(d) => {
             format!("DestinationUpserted id={} name={:?} url={:?} enabled={}", d.id, d.name, d.url, d.enabled)
         }
-        Ok(crate::journal::Event::Snapshot(s)) => format!(
+        Event::SubscriptionUpserted(s) => format!(
+            "SubscriptionUpserted id={} source={} destination={} {}",
+            s.id, s.source_id, s.destination_id, s.data_model
+        ),
+        Event::ConfigurationApplied(b) => format!(
+            "ConfigurationApplied origin={:?} sources={} destinations={} subscriptions={}",
+            b.origin,
+            b.sources.len(),
+            b.destinations.len(),
+            b.subscriptions.len()
+        ),
+        Event::Snapshot(s) => format!(
             "Snapshot from={} sources={} destinations={} subscriptions={} paused={} alerts={} next_message_id={}",
             s.from,
             s.sources.len(),
@@ -91,7 +96,6 @@ fn describe(event: &ArchivedEvent) -> String {
             s.alerts.len(),
             s.next_message_id
         ),
-        Ok(other) => format!("{other:?}"),
-        Err(e) => format!("undecodable event: {e}"),
+        other => format!("{other:?}"),
     }
 }

@@ -19,10 +19,10 @@ use super::{
     schedule::next_attempt_at,
 };
 use crate::{
-    journal::{Alert, AlertKind, Attempt, Event},
+    journal::Event,
     jq::Processing,
     limits,
-    model::{Destination, Environment, Id, LogStatus},
+    model::{Alert, AlertKind, Attempt, Destination, Environment, Id, LogStatus},
     state::Log,
     tls,
 };

@@ -7,7 +7,7 @@ use std::{sync::Arc, time::Duration};
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use crate::{clock::rfc3339, journal::Alert, tls};
+use crate::{clock::rfc3339, model::Alert, tls};
 
 /// Longest wait between two tries of an alert.
 const RETRY_MAX_MS: u64 = 60_000;

@@ -15,10 +15,9 @@ use crate::{
     delivery::request::{self, AttemptIds},
     error::{ApiError, ErrorKind},
     inbound::{self, Endpoint, InboundError},
-    journal::Attempt,
     jq::{Transform, TransformPool},
     limits,
-    model::{Destination, Id, LogStatus, LogType},
+    model::{Attempt, Destination, Id, LogStatus, LogType},
     router::{self, QueryOutcome, Routing, Submit},
     tls,
 };
@@ -104,7 +103,7 @@ async fn run(ctx: &AppCtx, req: &HttpRequest, payload: web::Payload) -> Result<V
     let target = target(ctx, source_id, &routing).map_err(known)?;
     let transform = compile(target.transform.as_ref(), "transform").map_err(known)?;
     let response_transform = compile(target.response_transform.as_ref(), "response_transform").map_err(known)?;
-    let submit = Submit { source_id, routing, payload: body.clone(), idempotency_key: None, log_type: LogType::Query };
+    let submit = Submit { source_id, routing, payload: body.clone(), idempotency: None, log_type: LogType::Query };
     let submitted = match ctx.router.send(submit).await {
         Ok(result) => result.map_err(known)?,
         Err(e) => return Err(known(ApiError::new(ErrorKind::Unavailable, format!("The router is not running: {e}")))),

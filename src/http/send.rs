@@ -8,6 +8,7 @@ use super::{AppCtx, authenticate_source, read_body, require_json};
 use crate::{
     error::{ApiError, ErrorKind},
     inbound::{self, Endpoint, Inbound, InboundError},
+    journal::{Keyed, body_hash},
     limits,
     model::{Id, LogType},
     router::{self, SendOutcome},
@@ -58,12 +59,12 @@ async fn accept(
         data_model: Some(inbound.data_model.clone()),
         event_type: Some(inbound.event_type.clone()),
     };
-    let idempotency_key = idempotency_key(req).map_err(known)?;
+    let idempotency = idempotency_key(req).map_err(known)?.map(|key| Keyed { key, body_hash: body_hash(&body) });
     let send = router::Submit {
         source_id,
         routing: router::Routing::of(&inbound),
         payload: body,
-        idempotency_key,
+        idempotency,
         log_type: LogType::Async,
     };
     let submitted = match ctx.router.send(send).await {

@@ -1,17 +1,12 @@
-//! The journal's events: everything that changes engine state, as written
-//! to the write-ahead log (rkyv-archived). State is a fold over them.
+//! The engine's events: everything that changes its state, as the engine
+//! works with them. State is a fold over them. What the journal writes is
+//! their versioned wire form (`wire`), converted explicitly both ways.
 
-use rkyv::{Archive, Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
-use crate::model::{Destination, Id, LogStatus, LogType, Source, Subscription, TimestampMs};
+use crate::model::{Alert, Attempt, Destination, Id, LogStatus, LogType, Source, Subscription, TimestampMs};
 
-/// WAL record kind of a journal event.
-pub const EVENT_KIND: u16 = 1;
-/// WAL record kind of a [`Snapshot`], so that start-up finds the last one
-/// by reading record headers only.
-pub const SNAPSHOT_KIND: u16 = 2;
-
-#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Event {
     SourceUpserted(Source),
     SourceDeleted {
@@ -25,6 +20,9 @@ pub enum Event {
     SubscriptionDeleted {
         id: Id,
     },
+    /// The objects of the configuration file, applied together: one record,
+    /// so a crash leaves all of them or none.
+    ConfigurationApplied(ConfigBatch),
     /// The key that signs source tokens, created once.
     TokenKeyCreated {
         key: [u8; 32],
@@ -52,27 +50,40 @@ pub enum Event {
         at_ms: TimestampMs,
     },
     AlertRaised(Alert),
+    /// An alert channel (the webhook, an email list) starts with the alerts
+    /// raised after position `after`.
+    AlertChannelOpened {
+        channel: String,
+        after: u64,
+    },
+    /// The alert raised at `alert_position` left through `channel`: taken,
+    /// or refused for good with the reason.
+    AlertSent {
+        channel: String,
+        alert_position: u64,
+        at_ms: TimestampMs,
+        refused: Option<String>,
+    },
     /// Everything but messages and their logs, as of this event, and the
     /// position from which the journal still holds every message the
     /// engine keeps; see `crate::retention`.
     Snapshot(Snapshot),
 }
 
-impl Event {
-    /// The WAL record kind the event is written as.
-    pub fn kind(&self) -> u16 {
-        match self {
-            Self::Snapshot(_) => SNAPSHOT_KIND,
-            _ => EVENT_KIND,
-        }
-    }
+/// The objects a configuration file declares, from file `origin`.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct ConfigBatch {
+    pub origin: String,
+    pub sources: Vec<Source>,
+    pub destinations: Vec<Destination>,
+    pub subscriptions: Vec<Subscription>,
 }
 
 /// The state a replay cannot rebuild from the messages kept: written
 /// before records below `from` are released. Replay reads messages, their
 /// logs' attempts and statuses from `from` on, and everything else from
-/// here (see `State::apply_archived`).
-#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq)]
+/// here (see `State::apply_replayed`).
+#[derive(Clone, Debug, PartialEq)]
 pub struct Snapshot {
     /// Every message the engine keeps was accepted at or after this
     /// position; records below it are no longer needed.
@@ -87,25 +98,57 @@ pub struct Snapshot {
     pub token_key: Option<[u8; 32]>,
     pub next_message_id: u64,
     pub paused: Vec<PausedQueue>,
-    /// Alerts within retention, with the positions they were raised at.
+    /// Alerts within retention or not yet sent everywhere, with the
+    /// positions they were raised at.
     pub alerts: Vec<KeptAlert>,
+    /// Each alert channel and the position of the last alert it is done with.
+    pub alert_channels: Vec<(String, u64)>,
 }
 
-#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PausedQueue {
     pub destination_id: Id,
     pub at_ms: TimestampMs,
     pub reason: String,
 }
 
-#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeptAlert {
     pub position: u64,
     pub alert: Alert,
+    pub sent: Vec<AlertSend>,
+}
+
+/// How an alert left through one channel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AlertSend {
+    pub channel: String,
+    pub at_ms: TimestampMs,
+    /// Set when the channel refused the alert for good.
+    pub refused: Option<String>,
+}
+
+/// A digest of a request body, kept with its `Idempotency-Key` to tell a
+/// repeat from a different request under the same key.
+pub type BodyHash = [u8; 16];
+
+/// The first 16 bytes of the body's SHA-256.
+pub fn body_hash(body: &[u8]) -> BodyHash {
+    let digest = Sha256::digest(body);
+    let mut hash = [0u8; 16];
+    hash.copy_from_slice(&digest[..16]);
+    hash
+}
+
+/// An `Idempotency-Key` and the digest of the body it came with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Keyed {
+    pub key: String,
+    pub body_hash: BodyHash,
 }
 
 /// One accepted SEND (or recorded query) with its logs.
-#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Accepted {
     pub message_id: u64,
     pub log_type: LogType,
@@ -113,13 +156,44 @@ pub struct Accepted {
     pub data_model: String,
     pub event_type: String,
     pub received_at_ms: TimestampMs,
-    pub idempotency_key: Option<String>,
+    pub idempotency: Option<Keyed>,
     pub logs: Vec<NewLog>,
     /// The request body as received.
     pub payload: Vec<u8>,
 }
 
-#[derive(Archive, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+impl Accepted {
+    /// What the state keeps of it.
+    pub fn view(&self) -> MessageView<'_> {
+        MessageView {
+            message_id: self.message_id,
+            log_type: self.log_type,
+            source_id: self.source_id,
+            data_model: &self.data_model,
+            event_type: &self.event_type,
+            received_at_ms: self.received_at_ms,
+            idempotency: self.idempotency.as_ref().map(|k| (k.key.as_str(), k.body_hash)),
+            logs: self.logs.clone(),
+        }
+    }
+}
+
+/// An accepted message without its body, borrowed from the event or from
+/// the journal's record in place: replay reads messages this way, so their
+/// bodies are never copied.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MessageView<'a> {
+    pub message_id: u64,
+    pub log_type: LogType,
+    pub source_id: Id,
+    pub data_model: &'a str,
+    pub event_type: &'a str,
+    pub received_at_ms: TimestampMs,
+    pub idempotency: Option<(&'a str, BodyHash)>,
+    pub logs: Vec<NewLog>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NewLog {
     pub id: Id,
     /// The ID of the log's first delivery attempt, returned in the 200.
@@ -127,58 +201,10 @@ pub struct NewLog {
     pub destination_id: Id,
 }
 
-#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-pub struct Attempt {
-    pub id: Id,
-    pub started_at_ms: TimestampMs,
-    pub duration_ms: u64,
-    pub http_status: Option<u16>,
-    /// Transport error or the receiver's error text.
-    pub error: Option<String>,
-    /// The first 4 KiB of the receiver's answer.
-    pub response: Option<String>,
-}
-
-#[derive(Archive, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AlertKind {
-    QueuePaused,
-    ProcessingFailed,
-    QueueRecovered,
-}
-
-impl AlertKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::QueuePaused => "QueuePaused",
-            Self::ProcessingFailed => "ProcessingFailed",
-            Self::QueueRecovered => "QueueRecovered",
-        }
-    }
-}
-
-#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-pub struct Alert {
-    pub id: Id,
-    pub kind: AlertKind,
-    pub destination_id: Id,
-    pub log_id: Option<Id>,
-    pub at_ms: TimestampMs,
-    pub text: String,
-}
-
-impl Event {
-    pub fn encode(&self) -> Vec<u8> {
-        // Serializing plain owned data into a growable buffer cannot fail.
-        rkyv::to_bytes::<rkyv::rancor::Error>(self).map(|b| b.into_vec()).unwrap_or_default()
-    }
-}
-
-/// Validates an archived event read from the log.
-pub fn access(bytes: &[u8]) -> Result<&ArchivedEvent, String> {
-    rkyv::access::<ArchivedEvent, rkyv::rancor::Error>(bytes).map_err(|e| e.to_string())
-}
-
-/// Deserializes an archived event in full (the payload is copied).
-pub fn decode(archived: &ArchivedEvent) -> Result<Event, String> {
-    rkyv::deserialize::<Event, rkyv::rancor::Error>(archived).map_err(|e| e.to_string())
+/// An event read back from the journal.
+#[derive(Debug)]
+pub enum Replayed<'a> {
+    /// An accepted message, borrowed in place.
+    Message(MessageView<'a>),
+    Event(Event),
 }

@@ -1,29 +1,51 @@
 //! The journal: the engine's events on the write-ahead log, behind a narrow
 //! trait so that another log could back it.
+//!
+//! Events ([`Event`]) are the engine's own types; what reaches the disk is
+//! their versioned wire form (`wire`), whose module docs hold the record
+//! kinds and the rules by which the format evolves. Only the
+//! [`Ledger`](crate::ledger::Ledger) appends.
 
 mod event;
+mod wire;
 
 use std::{fmt, future::Future, path::Path, pin::Pin, sync::Arc};
 
-use ferrox_storage::{Committer, Options, Wal};
+use ferrox_storage::{Committer, Options, Wal, vfs::Vfs};
 
-pub use self::event::{
-    Accepted, Alert, AlertKind, ArchivedEvent, Attempt, EVENT_KIND, Event, KeptAlert, NewLog, PausedQueue,
-    SNAPSHOT_KIND, Snapshot, access, decode,
+pub use self::{
+    event::{
+        Accepted, AlertSend, BodyHash, ConfigBatch, Event, KeptAlert, Keyed, MessageView, NewLog, PausedQueue,
+        Replayed, Snapshot, body_hash,
+    },
+    wire::{DecodeError, decode, decode_event, describe_kind, is_snapshot, known_kinds},
 };
 
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
     #[error(transparent)]
     Storage(#[from] ferrox_storage::Error),
-    #[error("journal record {position} is not a valid event: {reason}")]
+    #[error("journal record {position}: {reason}")]
     Undecodable { position: u64, reason: String },
+    #[error("journal record {position}: {reason}")]
+    UnknownRecord { position: u64, reason: String },
+    #[error("an event could not be encoded: {0}")]
+    Unencodable(String),
     #[error("journal record {position} is not a message")]
     NotAMessage { position: u64 },
     #[error("the journal's committer could not start: {0}")]
     Start(std::io::Error),
     #[error("the journal was checkpointed at {checkpoint} but holds no snapshot: records it needs were deleted")]
     MissingSnapshot { checkpoint: u64 },
+}
+
+impl JournalError {
+    fn decoding(position: u64, error: DecodeError) -> Self {
+        match error {
+            DecodeError::Unknown(reason) => Self::UnknownRecord { position, reason },
+            DecodeError::Invalid(reason) => Self::Undecodable { position, reason },
+        }
+    }
 }
 
 pub type CommitFuture = Pin<Box<dyn Future<Output = Result<(), JournalError>> + Send>>;
@@ -40,6 +62,9 @@ pub enum Health {
     Failed(String),
 }
 
+/// A function given each replayed event; an error stops the replay.
+pub type ReplayFn<'f> = dyn FnMut(u64, Replayed<'_>) -> Result<(), String> + 'f;
+
 /// Where events go and come back from.
 pub trait Journal: Send + Sync + fmt::Debug {
     /// Appends an event and returns its position; durable once committed.
@@ -50,8 +75,9 @@ pub trait Journal: Send + Sync + fmt::Debug {
     fn durable_through(&self) -> u64;
     /// The highest position appended, durable or not.
     fn appended_through(&self) -> u64;
-    /// Calls `f` with every durable event from `from` on, in order.
-    fn replay(&self, from: u64, f: &mut dyn FnMut(u64, &ArchivedEvent)) -> Result<(), JournalError>;
+    /// Calls `f` with every durable event from `from` on, in order. A
+    /// record that cannot be read, or an error from `f`, stops the replay.
+    fn replay(&self, from: u64, f: &mut ReplayFn<'_>) -> Result<(), JournalError>;
     /// The last durable snapshot and its position, if any.
     fn last_snapshot(&self) -> Result<Option<(u64, Snapshot)>, JournalError>;
     /// Declares records below `position` unneeded and deletes the segments
@@ -75,8 +101,16 @@ pub struct WalJournal {
 
 impl WalJournal {
     pub fn open(dir: &Path, options: Options) -> Result<Self, JournalError> {
-        let wal = Arc::new(Wal::open(dir, options)?);
-        let committer = Committer::start(wal).map_err(JournalError::Start)?;
+        Self::start(Wal::open(dir, options)?)
+    }
+
+    /// Opens the journal on the file system `vfs` (a simulated disk, in tests).
+    pub fn open_on(vfs: Arc<dyn Vfs>, dir: &Path, options: Options) -> Result<Self, JournalError> {
+        Self::start(Wal::open_on(vfs, dir, options)?)
+    }
+
+    fn start(wal: Wal) -> Result<Self, JournalError> {
+        let committer = Committer::start(Arc::new(wal)).map_err(JournalError::Start)?;
         Ok(Self { committer })
     }
 
@@ -87,7 +121,8 @@ impl WalJournal {
 
 impl Journal for WalJournal {
     fn append(&self, event: &Event) -> Result<u64, JournalError> {
-        Ok(self.wal().append(event.kind(), &event.encode())?)
+        let (kind, bytes) = wire::encode(event).map_err(JournalError::Unencodable)?;
+        Ok(self.wal().append(kind, &bytes)?)
     }
 
     fn commit(&self, position: u64) -> CommitFuture {
@@ -103,15 +138,13 @@ impl Journal for WalJournal {
         self.wal().next_seq() - 1
     }
 
-    fn replay(&self, from: u64, f: &mut dyn FnMut(u64, &ArchivedEvent)) -> Result<(), JournalError> {
+    fn replay(&self, from: u64, f: &mut ReplayFn<'_>) -> Result<(), JournalError> {
         for record in self.wal().iter_from(from) {
             let record = record?;
-            if record.kind() != EVENT_KIND && record.kind() != SNAPSHOT_KIND {
-                continue;
-            }
             let position = record.seq();
-            let event = access(record.payload()).map_err(|reason| JournalError::Undecodable { position, reason })?;
-            f(position, event);
+            let replayed =
+                wire::decode(record.kind(), record.payload()).map_err(|e| JournalError::decoding(position, e))?;
+            f(position, replayed).map_err(|reason| JournalError::Undecodable { position, reason })?;
         }
         Ok(())
     }
@@ -121,14 +154,12 @@ impl Journal for WalJournal {
         let mut position = wal.synced_through();
         while position >= wal.first_seq() && position > 0 {
             if let Some(record) = wal.get(position)?
-                && record.kind() == SNAPSHOT_KIND
+                && wire::is_snapshot(record.kind())
             {
-                let event =
-                    access(record.payload()).map_err(|reason| JournalError::Undecodable { position, reason })?;
-                return match decode(event) {
+                return match wire::decode_event(record.kind(), record.payload()) {
                     Ok(Event::Snapshot(snapshot)) => Ok(Some((position, snapshot))),
                     Ok(_) => Err(JournalError::Undecodable { position, reason: "not a snapshot".into() }),
-                    Err(reason) => Err(JournalError::Undecodable { position, reason }),
+                    Err(e) => Err(JournalError::decoding(position, e)),
                 };
             }
             position -= 1;
@@ -151,19 +182,18 @@ impl Journal for WalJournal {
         (self.wal().first_seq(), self.wal().segment_count())
     }
 
+    fn message_payload(&self, position: u64) -> Result<Vec<u8>, JournalError> {
+        let record = self.wal().get(position)?.ok_or(JournalError::NotAMessage { position })?;
+        match wire::message_payload(record.kind(), record.payload()) {
+            Ok(payload) => Ok(payload.to_vec()),
+            Err(_) => Err(JournalError::NotAMessage { position }),
+        }
+    }
+
     fn health(&self) -> Health {
         match self.wal().failure() {
             Some(reason) => Health::Failed(reason),
             None => Health::Writable,
-        }
-    }
-
-    fn message_payload(&self, position: u64) -> Result<Vec<u8>, JournalError> {
-        let record = self.wal().get(position)?.ok_or(JournalError::NotAMessage { position })?;
-        let event = access(record.payload()).map_err(|reason| JournalError::Undecodable { position, reason })?;
-        match event {
-            event::ArchivedEvent::MessageAccepted(accepted) => Ok(accepted.payload.to_vec()),
-            _ => Err(JournalError::NotAMessage { position }),
         }
     }
 }

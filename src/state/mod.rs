@@ -30,8 +30,8 @@ use self::{
     tables::{Interner, LogIndex},
 };
 use crate::{
-    journal::{Accepted, Alert, ArchivedEvent, Attempt, Event, NewLog, Snapshot, decode},
-    model::{Destination, Id, LogStatus, LogType, Source, Subscription, TimestampMs},
+    journal::{AlertSend, BodyHash, Event, KeptAlert, MessageView, Replayed, Snapshot},
+    model::{Attempt, Destination, Id, LogStatus, LogType, Source, Subscription, TimestampMs},
 };
 
 /// How long an `Idempotency-Key` is remembered (SPEC §3: 24 h).
@@ -58,7 +58,11 @@ pub struct State {
     idempotency: HashMap<(Id, String), Idempotent>,
     /// Keys in acceptance order, to forget them when their window ends.
     idempotency_order: VecDeque<(TimestampMs, Id, String)>,
-    pub alerts: Vec<(u64, Alert)>,
+    /// Alerts kept, in the order raised, with how each channel sent them.
+    pub alerts: Vec<KeptAlert>,
+    /// Each alert channel and the position of the last alert it is done
+    /// with (sent, or refused for good).
+    pub alert_channels: BTreeMap<String, u64>,
     /// Position of the last event applied.
     pub position: u64,
     /// While replaying after a snapshot: its position. Events before it
@@ -148,27 +152,16 @@ pub struct Idempotent {
     pub message_id: u64,
     pub position: u64,
     pub at_ms: TimestampMs,
-}
-
-/// The parts of an accepted message the state keeps (the payload stays in
-/// the journal).
-struct AcceptedMeta<'a> {
-    message_id: u64,
-    log_type: LogType,
-    source_id: Id,
-    data_model: &'a str,
-    event_type: &'a str,
-    received_at_ms: TimestampMs,
-    idempotency_key: Option<&'a str>,
-    logs: Vec<NewLog>,
+    /// The digest of the body that came with the key.
+    pub body_hash: BodyHash,
 }
 
 impl State {
-    /// Applies an event the router has just appended at `position`.
+    /// Applies an event the ledger has just appended at `position`.
     pub fn apply(&mut self, position: u64, event: &Event) {
         self.position = position;
         match event {
-            Event::MessageAccepted(a) => self.accept(position, meta_of(a)),
+            Event::MessageAccepted(a) => self.accept(position, a.view()),
             Event::Snapshot(snapshot) => self.forget_before(snapshot),
             other => self.apply_config_or_delivery(other),
         }
@@ -187,93 +180,55 @@ impl State {
     }
 
     /// Applies an event read back from the journal.
-    pub fn apply_archived(&mut self, position: u64, event: &ArchivedEvent) -> Result<(), String> {
+    pub fn apply_replayed(&mut self, position: u64, replayed: Replayed<'_>) {
         self.position = position;
-        let before_snapshot = self.replay_snapshot_at.is_some_and(|at| position < at);
-        if before_snapshot
-            && !matches!(
-                event,
-                ArchivedEvent::MessageAccepted(_)
-                    | ArchivedEvent::AttemptRecorded { .. }
-                    | ArchivedEvent::LogStatusChanged { .. }
-                    | ArchivedEvent::DestinationDeleted { .. }
-                    | ArchivedEvent::DestinationUpserted(_)
-            )
-        {
-            // The snapshot holds the outcome of everything else.
-            return Ok(());
-        }
-        // Before the snapshot, configuration counts only for which queues
-        // exist, which decides where logs go.
-        match event {
-            ArchivedEvent::DestinationDeleted { id } if before_snapshot => {
-                self.end_queue(id.into());
-                return Ok(());
+        let event = match replayed {
+            Replayed::Message(view) => return self.accept(position, view),
+            Replayed::Event(event) => event,
+        };
+        if self.replay_snapshot_at.is_some_and(|at| position < at) {
+            // Before the snapshot, only messages' attempts and statuses
+            // count; the snapshot holds the outcome of everything else. Of
+            // the configuration, only which queues exist counts: it decides
+            // where logs go.
+            match &event {
+                Event::AttemptRecorded { .. } | Event::LogStatusChanged { .. } => {}
+                Event::DestinationDeleted { id } => return self.end_queue(*id),
+                Event::DestinationUpserted(d) => {
+                    self.queues.entry(d.id).or_default();
+                    return;
+                }
+                Event::ConfigurationApplied(batch) => {
+                    for d in &batch.destinations {
+                        self.queues.entry(d.id).or_default();
+                    }
+                    return;
+                }
+                _ => return,
             }
-            ArchivedEvent::DestinationUpserted(d) if before_snapshot => {
-                self.queues.entry((&d.id).into()).or_default();
-                return Ok(());
-            }
-            _ => {}
         }
-        if let ArchivedEvent::Snapshot(_) = event {
-            let Event::Snapshot(snapshot) = decode(event)? else {
-                return Err("a snapshot record decoded as another event".into());
-            };
+        if let Event::Snapshot(snapshot) = &event {
             if self.replay_snapshot_at == Some(position) {
-                self.restore(&snapshot);
+                self.restore(snapshot);
                 self.replay_snapshot_at = None;
             }
             // An older snapshot, or one after the messages it names: the
             // replay already holds what it says.
-            return Ok(());
+            return;
         }
-        if let ArchivedEvent::MessageAccepted(a) = event {
-            let logs = a
-                .logs
-                .iter()
-                .map(|l| NewLog {
-                    id: (&l.id).into(),
-                    attempt_id: (&l.attempt_id).into(),
-                    destination_id: (&l.destination_id).into(),
-                })
-                .collect();
-            let log_type = rkyv::deserialize::<LogType, rkyv::rancor::Error>(&a.log_type).map_err(|e| e.to_string())?;
-            let meta = AcceptedMeta {
-                message_id: a.message_id.to_native(),
-                log_type,
-                source_id: (&a.source_id).into(),
-                data_model: a.data_model.as_str(),
-                event_type: a.event_type.as_str(),
-                received_at_ms: a.received_at_ms.to_native(),
-                idempotency_key: a.idempotency_key.as_ref().map(|k| k.as_str()),
-                logs,
-            };
-            self.accept(position, meta);
-        } else {
-            self.apply_config_or_delivery(&decode(event)?);
-        }
-        Ok(())
+        self.apply_config_or_delivery(&event);
     }
 
     fn apply_config_or_delivery(&mut self, event: &Event) {
         match event {
-            Event::SourceUpserted(s) => {
-                if let Some(old) = self.sources.insert(s.id, s.clone()) {
-                    self.api_keys.remove(&old.api_key);
-                }
-                self.api_keys.insert(s.api_key.clone(), s.id);
-            }
+            Event::SourceUpserted(s) => self.upsert_source(s),
             Event::SourceDeleted { id } => {
                 if let Some(old) = self.sources.remove(id) {
                     self.api_keys.remove(&old.api_key);
                 }
                 self.subscriptions.retain(|_, s| s.source_id != *id);
             }
-            Event::DestinationUpserted(d) => {
-                self.destinations.insert(d.id, d.clone());
-                self.queues.entry(d.id).or_default();
-            }
+            Event::DestinationUpserted(d) => self.upsert_destination(d),
             Event::DestinationDeleted { id } => {
                 self.destinations.remove(id);
                 self.subscriptions.retain(|_, s| s.destination_id != *id);
@@ -282,11 +237,18 @@ impl State {
             Event::SubscriptionUpserted(s) => {
                 self.subscriptions.insert(s.id, s.clone());
             }
+            Event::ConfigurationApplied(batch) => {
+                batch.sources.iter().for_each(|s| self.upsert_source(s));
+                batch.destinations.iter().for_each(|d| self.upsert_destination(d));
+                for s in &batch.subscriptions {
+                    self.subscriptions.insert(s.id, s.clone());
+                }
+            }
             Event::SubscriptionDeleted { id } => {
                 self.subscriptions.remove(id);
             }
             Event::TokenKeyCreated { key } => self.token_key = Some(*key),
-            Event::MessageAccepted(a) => self.accept(self.position, meta_of(a)),
+            Event::MessageAccepted(a) => self.accept(self.position, a.view()),
             Event::AttemptRecorded { log_id, attempt } => {
                 if let Some(log) = self.log_mut(*log_id) {
                     log.updated_at_ms = attempt.started_at_ms.saturating_add(attempt.duration_ms as i64);
@@ -307,9 +269,34 @@ impl State {
                     queue.paused = None;
                 }
             }
-            Event::AlertRaised(alert) => self.alerts.push((self.position, alert.clone())),
+            Event::AlertRaised(alert) => {
+                self.alerts.push(KeptAlert { position: self.position, alert: alert.clone(), sent: Vec::new() })
+            }
+            Event::AlertChannelOpened { channel, after } => {
+                self.alert_channels.insert(channel.clone(), *after);
+            }
+            Event::AlertSent { channel, alert_position, at_ms, refused } => {
+                let cursor = self.alert_channels.entry(channel.clone()).or_default();
+                *cursor = (*cursor).max(*alert_position);
+                if let Ok(i) = self.alerts.binary_search_by_key(alert_position, |k| k.position) {
+                    let sent = AlertSend { channel: channel.clone(), at_ms: *at_ms, refused: refused.clone() };
+                    self.alerts[i].sent.push(sent);
+                }
+            }
             Event::Snapshot(snapshot) => self.forget_before(snapshot),
         }
+    }
+
+    fn upsert_source(&mut self, s: &Source) {
+        if let Some(old) = self.sources.insert(s.id, s.clone()) {
+            self.api_keys.remove(&old.api_key);
+        }
+        self.api_keys.insert(s.api_key.clone(), s.id);
+    }
+
+    fn upsert_destination(&mut self, d: &Destination) {
+        self.destinations.insert(d.id, d.clone());
+        self.queues.entry(d.id).or_default();
     }
 
     /// A deleted destination's queue ends: a forced delete fails the logs
@@ -325,7 +312,7 @@ impl State {
         }
     }
 
-    fn accept(&mut self, position: u64, a: AcceptedMeta<'_>) {
+    fn accept(&mut self, position: u64, a: MessageView<'_>) {
         let first_log = self.log_base + self.logs.len();
         for new in &a.logs {
             let index = self.log_base + self.logs.len();
@@ -344,8 +331,8 @@ impl State {
                 self.queues.entry(new.destination_id).or_default().pending.push_back(index);
             }
         }
-        if let Some(key) = a.idempotency_key {
-            let entry = Idempotent { message_id: a.message_id, position, at_ms: a.received_at_ms };
+        if let Some((key, body_hash)) = a.idempotency {
+            let entry = Idempotent { message_id: a.message_id, position, at_ms: a.received_at_ms, body_hash };
             self.idempotency.insert((a.source_id, key.to_owned()), entry);
             self.idempotency_order.push_back((a.received_at_ms, a.source_id, key.to_owned()));
             self.forget_idempotency_before(a.received_at_ms - IDEMPOTENCY_WINDOW_MS);
@@ -478,8 +465,9 @@ pub(crate) struct Fingerprint {
     messages: Vec<(Message, Arc<str>, Arc<str>)>,
     logs: Vec<(usize, Log)>,
     queues: BTreeMap<Id, Queue>,
-    idempotency: BTreeMap<(Id, String), (u64, u64, TimestampMs)>,
-    alerts: Vec<(u64, Alert)>,
+    idempotency: BTreeMap<(Id, String), (u64, u64, TimestampMs, BodyHash)>,
+    alerts: Vec<KeptAlert>,
+    alert_channels: BTreeMap<String, u64>,
     position: u64,
 }
 
@@ -505,24 +493,12 @@ impl State {
             idempotency: self
                 .idempotency
                 .iter()
-                .map(|(k, e)| (k.clone(), (e.message_id, e.position, e.at_ms)))
+                .map(|(k, e)| (k.clone(), (e.message_id, e.position, e.at_ms, e.body_hash)))
                 .collect(),
             alerts: self.alerts.clone(),
+            alert_channels: self.alert_channels.clone(),
             position: self.position,
         }
-    }
-}
-
-fn meta_of(a: &Accepted) -> AcceptedMeta<'_> {
-    AcceptedMeta {
-        message_id: a.message_id,
-        log_type: a.log_type,
-        source_id: a.source_id,
-        data_model: &a.data_model,
-        event_type: &a.event_type,
-        received_at_ms: a.received_at_ms,
-        idempotency_key: a.idempotency_key.as_deref(),
-        logs: a.logs.clone(),
     }
 }
 

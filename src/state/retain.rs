@@ -5,6 +5,7 @@
 use super::{IDEMPOTENCY_WINDOW_MS, State};
 use crate::{
     journal::{KeptAlert, PausedQueue, Snapshot},
+    limits,
     model::{Id, TimestampMs},
 };
 
@@ -60,12 +61,8 @@ impl State {
             token_key: self.token_key,
             next_message_id: self.next_message_id,
             paused,
-            alerts: self
-                .alerts
-                .iter()
-                .filter(|(_, a)| a.at_ms >= retain_after_ms)
-                .map(|(position, alert)| KeptAlert { position: *position, alert: alert.clone() })
-                .collect(),
+            alerts: self.kept_alerts(retain_after_ms),
+            alert_channels: self.alert_channels.iter().map(|(c, p)| (c.clone(), *p)).collect(),
         }
     }
 
@@ -83,7 +80,7 @@ impl State {
                 }
             }
         }
-        self.alerts.retain(|(_, a)| a.at_ms >= snapshot.retain_after_ms);
+        self.alerts = self.kept_alerts(snapshot.retain_after_ms);
         let forgotten: Vec<_> =
             self.idempotency.iter().filter(|(_, e)| e.position < snapshot.from).map(|(k, _)| k.clone()).collect();
         for key in forgotten {
@@ -114,6 +111,17 @@ impl State {
                 queue.paused = Some((paused.at_ms, paused.reason.clone()));
             }
         }
-        self.alerts = snapshot.alerts.iter().map(|k| (k.position, k.alert.clone())).collect();
+        self.alerts = snapshot.alerts.clone();
+        self.alert_channels = snapshot.alert_channels.iter().cloned().collect();
+    }
+
+    /// The alerts to keep: those within retention, and those a channel has
+    /// yet to send (each channel gets each alert at least once), among the
+    /// newest `ALERTS_UNSENT_KEPT`.
+    fn kept_alerts(&self, retain_after_ms: TimestampMs) -> Vec<KeptAlert> {
+        let newest = self.alerts.len().saturating_sub(limits::ALERTS_UNSENT_KEPT);
+        let unsent = |k: &KeptAlert| self.alert_channels.values().any(|&done| done < k.position);
+        let keep = |(i, k): &(usize, &KeptAlert)| k.alert.at_ms >= retain_after_ms || (*i >= newest && unsent(k));
+        self.alerts.iter().enumerate().filter(keep).map(|(_, k)| k.clone()).collect()
     }
 }

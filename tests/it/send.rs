@@ -81,7 +81,7 @@ fn explicit_destinations_get_the_only_logs() {
 }
 
 #[test]
-fn an_idempotency_key_repeats_the_first_answer_even_after_a_restart() {
+fn an_idempotency_key_repeats_the_first_answer_and_refuses_another_body_even_after_a_restart() {
     let mut server = Server::start();
     let token = server.token();
     let body = patient_admin("NewPatient", "idem");
@@ -94,10 +94,12 @@ fn an_idempotency_key_repeats_the_first_answer_even_after_a_restart() {
     let again = server.send_keyed(&token, Some("key-1"), &body);
     assert_eq!(again.status, 200, "{}", again.text);
     assert_eq!(again.json, first.json, "a repeat answers the first response");
-    // Even a different body under the same key gets the first answer.
+    // The same key with another body is a 422 that names the key.
     let changed = server.send_keyed(&token, Some("key-1"), &patient_admin("Arrival", "other"));
-    assert_eq!(changed.json, first.json, "a repeat with another body answers the first response");
-    assert_eq!(server.durable_through(), durable, "a repeat wrote something");
+    let text = changed.redox_error(422);
+    assert!(text.contains("'key-1'") && text.contains("different body"), "{text}");
+    assert_eq!(changed.json["Meta"]["Errors"][0]["Module"], "Send");
+    assert_eq!(server.durable_through(), durable, "a repeat or a conflict wrote something");
     assert_eq!(server.all_logs("", 100).len(), 2, "a repeat made logs");
     let other = server.send_keyed(&token, Some("key-2"), &body).accepted();
     assert!(other.message_id > accepted.message_id);
@@ -113,6 +115,8 @@ fn an_idempotency_key_repeats_the_first_answer_even_after_a_restart() {
     // The token was issued before the restart and is still valid (SPEC §8).
     let after = server.send_keyed(&token, Some("key-1"), &body);
     assert_eq!(after.json, first.json, "the key was forgotten by the restart");
+    let changed = server.send_keyed(&token, Some("key-1"), &patient_admin("Arrival", "other"));
+    assert!(changed.redox_error(422).contains("'key-1'"), "the body's digest was forgotten by the restart");
     assert_eq!(server.durable_through(), durable, "a repeat after restart wrote something");
     assert_eq!(server.all_logs("", 100).len(), 5);
 }

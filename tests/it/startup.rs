@@ -109,3 +109,27 @@ fn secrets_never_reach_the_log_in_clear() {
         assert_eq!(find(&server, secret.as_bytes()), None, "the secret {secret:?} is stored in clear");
     }
 }
+
+/// Appends a record of `kind` to a stopped server's journal, as a newer
+/// build would.
+fn append_record(server: &Server, kind: u16, payload: &[u8]) {
+    let options = ferrox_storage::Options { segment_bytes: 67_108_864, ..ferrox_storage::Options::default() };
+    let wal = ferrox_storage::Wal::open(server.data_dir().join("wal"), options).expect("opening the journal");
+    wal.append_sync(kind, payload).expect("appending");
+}
+
+#[test]
+fn a_record_of_an_unknown_kind_or_version_stops_start_up_and_is_named() {
+    let cases = [(0x0902, "MessageAccepted version 2"), (0x5001, "record type 80 version 1")];
+    for (kind, named) in cases {
+        let mut server = Server::start();
+        server.send(&server.token(), &patient_admin("NewPatient", "before")).accepted();
+        assert!(server.stop().success());
+        append_record(&server, kind, &[0u8; 64]);
+        let stderr = server.restart_refused();
+        assert!(stderr.contains(named) && stderr.contains("newer"), "start-up does not name {named}:\n{stderr}");
+        let verify = ferrox(&[OsStr::new("wal"), OsStr::new("verify"), server.data_dir().as_os_str()]);
+        let report = format!("{}{}", String::from_utf8_lossy(&verify.stdout), String::from_utf8_lossy(&verify.stderr));
+        assert!(!verify.status.success() && report.contains(named), "wal verify passed it:\n{report}");
+    }
+}

@@ -57,7 +57,7 @@ fn parse_filter(query: &HashMap<String, String>) -> Result<LogFilter, ApiError> 
     Ok(f)
 }
 
-fn attempt_json(a: &crate::journal::Attempt) -> Value {
+fn attempt_json(a: &crate::model::Attempt) -> Value {
     json!({
         "id": a.id.to_string(),
         "started_at": rfc3339(a.started_at_ms),

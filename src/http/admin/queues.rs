@@ -2,7 +2,7 @@
 //! destination's actor) and `GET /alerts`.
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use super::path_id;
 use crate::{
@@ -10,6 +10,8 @@ use crate::{
     delivery::Action,
     error::ApiError,
     http::{AppCtx, authenticate_admin},
+    journal::KeptAlert,
+    state::State,
 };
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -57,21 +59,39 @@ async fn alerts(ctx: web::Data<AppCtx>, req: HttpRequest) -> Reply {
     authenticate_admin(&ctx, &req)?;
     let durable = ctx.journal.durable_through();
     let state = ctx.state.read();
-    let alerts: Vec<Value> = state
-        .alerts
-        .iter()
-        .rev()
-        .filter(|(position, _)| *position <= durable)
-        .map(|(_, a)| {
-            json!({
-                "id": a.id.to_string(),
-                "kind": a.kind.as_str(),
-                "destination_id": a.destination_id.to_string(),
-                "log_id": a.log_id.map(|l| l.to_string()),
-                "at": rfc3339(a.at_ms),
-                "text": a.text,
-            })
-        })
-        .collect();
+    let alerts: Vec<Value> =
+        state.alerts.iter().rev().filter(|k| k.position <= durable).map(|k| alert_json(&state, k)).collect();
     Ok(HttpResponse::Ok().json(json!({ "alerts": alerts, "next_cursor": null })))
+}
+
+/// An alert, with `sent` telling per channel whether it went out (`true`)
+/// or is still to go (`false`), and `refused` the reason of a channel that
+/// refused it for good.
+fn alert_json(state: &State, kept: &KeptAlert) -> Value {
+    let a = &kept.alert;
+    let mut sent = Map::new();
+    let mut refused = Map::new();
+    for (channel, &done_through) in &state.alert_channels {
+        match kept.sent.iter().find(|s| &s.channel == channel) {
+            Some(send) => {
+                sent.insert(channel.clone(), Value::Bool(send.refused.is_none()));
+                if let Some(reason) = &send.refused {
+                    refused.insert(channel.clone(), Value::String(reason.clone()));
+                }
+            }
+            // Opened after the alert was raised: the channel never had it.
+            None if done_through >= kept.position => {}
+            None => drop(sent.insert(channel.clone(), Value::Bool(false))),
+        }
+    }
+    json!({
+        "id": a.id.to_string(),
+        "kind": a.kind.as_str(),
+        "destination_id": a.destination_id.to_string(),
+        "log_id": a.log_id.map(|l| l.to_string()),
+        "at": rfc3339(a.at_ms),
+        "text": a.text,
+        "sent": sent,
+        "refused": refused,
+    })
 }
