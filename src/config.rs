@@ -13,6 +13,9 @@ use crate::{
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    /// The file this configuration was read from, for messages.
+    #[serde(skip)]
+    pub origin: Option<PathBuf>,
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     /// Bearer token of the operator API; `None` disables `/api/v1`.
@@ -44,6 +47,9 @@ pub struct DeliveryConfig {
     /// Longest a jq transform may run on one message or reply before its
     /// worker process is stopped and the log is `ProcessingFailed`.
     pub transform_timeout_ms: u64,
+    /// Refuse to send to loopback, private, link-local and metadata
+    /// addresses (see `egress`).
+    pub deny_private_networks: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -61,6 +67,7 @@ pub struct StorageConfig {
 impl Default for Config {
     fn default() -> Self {
         Self {
+            origin: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("./data"),
             admin_token: None,
@@ -89,6 +96,7 @@ impl Default for DeliveryConfig {
             timeout_ms: 30_000,
             ca_file: None,
             transform_timeout_ms: 5_000,
+            deny_private_networks: false,
         }
     }
 }
@@ -157,7 +165,7 @@ impl Config {
             return Err("admin_token must be at least 16 characters".into());
         }
         if let Some(url) = &self.alert_webhook_url {
-            crate::objects::validate_url(url).map_err(|e| format!("alert_webhook_url: {e}"))?;
+            crate::objects::validate_url(url, &self.egress()).map_err(|e| format!("alert_webhook_url: {e}"))?;
         }
         if let Some(path) = &self.delivery.ca_file {
             crate::tls::read_ca_file(path)?;
@@ -169,6 +177,11 @@ impl Config {
     /// `max_body_bytes` with its event overhead.
     pub fn max_record_bytes(&self) -> u32 {
         u32::try_from(self.max_body_bytes + limits::EVENT_OVERHEAD_BYTES).unwrap_or(u32::MAX)
+    }
+
+    /// The rules for outgoing requests.
+    pub fn egress(&self) -> crate::egress::Egress {
+        crate::egress::Egress { deny_private_networks: self.delivery.deny_private_networks }
     }
 
     /// The WAL directory inside the data directory.

@@ -6,11 +6,13 @@
 
 #![forbid(unsafe_code)]
 
+pub mod alerts;
 pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod datamodels;
 pub mod delivery;
+pub mod egress;
 pub mod error;
 pub mod http;
 pub mod ids;

@@ -57,3 +57,20 @@ pub const QUERY_REPLY_KEPT_BYTES: usize = 64 * 1024;
 /// alerts come once per episode, so this many is weeks of a failing
 /// channel, and no channel's outage grows memory without end.
 pub const ALERTS_UNSENT_KEPT: usize = 10_000;
+/// First wait before a destination's actor tries again to journal an
+/// outcome the journal refused (a full disk): short, as space often comes
+/// back soon.
+pub const OUTCOME_RETRY_MIN_MS: u64 = 100;
+/// Longest wait between those tries: the queue goes on within this long of
+/// the journal taking writes again.
+pub const OUTCOME_RETRY_MAX_MS: u64 = 2_000;
+/// How often an alert channel with nothing to send looks for a new alert:
+/// alerts come once per episode, so a fraction of a second late is soon.
+pub const ALERT_POLL_MS: u64 = 200;
+/// First wait before an alert is sent again through a channel that failed.
+pub const ALERT_RETRY_MIN_MS: u64 = 500;
+/// Longest wait between tries of one alert: a channel that is down is
+/// asked about once a minute, no more.
+pub const ALERT_RETRY_MAX_MS: u64 = 60_000;
+/// Longest an alert webhook may take to answer.
+pub const ALERT_POST_TIMEOUT_MS: u64 = 10_000;

@@ -92,7 +92,9 @@ fn serve(config: Option<PathBuf>, listen: Option<SocketAddr>, data_dir: Option<P
     let mut config = match &config {
         Some(path) => {
             let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-            Config::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+            let mut config = Config::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            config.origin = Some(path.clone());
+            config
         }
         None => Config::default(),
     };

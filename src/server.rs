@@ -1,5 +1,6 @@
-//! Start-up: open the journal, replay it into state, start the router,
-//! upsert the configured objects, and serve HTTP.
+//! Start-up: bind the port, open the journal and replay it into state,
+//! apply the configuration file's objects, start the router and the
+//! destination actors, and serve HTTP.
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -7,13 +8,13 @@ use actix::Actor;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use anyhow::Context as _;
 use ferrox_storage::Options;
-use serde_json::Value;
 
 use crate::{
+    alerts,
     auth::TokenKey,
     clock::SharedClock,
     config::Config,
-    delivery::{AlertSink, Deliveries, Shared},
+    delivery::{Deliveries, Shared},
     error::ApiError,
     http::{self, AppCtx},
     ids::{IdSource, SharedIds},
@@ -21,10 +22,9 @@ use crate::{
     jq::{TransformPool, WorkerCommand},
     ledger::Ledger,
     limits,
-    model::Id,
-    objects::{DestinationSpec, SourceSpec, SubscriptionSpec},
+    objects::file,
     retention,
-    router::{Change, Decide, Router},
+    router::Router,
     state::State,
     tls,
 };
@@ -86,11 +86,67 @@ pub fn rebuild(journal: &dyn Journal) -> anyhow::Result<State> {
     Ok(state)
 }
 
-/// Starts the engine: must run inside an actix system.
+/// Starts the engine: must run inside an actix system. The port is bound
+/// first and answers "starting" (`http::starting`) while the journal is
+/// replayed and the engine set up; then the engine takes it over.
 pub async fn start(config: Config, clock: SharedClock, ids: SharedIds) -> anyhow::Result<Running> {
+    let listener = std::net::TcpListener::bind(config.listen).with_context(|| format!("binding {}", config.listen))?;
+    let starting = http::starting::serve(listener.try_clone().context("sharing the listening socket")?)
+        .context("answering while starting")?;
+    let starting_handle = starting.handle();
+    actix_web::rt::spawn(starting);
+    let built = build(config, clock, ids).await;
+    starting_handle.stop(true).await;
+    let ctx = built?;
+    let app_ctx = ctx.clone();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(web::Data::new(app_ctx.clone()))
+            .app_data(http::QueryClient::new(&app_ctx.tls, app_ctx.config.egress()))
+            .app_data(
+                web::QueryConfig::default()
+                    .error_handler(|e, _| ApiError::invalid(format!("Invalid query: {e}")).into()),
+            )
+            .app_data(
+                web::PathConfig::default()
+                    .error_handler(|e, _| ApiError::not_found(format!("Invalid path: {e}")).into()),
+            )
+            .configure(http::routes)
+            .default_service(web::to(|| async {
+                HttpResponse::NotFound().json(ApiError::not_found("No such endpoint").redox_body("Http", None, None))
+            }))
+    })
+    .listen(listener)
+    .context("serving HTTP on the bound port")?
+    .shutdown_timeout(5);
+    let addrs = server.addrs();
+    Ok(Running { server: server.run(), addrs, ctx })
+}
+
+/// Replays the journal, applies the configuration file and starts every
+/// part of the engine; returns what the HTTP handlers share.
+async fn build(config: Config, clock: SharedClock, ids: SharedIds) -> anyhow::Result<AppCtx> {
     let tls = tls::client_config(config.delivery.ca_file.as_deref()).map_err(|e| anyhow::anyhow!(e))?;
     let (journal, state) = recover(&config)?;
     let ledger = Ledger::new(journal, state);
+    // The whole file is checked before anything at all is written.
+    let plan = plan_file(&config, &ledger, ids.as_ref())?;
+    let key = ledger
+        .record_with(|state, _| {
+            state.token_key.is_none().then(|| Event::TokenKeyCreated { key: *TokenKey::generate(ids.as_ref()).bytes() })
+        })
+        .context("creating the token key")?;
+    if let Some((position, _)) = key {
+        ledger.commit(position).await.context("creating the token key")?;
+    }
+    if let Some(event) = &plan.event {
+        let position = ledger.record(event).context("journaling the configuration file's objects")?;
+        ledger.commit(position).await.context("journaling the configuration file's objects")?;
+    }
+    let file = Arc::new(plan.owned);
+    let channels = alerts::configured(&config, &tls);
+    alerts::open(&ledger, &channels).await.context("opening the alert channels")?;
+    alerts::start(ledger.clone(), clock.clone(), channels);
     ledger.spawn_flusher(std::time::Duration::from_millis(limits::FLUSH_INTERVAL_MS));
     retention::spawn(
         ledger.clone(),
@@ -109,106 +165,29 @@ pub async fn start(config: Config, clock: SharedClock, ids: SharedIds) -> anyhow
         )
         .context("starting the processing pool")?,
         retry_schedule_ms: config.delivery.retry_schedule_ms.clone(),
-        alerts: AlertSink::start(config.alert_webhook_url.clone(), tls.clone()),
         tls: tls.clone(),
+        egress: config.egress(),
         ahead_counts: Arc::default(),
     };
     let deliveries = Deliveries::start(shared);
     let router = Router::new(ledger.clone(), clock.clone(), ids.clone()).with_deliveries(deliveries.clone()).start();
-    let run = |decide: Box<Decide>| {
-        let router = router.clone();
-        async move {
-            router
-                .send(Change { decide })
-                .await
-                .map_err(|e| anyhow::anyhow!("router: {e}"))?
-                .map_err(|e| anyhow::anyhow!("{e}"))
-        }
-    };
-    run(Box::new(|state, ids| {
-        let event = state.token_key.is_none().then(|| Event::TokenKeyCreated { key: *TokenKey::generate(ids).bytes() });
-        Ok((event, Value::Null))
-    }))
-    .await?;
-    for spec in config.sources.clone() {
-        run(Box::new(move |state, ids| upsert_source(state, ids, &spec)))
-            .await
-            .context("upserting a configured source")?;
-    }
-    let default_timeout_ms = config.delivery.timeout_ms;
-    for spec in config.destinations.clone() {
-        run(Box::new(move |state, ids| upsert_destination(state, ids, &spec, default_timeout_ms)))
-            .await
-            .context("upserting a configured destination")?;
-    }
-    for spec in config.subscriptions.clone() {
-        run(Box::new(move |state, ids| upsert_subscription(state, ids, &spec)))
-            .await
-            .context("upserting a configured subscription")?;
-    }
     let state = ledger.state().clone();
     let token_key = Arc::new(TokenKey::new(state.read().token_key.context("the token key was not created")?));
-    let config = Arc::new(config);
     let journal = ledger.reader();
-    let ctx = AppCtx { state, journal, router, deliveries, config: config.clone(), clock, ids, token_key, tls };
-    let app_ctx = ctx.clone();
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(web::Data::new(app_ctx.clone()))
-            .app_data(http::QueryClient::new(&app_ctx.tls))
-            .app_data(
-                web::QueryConfig::default()
-                    .error_handler(|e, _| ApiError::invalid(format!("Invalid query: {e}")).into()),
-            )
-            .app_data(
-                web::PathConfig::default()
-                    .error_handler(|e, _| ApiError::not_found(format!("Invalid path: {e}")).into()),
-            )
-            .configure(http::routes)
-            .default_service(web::to(|| async {
-                HttpResponse::NotFound().json(ApiError::not_found("No such endpoint").redox_body("Http", None, None))
-            }))
+    let config = Arc::new(config);
+    Ok(AppCtx { state, journal, router, deliveries, config, file, clock, ids, token_key, tls })
+}
+
+/// Checks the configuration file's objects as a whole: what to journal,
+/// all of them or none, and which objects the file owns.
+fn plan_file(config: &Config, ledger: &Ledger, ids: &dyn IdSource) -> anyhow::Result<file::Plan> {
+    let planned = file::plan(config, &ledger.state().read(), ids);
+    planned.map_err(|errors| {
+        let origin = config.origin.as_ref().map_or_else(String::new, |p| format!(" {}", p.display()));
+        anyhow::anyhow!(
+            "the configuration file{origin} has {} error(s); nothing of it was applied:\n  {}",
+            errors.len(),
+            errors.join("\n  ")
+        )
     })
-    .bind(config.listen)
-    .with_context(|| format!("binding {}", config.listen))?
-    .shutdown_timeout(5);
-    let addrs = server.addrs();
-    Ok(Running { server: server.run(), addrs, ctx })
-}
-
-type Decided = Result<(Option<Event>, Value), ApiError>;
-
-fn by_id_or_name<'a, T>(
-    items: impl Iterator<Item = &'a T>,
-    id: Option<&str>,
-    name: &str,
-    get: impl Fn(&T) -> (Id, &str),
-) -> Option<&'a T> {
-    let id = id.and_then(Id::parse);
-    items.filter(|t| get(t).1 == name || Some(get(t).0) == id).min_by_key(|t| Some(get(t).0) != id)
-}
-
-fn upsert_source(state: &State, ids: &dyn IdSource, spec: &SourceSpec) -> Decided {
-    let existing = by_id_or_name(state.sources.values(), spec.id.as_deref(), &spec.name, |s| (s.id, &s.name));
-    let (source, _) = spec.build(None, existing, state, ids)?;
-    Ok(((existing != Some(&source)).then_some(Event::SourceUpserted(source)), Value::Null))
-}
-
-fn upsert_destination(state: &State, ids: &dyn IdSource, spec: &DestinationSpec, default_timeout_ms: u64) -> Decided {
-    let existing = by_id_or_name(state.destinations.values(), spec.id.as_deref(), &spec.name, |d| (d.id, &d.name));
-    let destination = spec.build(None, existing, default_timeout_ms, ids)?;
-    Ok(((existing != Some(&destination)).then_some(Event::DestinationUpserted(destination)), Value::Null))
-}
-
-fn upsert_subscription(state: &State, ids: &dyn IdSource, spec: &SubscriptionSpec) -> Decided {
-    let wanted = (Id::parse(&spec.source_id), Id::parse(&spec.destination_id));
-    let existing = match spec.id.as_deref().and_then(Id::parse) {
-        Some(id) => state.subscriptions.get(&id),
-        None => state
-            .subscriptions
-            .values()
-            .find(|s| (Some(s.source_id), Some(s.destination_id)) == wanted && s.data_model == spec.data_model),
-    };
-    let subscription = spec.build(None, existing, state, ids)?;
-    Ok(((existing != Some(&subscription)).then_some(Event::SubscriptionUpserted(subscription)), Value::Null))
 }

@@ -6,6 +6,8 @@
 
 use std::{path::Path, sync::Arc, time::Duration};
 
+use crate::egress::Egress;
+
 use rustls::{
     ClientConfig, RootCertStore,
     crypto::ring,
@@ -77,10 +79,17 @@ pub fn client_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, String
 /// An HTTP client that speaks TLS with `tls` to `https://` URLs. It pools
 /// connections; `timeout` bounds a request that sets no timeout of its
 /// own (`None`: no default bound). It does not follow redirections.
-pub fn http_client(tls: &Arc<ClientConfig>, timeout: Option<Duration>) -> awc::Client {
+pub fn http_client(tls: &Arc<ClientConfig>, timeout: Option<Duration>, egress: Egress) -> awc::Client {
+    let connector = awc::Connector::new().rustls_0_23(tls.clone());
+    // With private networks denied, names are resolved by a resolver that
+    // refuses denied addresses (`egress`).
+    let connector = match egress.resolver() {
+        Some(resolver) => connector.connector(actix_tls::connect::Connector::new(resolver).service()),
+        None => connector.connector(actix_tls::connect::Connector::new(Default::default()).service()),
+    };
     // A redirection is an answer like any other: only a 2xx is success
     // (SPEC §4), and a delivery goes only to the configured URL.
-    let builder = awc::Client::builder().connector(awc::Connector::new().rustls_0_23(tls.clone())).disable_redirects();
+    let builder = awc::Client::builder().connector(connector).disable_redirects();
     match timeout {
         Some(timeout) => builder.timeout(timeout).finish(),
         None => builder.disable_timeout().finish(),

@@ -11,32 +11,33 @@
 use std::{sync::Arc, time::Duration};
 
 use actix::prelude::*;
-use actix_web::web::Bytes;
 
 use super::{
-    Shared,
-    request::{self, AttemptIds},
+    Shared, attempt,
+    outcome::{Outcome, Unrecorded},
     schedule::next_attempt_at,
 };
 use crate::{
     journal::Event,
     jq::Processing,
     limits,
-    model::{Alert, AlertKind, Attempt, Destination, Environment, Id, LogStatus},
+    model::{Destination, Id, LogStatus},
     state::Log,
     tls,
 };
 
 pub struct DestinationActor {
-    id: Id,
-    shared: Arc<Shared>,
+    pub(super) id: Id,
+    pub(super) shared: Arc<Shared>,
     client: awc::Client,
     /// The log being processed or delivered.
     in_flight: Option<Id>,
     /// The retry timer: the log it is for and its handle.
     retry: Option<(Id, SpawnHandle)>,
     /// A pause or halt alert was raised and no recovery yet.
-    episode_open: bool,
+    pub(super) episode_open: bool,
+    /// The outcome of the last delivery, while the journal has not taken it.
+    pub(super) unrecorded: Option<Unrecorded>,
     /// Bodies for the head and, ahead of it, for the logs after it.
     processing: Processing,
 }
@@ -51,7 +52,7 @@ impl DestinationActor {
             .queue_head(id, durable)
             .is_some_and(|h| matches!(h.status, LogStatus::Retrying | LogStatus::ProcessingFailed));
         // The timeout is set per request, from the destination.
-        let client = tls::http_client(&shared.tls, None);
+        let client = tls::http_client(&shared.tls, None, shared.egress);
         let processing = Processing::new(
             id,
             shared.ledger.state().clone(),
@@ -59,7 +60,7 @@ impl DestinationActor {
             shared.pool.clone(),
             shared.ahead_counts.clone(),
         );
-        Self { id, shared, client, in_flight: None, retry: None, episode_open, processing }
+        Self { id, shared, client, in_flight: None, retry: None, episode_open, unrecorded: None, processing }
     }
 
     /// Looks at the queue: starts the head's delivery if it is due, and
@@ -71,7 +72,9 @@ impl DestinationActor {
 
     /// Starts the head's delivery or its retry timer, if due.
     fn pump_head(&mut self, ctx: &mut Context<Self>) {
-        if self.in_flight.is_some() {
+        // Until the last outcome is journaled, the head in the state is
+        // not what it was: nothing more goes out.
+        if self.in_flight.is_some() || self.unrecorded.is_some() {
             return;
         }
         let durable = self.shared.ledger.durable_through();
@@ -113,7 +116,7 @@ impl DestinationActor {
 
     /// After a retry timer: deliver the head if it is still waiting.
     fn pump_due(&mut self, ctx: &mut Context<Self>) {
-        if self.in_flight.is_some() {
+        if self.in_flight.is_some() || self.unrecorded.is_some() {
             return;
         }
         let durable = self.shared.ledger.durable_through();
@@ -148,7 +151,7 @@ impl DestinationActor {
         let log_id = head.id;
         let work = async move {
             let Some(body) = preparation.await? else { return Ok(Outcome::Filtered) };
-            Ok(send(&shared, &client, &dest, &head, received_at_ms, body).await)
+            Ok(attempt::send(&shared, &client, &dest, &head, received_at_ms, body).await)
         };
         ctx.spawn(work.into_actor(self).map(move |result: Result<Outcome, String>, act, ctx| {
             act.in_flight = None;
@@ -166,149 +169,6 @@ impl DestinationActor {
                 act.look_ahead(ctx);
             }));
         }
-    }
-}
-
-/// How a delivery ended.
-enum Outcome {
-    Filtered,
-    Attempted { attempt: Attempt, success: bool, environment: Environment },
-}
-
-async fn send(
-    shared: &Shared,
-    client: &awc::Client,
-    dest: &Destination,
-    head: &Log,
-    received_at_ms: i64,
-    body: Bytes,
-) -> Outcome {
-    let attempt_id = if head.attempts().is_empty() { head.first_attempt_id } else { shared.ids.id() };
-    let started_at_ms = shared.clock.now_ms();
-    let ids = AttemptIds {
-        log_id: head.id.to_string(),
-        attempt_id: attempt_id.to_string(),
-        message_id: head.message_id,
-        received_at_ms,
-        now_s: started_at_ms.div_euclid(1000),
-    };
-    let (http_status, error, response) = match request::headers(dest, &ids, &body) {
-        Err(e) => (None, Some(e), None),
-        Ok(headers) => {
-            let mut req = client.post(&dest.url).timeout(Duration::from_millis(dest.timeout_ms));
-            for (name, value) in headers {
-                req = req.insert_header((name, value));
-            }
-            exchange(req, body).await
-        }
-    };
-    let success = http_status.is_some_and(|s| (200..300).contains(&s));
-    let duration_ms = u64::try_from(shared.clock.now_ms().saturating_sub(started_at_ms)).unwrap_or(0);
-    let attempt = Attempt { id: attempt_id, started_at_ms, duration_ms, http_status, error, response };
-    Outcome::Attempted { attempt, success, environment: dest.environment }
-}
-
-/// Sends the request; returns the status, the error text and the kept answer.
-async fn exchange(req: awc::ClientRequest, body: Bytes) -> (Option<u16>, Option<String>, Option<String>) {
-    let mut resp = match req.send_body(body).await {
-        Ok(resp) => resp,
-        Err(awc::error::SendRequestError::Timeout) => return (None, Some("timed out".to_owned()), None),
-        Err(e) => return (None, Some(format!("transport error: {e}")), None),
-    };
-    let status = resp.status().as_u16();
-    let answer = resp.body().limit(request::RESPONSE_BYTES_KEPT * 16).await.map(|b| b.to_vec()).unwrap_or_default();
-    let kept = (!answer.is_empty()).then(|| request::kept_response(&answer));
-    let error = if (200..300).contains(&status) {
-        None
-    } else {
-        let text = request::receiver_error_text(&answer[..answer.len().min(request::RESPONSE_BYTES_KEPT)]);
-        Some(text.map_or_else(|| format!("HTTP {status}"), |t| format!("HTTP {status}: {t}")))
-    };
-    (Some(status), error, kept)
-}
-
-impl DestinationActor {
-    /// Journals what happened to `log_id` and the alerts it calls for.
-    fn record(&mut self, log_id: Id, result: Result<Outcome, String>, ctx: &mut Context<Self>) {
-        let now = self.shared.clock.now_ms();
-        let status = |status, reason: Option<String>| Event::LogStatusChanged { log_id, status, at_ms: now, reason };
-        let mut events = Vec::new();
-        match result {
-            // The head leaving the queue, however it leaves, ends a pause or
-            // halt episode.
-            Ok(Outcome::Filtered) => {
-                events.push(status(LogStatus::Filtered, None));
-                events.extend(self.recovered(log_id));
-            }
-            Err(reason) => {
-                events.push(status(LogStatus::ProcessingFailed, Some(reason.clone())));
-                events.extend(self.alert(
-                    AlertKind::ProcessingFailed,
-                    Some(log_id),
-                    format!("processing failed: {reason}"),
-                ));
-            }
-            Ok(Outcome::Attempted { attempt, success, environment }) => {
-                let error = attempt.error.clone();
-                events.push(Event::AttemptRecorded { log_id, attempt });
-                if success {
-                    events.push(status(LogStatus::Succeeded, None));
-                    events.extend(self.recovered(log_id));
-                } else if environment == Environment::Production {
-                    events.push(status(LogStatus::Retrying, error.clone()));
-                    let text = format!("delivery failed, queue paused for retries: {}", error.unwrap_or_default());
-                    events.extend(self.alert(AlertKind::QueuePaused, Some(log_id), text));
-                } else {
-                    events.push(status(LogStatus::Failed, error));
-                    events.extend(self.recovered(log_id));
-                }
-            }
-        }
-        // The ledger's flusher makes these durable within its interval: the
-        // next delivery need not wait, and should a crash come first,
-        // at-least-once delivery covers an outcome that was not durable.
-        for event in &events {
-            if let Err(e) = self.shared.ledger.record(event) {
-                tracing::error!(destination = %self.id, error = %e, "journal write failed: delivery stops");
-                return ctx.stop();
-            }
-        }
-    }
-
-    /// An alert for a new pause or halt episode; none while one is open.
-    fn alert(&mut self, kind: AlertKind, log_id: Option<Id>, text: String) -> Option<Event> {
-        if self.episode_open {
-            return None;
-        }
-        self.episode_open = true;
-        let alert = Alert {
-            id: self.shared.ids.id(),
-            kind,
-            destination_id: self.id,
-            log_id,
-            at_ms: self.shared.clock.now_ms(),
-            text,
-        };
-        self.shared.alerts.notify(&alert);
-        Some(Event::AlertRaised(alert))
-    }
-
-    /// The recovery alert, when an episode was open.
-    fn recovered(&mut self, log_id: Id) -> Option<Event> {
-        if !self.episode_open {
-            return None;
-        }
-        self.episode_open = false;
-        let alert = Alert {
-            id: self.shared.ids.id(),
-            kind: AlertKind::QueueRecovered,
-            destination_id: self.id,
-            log_id: Some(log_id),
-            at_ms: self.shared.clock.now_ms(),
-            text: "queue recovered".to_owned(),
-        };
-        self.shared.alerts.notify(&alert);
-        Some(Event::AlertRaised(alert))
     }
 }
 

@@ -1,11 +1,12 @@
 //! Delivery (SPEC §4): one actor per destination, spread over a few
 //! arbiters, fed by hints from the router. Each actor prepares bodies on
-//! the processing pool (`crate::jq`), ahead of its queue's head; alerts are
-//! posted to a webhook without holding anything up.
+//! the processing pool (`crate::jq`), ahead of its queue's head, and
+//! journals the alerts of its queue's episodes (`crate::alerts` sends them).
 
 mod actor;
-mod alerts;
+mod attempt;
 mod operate;
+mod outcome;
 pub mod request;
 pub mod schedule;
 
@@ -21,13 +22,14 @@ use actix::{Actor, Addr, Arbiter, ArbiterHandle};
 use parking_lot::Mutex;
 use serde_json::Value;
 
+pub use self::operate::Action;
 use self::{
     actor::{DestinationActor, Wake},
     operate::Operate,
 };
-pub use self::{alerts::AlertSink, operate::Action};
 use crate::{
     clock::SharedClock,
+    egress::Egress,
     error::ApiError,
     ids::SharedIds,
     jq::{AheadCounts, TransformPool},
@@ -44,9 +46,10 @@ pub struct Shared {
     pub ids: SharedIds,
     pub pool: TransformPool,
     pub retry_schedule_ms: Vec<u64>,
-    pub alerts: AlertSink,
     /// TLS for `https://` destinations (`tls::client_config`).
     pub tls: Arc<rustls::ClientConfig>,
+    /// Where deliveries may go.
+    pub egress: Egress,
     /// What the actors' processing look-ahead did, for `/metrics`.
     pub ahead_counts: Arc<AheadCounts>,
 }
@@ -81,24 +84,37 @@ impl Deliveries {
     }
 
     /// Starts actors for new destinations, forgets those of deleted ones
-    /// (which stop themselves), and wakes the rest.
+    /// (which stop themselves), and wakes the rest. An actor found stopped
+    /// while its destination exists is started again: no destination
+    /// stops delivering silently.
     pub fn reconcile(&self) {
         let wanted: Vec<Id> = self.shared.ledger.state().read().destinations.keys().copied().collect();
         let mut actors = self.actors.lock();
         actors.retain(|id, addr| {
-            let keep = wanted.contains(id);
+            let keep = wanted.contains(id) && addr.connected();
             let _ = addr.try_send(Wake);
             keep
         });
         for id in wanted {
-            if actors.contains_key(&id) {
-                continue;
-            }
-            let arbiter = &self.arbiters[self.next.fetch_add(1, Ordering::Relaxed) % self.arbiters.len()];
-            let shared = self.shared.clone();
-            let addr = DestinationActor::start_in_arbiter(arbiter, move |_| DestinationActor::new(id, shared));
-            actors.insert(id, addr);
+            actors.entry(id).or_insert_with(|| self.start_actor(id));
         }
+    }
+
+    fn start_actor(&self, id: Id) -> Addr<DestinationActor> {
+        let arbiter = &self.arbiters[self.next.fetch_add(1, Ordering::Relaxed) % self.arbiters.len()];
+        let shared = self.shared.clone();
+        DestinationActor::start_in_arbiter(arbiter, move |_| DestinationActor::new(id, shared))
+    }
+
+    /// The actor of `destination`, started again if it had stopped while
+    /// the destination exists.
+    fn actor(&self, destination: Id) -> Option<Addr<DestinationActor>> {
+        let addr = self.actors.lock().get(&destination).cloned()?;
+        if addr.connected() {
+            return Some(addr);
+        }
+        self.reconcile();
+        self.actors.lock().get(&destination).cloned()
     }
 
     /// The processing pool, for work that is not a delivery (queries).
@@ -109,7 +125,7 @@ impl Deliveries {
     /// Tells a destination's actor to look at its queue. If its mailbox is
     /// full the hint is not needed: every queued message makes it look.
     pub fn wake(&self, destination: Id) {
-        if let Some(addr) = self.actors.lock().get(&destination) {
+        if let Some(addr) = self.actor(destination) {
             let _ = addr.try_send(Wake);
         }
     }
@@ -121,7 +137,7 @@ impl Deliveries {
 
     /// Runs an operator action on a destination's queue.
     pub async fn operate(&self, destination: Id, action: Action) -> Result<Value, ApiError> {
-        let addr = self.actors.lock().get(&destination).cloned();
+        let addr = self.actor(destination);
         let addr = addr.ok_or_else(|| ApiError::not_found(format!("destination {destination} not found")))?;
         match addr.send(Operate(action)).await {
             Ok(result) => result,

@@ -123,7 +123,7 @@ impl DestinationActor {
     }
 
     fn not_in_flight(&self, log_id: Id) -> Result<(), ApiError> {
-        if self.in_flight() == Some(log_id) {
+        if self.in_flight() == Some(log_id) || self.unrecorded_log() == Some(log_id) {
             return Err(ApiError::conflict(format!("log {log_id} is being delivered right now; try again")));
         }
         Ok(())

@@ -1,17 +1,45 @@
-//! `GET /healthz` and `GET /metrics` (Prometheus text format).
+//! `GET /healthz` (liveness), `GET /readyz` (readiness) and
+//! `GET /metrics` (Prometheus text format).
 
 use std::{fmt::Write, sync::atomic::Ordering};
 
 use actix_web::{HttpResponse, web};
+use serde_json::json;
 
 use super::AppCtx;
-use crate::model::LogStatus;
+use crate::{journal::Health, model::LogStatus};
 
+/// Liveness: the process runs and answers.
 pub async fn healthz(ctx: web::Data<AppCtx>) -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({
+    HttpResponse::Ok().json(json!({
         "status": "ok",
         "durable_through": ctx.journal.durable_through(),
     }))
+}
+
+/// Readiness: 200 once the journal is replayed (this handler is served only
+/// then) and takes writes; 503 with the reason otherwise.
+pub async fn readyz(ctx: web::Data<AppCtx>) -> HttpResponse {
+    let unavailable = |status: &str, reason: String| {
+        HttpResponse::ServiceUnavailable().insert_header(("retry-after", "1")).json(json!({
+            "status": status,
+            "reason": reason,
+        }))
+    };
+    match ctx.journal.health() {
+        Health::Writable => HttpResponse::Ok().json(json!({ "status": "ready" })),
+        Health::Degraded(reason) => HttpResponse::Ok().json(json!({
+            "status": "ready",
+            "warning": format!("the write-ahead log cannot grow: {reason}"),
+        })),
+        Health::Unwritable(reason) => {
+            unavailable("unavailable", format!("the write-ahead log takes no writes for now: {reason}"))
+        }
+        Health::Failed(reason) => unavailable(
+            "failed",
+            format!("the write-ahead log failed and takes no writes until ferrox restarts: {reason}"),
+        ),
+    }
 }
 
 pub async fn metrics(ctx: web::Data<AppCtx>) -> HttpResponse {

@@ -4,6 +4,7 @@ mod admin;
 mod health;
 mod query;
 mod send;
+pub mod starting;
 mod tokens;
 
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use crate::{
     ids::SharedIds,
     ledger::{JournalReader, StateReader},
     model::Id,
+    objects::file::FileObjects,
     router::Router,
 };
 
@@ -35,6 +37,8 @@ pub struct AppCtx {
     pub router: Addr<Router>,
     pub deliveries: Deliveries,
     pub config: Arc<Config>,
+    /// The objects the configuration file owns.
+    pub file: Arc<FileObjects>,
     pub clock: SharedClock,
     pub ids: SharedIds,
     pub token_key: Arc<TokenKey>,
@@ -55,6 +59,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/auth/authenticate", web::post().to(tokens::authenticate))
         .route("/auth/refreshToken", web::post().to(tokens::refresh))
         .route("/healthz", web::get().to(health::healthz))
+        .route("/readyz", web::get().to(health::readyz))
         .route("/metrics", web::get().to(health::metrics))
         .service(web::scope("/api/v1").configure(admin::routes));
 }

@@ -13,6 +13,7 @@ use serde_json::Value;
 use super::{AppCtx, authenticate_source, read_body, require_json};
 use crate::{
     delivery::request::{self, AttemptIds},
+    egress::Egress,
     error::{ApiError, ErrorKind},
     inbound::{self, Endpoint, InboundError},
     jq::{Transform, TransformPool},
@@ -34,8 +35,8 @@ impl std::fmt::Debug for QueryClient {
 }
 
 impl QueryClient {
-    pub fn new(tls: &Arc<rustls::ClientConfig>) -> Self {
-        Self(tls::http_client(tls, None))
+    pub fn new(tls: &Arc<rustls::ClientConfig>, egress: Egress) -> Self {
+        Self(tls::http_client(tls, None, egress))
     }
 }
 
@@ -126,7 +127,8 @@ async fn run(ctx: &AppCtx, req: &HttpRequest, payload: web::Payload) -> Result<V
     };
     let started_at_ms = ctx.clock.now_ms();
     let response_transform = response_transform.map(Arc::new);
-    let result = forward(&client.0, &target.destination, &ids, outbound, response_transform, pool).await;
+    let egress = ctx.config.egress();
+    let result = forward(&client.0, &target.destination, &ids, outbound, response_transform, pool, egress).await;
     let duration_ms = u64::try_from(ctx.clock.now_ms().saturating_sub(started_at_ms)).unwrap_or(0);
     // One sync covers the accepted query and its outcome: the log syncs in
     // order, so waiting for the outcome waits for the acceptance too.
@@ -145,13 +147,16 @@ async fn forward(
     body: Vec<u8>,
     response_transform: Option<Arc<Transform>>,
     pool: &TransformPool,
+    egress: Egress,
 ) -> Forwarded {
+    let bad_gateway = |status, text: String| (status, ApiError::new(ErrorKind::BadGateway, text));
+    let url = url::Url::parse(&dest.url).map_err(|e| bad_gateway(None, format!("The destination's url: {e}")))?;
+    egress.check_host(&url).map_err(|e| bad_gateway(None, format!("The destination is refused: {e}")))?;
     let headers = request::headers(dest, ids, &body).map_err(|e| (None, ApiError::internal(e)))?;
     let mut req = client.post(&dest.url).timeout(Duration::from_millis(dest.timeout_ms));
     for header in headers {
         req = req.insert_header(header);
     }
-    let bad_gateway = |status, text: String| (status, ApiError::new(ErrorKind::BadGateway, text));
     let mut resp = match req.send_body(body).await {
         Ok(resp) => resp,
         Err(awc::error::SendRequestError::Timeout) => {

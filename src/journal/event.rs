@@ -56,6 +56,10 @@ pub enum Event {
         channel: String,
         after: u64,
     },
+    /// An alert channel is no longer configured: its cursor is forgotten.
+    AlertChannelClosed {
+        channel: String,
+    },
     /// The alert raised at `alert_position` left through `channel`: taken,
     /// or refused for good with the reason.
     AlertSent {

@@ -55,6 +55,9 @@ pub type CommitFuture = Pin<Box<dyn Future<Output = Result<(), JournalError>> + 
 pub enum Health {
     /// Appends and syncs succeed.
     Writable,
+    /// Appends succeed, but the log cannot grow (the next segment cannot be
+    /// created): they will fail once the current segment is full.
+    Degraded(String),
     /// Appends fail for now (a segment cannot be created: the disk is full
     /// or failing); they succeed again once the cause is gone.
     Unwritable(String),
@@ -191,9 +194,11 @@ impl Journal for WalJournal {
     }
 
     fn health(&self) -> Health {
-        match self.wal().failure() {
-            Some(reason) => Health::Failed(reason),
-            None => Health::Writable,
+        match self.wal().health() {
+            ferrox_storage::Health::Writable => Health::Writable,
+            ferrox_storage::Health::Degraded(reason) => Health::Degraded(reason),
+            ferrox_storage::Health::Unwritable(reason) => Health::Unwritable(reason),
+            ferrox_storage::Health::Failed(reason) => Health::Failed(reason),
         }
     }
 }

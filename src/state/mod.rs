@@ -275,6 +275,9 @@ impl State {
             Event::AlertChannelOpened { channel, after } => {
                 self.alert_channels.insert(channel.clone(), *after);
             }
+            Event::AlertChannelClosed { channel } => {
+                self.alert_channels.remove(channel);
+            }
             Event::AlertSent { channel, alert_position, at_ms, refused } => {
                 let cursor = self.alert_channels.entry(channel.clone()).or_default();
                 *cursor = (*cursor).max(*alert_position);

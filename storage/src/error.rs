@@ -20,6 +20,11 @@ pub enum Error {
     /// unknown, so the log refuses further appends and syncs until reopened.
     #[error("the write-ahead log failed and accepts no more writes: {0}")]
     Poisoned(String),
+    /// The active segment is full and the next one cannot be created (the
+    /// disk is full or failing). Not fatal: creation is retried in the
+    /// background, and appends succeed again once it works.
+    #[error("no segment to write to: {0}")]
+    NoSegment(String),
     /// Acknowledged data is damaged: a bad record is followed by records that
     /// prove it had been synced. Opening with [`Recovery::Repair`](crate::Recovery::Repair)
     /// truncates the log at this point.

@@ -152,6 +152,7 @@ mod layout;
 #[allow(unsafe_code)]
 mod mmap;
 mod options;
+mod prepare;
 mod recovery;
 mod rng;
 mod segment;
@@ -168,7 +169,7 @@ pub use crate::{
         DEFAULT_MAX_RECORD_BYTES, DEFAULT_SEGMENT_BYTES, MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES, Options, Recovery,
     },
     recovery::RecoveryStats,
-    wal::{Iter, Wal},
+    wal::{Health, Iter, Wal},
 };
 
 /// The offsets and sizes of the on-disk format, for tools and tests.

@@ -54,14 +54,27 @@ impl Segment {
     /// Creates segment `index`: a zero-filled file of `segment_bytes` with its
     /// header, synced, then renamed into place and the directory synced, so
     /// a segment file with its final name is always complete.
+    /// On failure, the partial file is removed, so a later try starts clean.
     pub(crate) fn create(vfs: &dyn Vfs, dir: &Path, index: u64, segment_bytes: u64, salt: u64) -> Result<Arc<Self>> {
         let path = dir.join(file_name(index));
         let tmp = dir.join(format!("{}{TMP_SUFFIX}", file_name(index)));
-        let file = vfs.create(&tmp, segment_bytes).map_err(io_err("create", &tmp))?;
-        let header = SegmentHeader { index, segment_bytes, salt };
-        file.write_at(0, &header.encode()).map_err(io_err("write header of", &tmp))?;
-        file.sync().map_err(io_err("sync", &tmp))?;
-        vfs.rename(&tmp, &path).map_err(io_err("rename", &tmp))?;
+        // Left by an earlier try whose clean-up failed too.
+        let _ = vfs.remove(&tmp);
+        let created = (|| {
+            let file = vfs.create(&tmp, segment_bytes).map_err(io_err("create", &tmp))?;
+            let header = SegmentHeader { index, segment_bytes, salt };
+            file.write_at(0, &header.encode()).map_err(io_err("write header of", &tmp))?;
+            file.sync().map_err(io_err("sync", &tmp))?;
+            vfs.rename(&tmp, &path).map_err(io_err("rename", &tmp))?;
+            Ok(file)
+        })();
+        let file = match created {
+            Ok(file) => file,
+            Err(e) => {
+                let _ = vfs.remove(&tmp);
+                return Err(e);
+            }
+        };
         vfs.sync_dir(dir).map_err(io_err("sync directory", dir))?;
         let map = file.map().map_err(io_err("map", &path))?;
         Ok(Arc::new(Self { index, salt, path, file, map }))

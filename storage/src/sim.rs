@@ -46,14 +46,28 @@ pub struct LazyDisk {
 }
 
 /// Faults a test can switch on.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Faults {
     /// `sync` fails (nothing becomes durable) while this is set.
     fail_sync: AtomicBool,
     /// `create` fails as if the disk were full while this is set.
     fail_create: AtomicBool,
+    /// Bytes the live files may take in all (`u64::MAX`: no limit). A
+    /// creation past it fails as on a full disk, leaving the part written.
+    capacity: AtomicU64,
     /// Counts calls to `VfsFile::sync`.
     syncs: AtomicU64,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Self {
+            fail_sync: AtomicBool::new(false),
+            fail_create: AtomicBool::new(false),
+            capacity: AtomicU64::new(u64::MAX),
+            syncs: AtomicU64::new(0),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -161,6 +175,24 @@ impl LazyDisk {
         self.faults.fail_create.store(on, Ordering::SeqCst);
     }
 
+    /// Limits the bytes all live files may take (`None`: no limit). A file
+    /// created past the limit fails with `StorageFull` and leaves a partial
+    /// file of the bytes that fitted, as a real file system does when the
+    /// zeros run out of space.
+    pub fn set_capacity(&self, bytes: Option<u64>) {
+        self.faults.capacity.store(bytes.unwrap_or(u64::MAX), Ordering::SeqCst);
+    }
+
+    /// Bytes the live files take.
+    pub fn used_bytes(&self) -> u64 {
+        self.state.lock().live.values().map(|f| f.len).sum()
+    }
+
+    /// The names of the live files, for tests to look for leftovers.
+    pub fn files(&self) -> Vec<PathBuf> {
+        self.state.lock().live.keys().cloned().collect()
+    }
+
     /// How many file syncs have been issued on this disk.
     pub fn sync_count(&self) -> u64 {
         self.faults.syncs.load(Ordering::SeqCst)
@@ -224,6 +256,9 @@ impl Vfs for LazyDisk {
         if state.live.contains_key(path) {
             return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("{} exists", path.display())));
         }
+        let used: u64 = state.live.values().map(|f| f.len).sum();
+        let free = self.faults.capacity.load(Ordering::SeqCst).saturating_sub(used);
+        let (len, full) = if len > free { (free, true) } else { (len, false) };
         let len_usize = usize::try_from(len).map_err(|_| io::Error::other("file too large"))?;
         let file = Arc::new(MemFile {
             len,
@@ -233,6 +268,9 @@ impl Vfs for LazyDisk {
         });
         state.live.insert(path.to_path_buf(), file.clone());
         state.dir_ops.push(DirOp::Create(path.to_path_buf(), file.clone()));
+        if full {
+            return Err(io::Error::new(io::ErrorKind::StorageFull, "no space left on device (capacity reached)"));
+        }
         Ok(file)
     }
 

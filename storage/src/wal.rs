@@ -10,7 +10,6 @@ use std::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
-    thread::JoinHandle,
     time::Instant,
 };
 
@@ -22,6 +21,7 @@ use crate::{
     index::{Index, Record},
     layout::{RecordHeader, SEGMENT_HEADER_BYTES, encode_record, record_bytes},
     options::Options,
+    prepare::{Next, Preparer},
     recovery::{self, RecoveryStats},
     rng::SplitMix64,
     segment::{DELETED_SUFFIX, Segment, file_name},
@@ -50,7 +50,25 @@ pub struct Wal {
     index: RwLock<Index>,
     checkpoint: Mutex<u64>,
     stats: RecoveryStats,
+    /// Creates the next segment ahead of need; `None` when disabled.
+    preparer: Option<Preparer>,
     _lock: Box<dyn Any + Send + Sync>,
+}
+
+/// Whether the log takes writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    Writable,
+    /// Appends succeed, but the next segment cannot be created: they will
+    /// fail once the active segment is full, unless the disk heals first.
+    Degraded(String),
+    /// Appends fail: the active segment is full and no next segment could
+    /// be created (the disk is full or failing). Creation is retried in the
+    /// background; appends succeed again once it works.
+    Unwritable(String),
+    /// A write or sync failed: nothing more is taken until the log is
+    /// reopened.
+    Failed(String),
 }
 
 struct Writer {
@@ -62,7 +80,8 @@ struct Writer {
     pending: Vec<Chunk>,
     /// Empty segments ready to roll into, in order.
     spares: Vec<Arc<Segment>>,
-    preparing: Option<JoinHandle<Result<Arc<Segment>>>>,
+    /// Why the last roll found no segment, until one succeeds.
+    roll_failure: Option<String>,
     next_index: u64,
     rng: SplitMix64,
     /// Buffers of flushed chunks, kept to avoid reallocating.
@@ -124,13 +143,20 @@ impl Wal {
         let last = recovered.next_seq - 1;
         let mut stats = recovered.stats;
         stats.duration = started.elapsed();
+        let preparer = match options.prepare_ahead {
+            true => Some(
+                Preparer::start(vfs.clone(), dir.clone(), options.segment_bytes)
+                    .map_err(io_err("start the preparing thread for", &dir))?,
+            ),
+            false => None,
+        };
         let writer = Writer {
             active,
             offset,
             next_seq: recovered.next_seq,
             pending: Vec::new(),
             spares: recovered.spares,
-            preparing: None,
+            roll_failure: None,
             next_index,
             rng,
             free_buffers: Vec::new(),
@@ -148,6 +174,7 @@ impl Wal {
             index: RwLock::new(Index::new(recovered.indexed)),
             checkpoint: Mutex::new(checkpoint),
             stats,
+            preparer,
             _lock: lock,
         };
         wal.prepare_ahead(&mut wal.writer.lock());
@@ -288,48 +315,69 @@ impl Wal {
     }
 
     /// Switches appends to the next segment. On failure nothing changes and
-    /// the append that asked fails; a later append tries again.
+    /// the append that asked fails; a later append tries again. A failure
+    /// to create a segment is not fatal: nothing was written to it.
     fn roll(&self, w: &mut Writer) -> Result<()> {
         let next = if !w.spares.is_empty() {
             w.spares.remove(0)
         } else {
-            // A failed preparation is retried here, under the same index, so
-            // segment indices never skip a number.
-            match w.preparing.take().map(JoinHandle::join) {
-                Some(Ok(Ok(seg))) => {
-                    debug_assert_eq!(seg.index, w.next_index);
+            match self.preparer.as_ref().map_or(Next::NotAsked, Preparer::take) {
+                Next::Ready(segment) => {
+                    debug_assert_eq!(segment.index, w.next_index);
                     w.next_index += 1;
-                    seg
+                    segment
                 }
-                _ => {
+                // The preparing thread retries with backoff; an append per
+                // request must not each try a creation of its own.
+                Next::Failing(reason) => {
+                    w.roll_failure = Some(reason.clone());
+                    return Err(Error::NoSegment(reason));
+                }
+                Next::NotAsked => {
                     let salt = salt(&mut w.rng);
-                    let seg =
-                        Segment::create(self.vfs.as_ref(), &self.dir, w.next_index, self.options.segment_bytes, salt)?;
-                    w.next_index += 1;
-                    seg
+                    let created =
+                        Segment::create(self.vfs.as_ref(), &self.dir, w.next_index, self.options.segment_bytes, salt);
+                    match created {
+                        Ok(segment) => {
+                            w.next_index += 1;
+                            segment
+                        }
+                        Err(e) => {
+                            w.roll_failure = Some(e.to_string());
+                            return Err(e);
+                        }
+                    }
                 }
             }
         };
+        w.roll_failure = None;
         w.active = next;
         w.offset = SEGMENT_HEADER_BYTES;
         self.prepare_ahead(w);
         Ok(())
     }
 
-    /// Starts creating the next segment in the background, if enabled and
-    /// none is ready.
+    /// Asks for the next segment to be created in the background, if
+    /// enabled and no spare is ready.
     fn prepare_ahead(&self, w: &mut Writer) {
-        if !self.options.prepare_ahead || !w.spares.is_empty() || w.preparing.is_some() {
-            return;
+        if let Some(preparer) = &self.preparer
+            && w.spares.is_empty()
+        {
+            preparer.ask(w.next_index, salt(&mut w.rng));
         }
-        let (vfs, dir, bytes) = (self.vfs.clone(), self.dir.clone(), self.options.segment_bytes);
-        let (index, salt) = (w.next_index, salt(&mut w.rng));
-        let spawned = std::thread::Builder::new()
-            .name("wal-prepare".into())
-            .spawn(move || Segment::create(vfs.as_ref(), &dir, index, bytes, salt));
-        // If no thread can be started the segment is created at roll time.
-        if let Ok(handle) = spawned {
-            w.preparing = Some(handle);
+    }
+
+    /// Whether the log takes writes now.
+    pub fn health(&self) -> Health {
+        if let Some(reason) = self.failure() {
+            return Health::Failed(reason);
+        }
+        let ready = self.preparer.as_ref().is_some_and(Preparer::has_ready);
+        let w = self.writer.lock();
+        match (&w.roll_failure, self.preparer.as_ref().and_then(Preparer::failure)) {
+            (Some(reason), _) if !ready && w.spares.is_empty() => Health::Unwritable(reason.clone()),
+            (_, Some(reason)) if w.spares.is_empty() => Health::Degraded(reason),
+            _ => Health::Writable,
         }
     }
 
@@ -419,15 +467,6 @@ impl Wal {
             self.vfs.sync_dir(&self.dir).map_err(io_err("sync directory", &self.dir))?;
         }
         Ok(doomed.len())
-    }
-}
-
-impl Drop for Wal {
-    fn drop(&mut self) {
-        // Let a segment being prepared finish, so the directory is settled.
-        if let Some(handle) = self.writer.get_mut().preparing.take() {
-            let _ = handle.join();
-        }
     }
 }
 

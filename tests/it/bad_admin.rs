@@ -41,15 +41,56 @@ fn every_bad_admin_body_is_rejected_and_nothing_is_written() {
         let reply = server.admin_post(path, &body);
         check(&server, name, &reply, 400, Text::Contains(parts), start);
     }
+    // The configuration file's objects are the file's: no change, even a
+    // valid one, through the API.
+    let lab = json!({ "name": "Lab", "url": "http://127.0.0.1:9/Lab2", "environment": "production" });
+    let reply = server.admin_as(Some(ADMIN_TOKEN), "PUT", &format!("/destinations/{LAB}"), Some(&lab));
+    check(
+        &server,
+        "PUT a destination of the file",
+        &reply,
+        409,
+        Text::Contains(&["destination 'Lab'", "ferrox.toml"]),
+        start,
+    );
+    let reply = server.admin_as(Some(ADMIN_TOKEN), "DELETE", &format!("/destinations/{LAB}?force=true"), None);
+    check(&server, "DELETE a destination of the file", &reply, 409, Text::Contains(&["configuration file"]), start);
+    let scratch = json!({ "name": "Scratch", "url": "http://127.0.0.1:9/s", "environment": "staging" });
+    let made = server.admin_post("/destinations", &scratch);
+    assert_eq!(made.status, 201, "{}", made.text);
+    let id = made.json["id"].as_str().expect("an ID").to_owned();
+    let start = server.durable_through();
     let reply = server.admin_as(
         Some(ADMIN_TOKEN),
         "PUT",
-        &format!("/destinations/{LAB}"),
-        Some(&json!({ "name": "Lab", "url": "nope", "environment": "production" })),
+        &format!("/destinations/{id}"),
+        Some(&json!({ "name": "Scratch", "url": "nope", "environment": "production" })),
     );
     check(&server, "PUT destination with a bad URL", &reply, 400, Text::Contains(&["url"]), start);
+    for url in ["http://user:pass@127.0.0.1:9/s", "https://token@lab.example/in"] {
+        let body = json!({ "name": "Scratch", "url": url, "environment": "staging" });
+        let reply = server.admin_as(Some(ADMIN_TOKEN), "PUT", &format!("/destinations/{id}"), Some(&body));
+        check(
+            &server,
+            "PUT destination with credentials in its URL",
+            &reply,
+            400,
+            Text::Contains(&["credentials"]),
+            start,
+        );
+        let reply =
+            server.admin_post("/destinations", &json!({ "name": "Creds", "url": url, "environment": "staging" }));
+        check(
+            &server,
+            "POST destination with credentials in its URL",
+            &reply,
+            400,
+            Text::Contains(&["credentials"]),
+            start,
+        );
+    }
     let reply = server.post_raw("/api/v1/sources", Some(ADMIN_TOKEN), Some("text/plain"), b"{\"name\": \"x\"}");
     check(&server, "admin body not JSON content", &reply, 415, Text::Contains(&[]), start);
-    assert_eq!(server.admin_get("/destinations").json["destinations"].as_array().map(Vec::len), Some(4));
+    assert_eq!(server.admin_get("/destinations").json["destinations"].as_array().map(Vec::len), Some(5));
     assert_eq!(server.admin_get(&format!("/destinations/{LAB}")).json["url"], "http://127.0.0.1:9/Lab");
 }

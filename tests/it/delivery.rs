@@ -83,7 +83,12 @@ fn quoted(text: &str) -> String {
 }
 
 impl Setup {
+    /// The configuration file, subscriptions included.
     pub fn toml(&self) -> String {
+        self.toml_with(true)
+    }
+
+    fn toml_with(&self, subscriptions: bool) -> String {
         let mut toml = format!("admin_token = {}\n", quoted(ADMIN_TOKEN));
         if let Some(url) = &self.alert_webhook_url {
             let _ = writeln!(toml, "alert_webhook_url = {}", quoted(url));
@@ -127,7 +132,7 @@ impl Setup {
                 let _ = writeln!(toml, "verification_token = {}", quoted(token));
             }
         }
-        for d in &self.destinations {
+        for d in self.destinations.iter().filter(|_| subscriptions) {
             let _ = writeln!(
                 toml,
                 "[[subscriptions]]\nid = {}\nsource_id = {}\ndestination_id = {}\ndata_model = \"PatientAdmin\"",
@@ -142,9 +147,23 @@ impl Setup {
         toml
     }
 
-    /// Starts the real binary with this configuration.
+    /// Starts the real binary with this configuration. The subscriptions
+    /// are made through the operator API, as an operator would, so that
+    /// tests may change them there (the file's own objects are the file's).
     pub fn start(&self) -> Server {
-        Server::start_with(&Options { config_text: Some(self.toml()), ..Options::default() })
+        let server = Server::start_with(&Options { config_text: Some(self.toml_with(false)), ..Options::default() });
+        for d in &self.destinations {
+            let subscription = json!({
+                "id": d.subscription_id(),
+                "source_id": EHR.id,
+                "destination_id": d.id,
+                "data_model": "PatientAdmin",
+                "transform": d.transform,
+            });
+            let made = server.admin_post("/subscriptions", &subscription);
+            assert_eq!(made.status, 201, "POST the subscription of {}: {}", d.name, made.text);
+        }
+        server
     }
 }
 

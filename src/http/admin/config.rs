@@ -1,6 +1,8 @@
 //! CRUD of sources, destinations and subscriptions. Every change is a
 //! journal event, decided inside the router and answered once durable.
-//! The three kinds share their handlers through [`Kind`].
+//! The three kinds share their handlers through [`Kind`]. Objects the
+//! configuration file declares are the file's: changing or deleting one
+//! here is a 409 naming the file (`objects::file`).
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, de::DeserializeOwned};
@@ -13,7 +15,10 @@ use crate::{
     ids::IdSource,
     journal::Event,
     model::Id,
-    objects::{DestinationSpec, SourceSpec, SubscriptionSpec, destination_json, source_json, subscription_json},
+    objects::{
+        DestinationRules, DestinationSpec, SourceSpec, SubscriptionSpec, destination_json, file::FileObjects,
+        source_json, subscription_json,
+    },
     state::State,
 };
 
@@ -41,23 +46,27 @@ trait Kind: 'static {
     fn ids(state: &State) -> Vec<Id>;
     fn json(state: &State, id: Id) -> Option<Value>;
     /// Builds the object for an upsert; `path_id` is set for `PUT`.
-    fn upsert(spec: &Self::Spec, path_id: Option<Id>, state: &State, ids: &dyn IdSource, ctx: &Defaults) -> Decided;
+    fn upsert(
+        spec: &Self::Spec,
+        path_id: Option<Id>,
+        state: &State,
+        ids: &dyn IdSource,
+        rules: &DestinationRules,
+    ) -> Decided;
     fn spec_id(spec: &Self::Spec) -> Option<&str>;
     /// Whether deleting `id` is refused, and why.
     fn refuse_delete(_state: &State, _id: Id, _force: bool) -> Option<ApiError> {
         None
+    }
+    /// The subscriptions that deleting `id` deletes with it.
+    fn dependents(_state: &State, _id: Id) -> Vec<Id> {
+        Vec::new()
     }
     fn deleted(id: Id) -> Event;
 }
 
 type Decided = Result<(Event, Value), ApiError>;
 type Reply = Result<HttpResponse, ApiError>;
-
-/// Settings from the configuration file that objects default to.
-#[derive(Debug, Clone, Copy)]
-struct Defaults {
-    timeout_ms: u64,
-}
 
 struct Sources;
 struct Destinations;
@@ -74,14 +83,24 @@ impl Kind for Sources {
     fn json(state: &State, id: Id) -> Option<Value> {
         state.sources.get(&id).map(|s| source_json(s, None))
     }
-    fn upsert(spec: &SourceSpec, path_id: Option<Id>, state: &State, ids: &dyn IdSource, _: &Defaults) -> Decided {
+    fn upsert(
+        spec: &SourceSpec,
+        path_id: Option<Id>,
+        state: &State,
+        ids: &dyn IdSource,
+        _: &DestinationRules,
+    ) -> Decided {
         let existing = path_id.and_then(|id| state.sources.get(&id));
-        let (source, secret) = spec.build(path_id, existing, state, ids)?;
+        let key_owner = |key: &str| state.source_by_api_key(key).map(|s| s.id);
+        let (source, secret) = spec.build(path_id, existing, &key_owner, ids)?;
         let value = source_json(&source, secret.as_deref());
         Ok((Event::SourceUpserted(source), value))
     }
     fn spec_id(spec: &SourceSpec) -> Option<&str> {
         spec.id.as_deref()
+    }
+    fn dependents(state: &State, id: Id) -> Vec<Id> {
+        state.subscriptions.values().filter(|s| s.source_id == id).map(|s| s.id).collect()
     }
     fn deleted(id: Id) -> Event {
         Event::SourceDeleted { id }
@@ -99,9 +118,15 @@ impl Kind for Destinations {
     fn json(state: &State, id: Id) -> Option<Value> {
         state.destinations.get(&id).map(destination_json)
     }
-    fn upsert(spec: &DestinationSpec, path_id: Option<Id>, state: &State, ids: &dyn IdSource, d: &Defaults) -> Decided {
+    fn upsert(
+        spec: &DestinationSpec,
+        path_id: Option<Id>,
+        state: &State,
+        ids: &dyn IdSource,
+        rules: &DestinationRules,
+    ) -> Decided {
         let existing = path_id.and_then(|id| state.destinations.get(&id));
-        let destination = spec.build(path_id, existing, d.timeout_ms, ids)?;
+        let destination = spec.build(path_id, existing, rules, ids)?;
         let value = destination_json(&destination);
         Ok((Event::DestinationUpserted(destination), value))
     }
@@ -115,6 +140,9 @@ impl Kind for Destinations {
                 "destination {id} has {queued} queued logs: deliver them first, or delete with ?force=true (they become Failed)"
             ))
         })
+    }
+    fn dependents(state: &State, id: Id) -> Vec<Id> {
+        state.subscriptions.values().filter(|s| s.destination_id == id).map(|s| s.id).collect()
     }
     fn deleted(id: Id) -> Event {
         Event::DestinationDeleted { id }
@@ -137,10 +165,10 @@ impl Kind for Subscriptions {
         path_id: Option<Id>,
         state: &State,
         ids: &dyn IdSource,
-        _: &Defaults,
+        _: &DestinationRules,
     ) -> Decided {
         let existing = path_id.and_then(|id| state.subscriptions.get(&id));
-        let subscription = spec.build(path_id, existing, state, ids)?;
+        let subscription = spec.build(path_id, existing, spec.resolve(state)?, ids)?;
         let value = subscription_json(&subscription);
         Ok((Event::SubscriptionUpserted(subscription), value))
     }
@@ -170,10 +198,24 @@ async fn get<K: Kind>(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<St
     Ok(HttpResponse::Ok().json(value))
 }
 
+fn rules(ctx: &AppCtx) -> DestinationRules {
+    DestinationRules { default_timeout_ms: ctx.config.delivery.timeout_ms, egress: ctx.config.egress() }
+}
+
+/// Refuses a change to an object of the configuration file, or to one
+/// whose deletion would delete one of the file's subscriptions.
+fn file_refusal<K: Kind>(file: &FileObjects, state: &State, id: Id) -> Result<(), ApiError> {
+    let owned = std::iter::once(id).chain(K::dependents(state, id));
+    match owned.filter_map(|id| file.refusal(id)).next() {
+        Some(refusal) => Err(refusal),
+        None => Ok(()),
+    }
+}
+
 async fn create<K: Kind>(ctx: web::Data<AppCtx>, req: HttpRequest, body: web::Payload) -> Reply {
     authenticate_admin(&ctx, &req)?;
     let spec: K::Spec = json_body(&req, body).await?;
-    let defaults = Defaults { timeout_ms: ctx.config.delivery.timeout_ms };
+    let defaults = rules(&ctx);
     let value = change(
         &ctx,
         Box::new(move |state, ids| {
@@ -192,10 +234,14 @@ async fn put<K: Kind>(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<St
     authenticate_admin(&ctx, &req)?;
     let id = path_id(&id)?;
     let spec: K::Spec = json_body(&req, body).await?;
-    let defaults = Defaults { timeout_ms: ctx.config.delivery.timeout_ms };
+    let defaults = rules(&ctx);
+    let file = ctx.file.clone();
     let value = change(
         &ctx,
         Box::new(move |state, ids| {
+            if let Some(refusal) = file.refusal(id) {
+                return Err(refusal);
+            }
             let (event, value) = K::upsert(&spec, Some(id), state, ids, &defaults)?;
             Ok((Some(event), value))
         }),
@@ -217,10 +263,12 @@ async fn delete<K: Kind>(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path
     let query = web::Query::<DeleteQuery>::from_query(req.query_string())
         .map_err(|e| ApiError::invalid(format!("Invalid query: {e}")))?
         .into_inner();
+    let file = ctx.file.clone();
     change(
         &ctx,
         Box::new(move |state, _| {
             let value = K::json(state, id).ok_or_else(|| not_found::<K>(id))?;
+            file_refusal::<K>(&file, state, id)?;
             if let Some(refusal) = K::refuse_delete(state, id, query.force) {
                 return Err(refusal);
             }

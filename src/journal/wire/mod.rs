@@ -27,6 +27,7 @@
 //! | 15 | `AlertChannelOpened` | 1 |
 //! | 16 | `AlertSent` | 1 |
 //! | 17 | `Snapshot` | 1 |
+//! | 18 | `AlertChannelClosed` | 1 |
 //!
 //! # How the format evolves
 //!
@@ -68,7 +69,7 @@ pub enum DecodeError {
 }
 
 /// Version 1's record type names, by type code.
-const V1_NAMES: [&str; 17] = [
+const V1_NAMES: [&str; 18] = [
     "SourceUpserted",
     "SourceDeleted",
     "DestinationUpserted",
@@ -86,6 +87,7 @@ const V1_NAMES: [&str; 17] = [
     "AlertChannelOpened",
     "AlertSent",
     "Snapshot",
+    "AlertChannelClosed",
 ];
 
 fn kind_of(type_code: u8, version: u8) -> u16 {
@@ -134,6 +136,7 @@ fn event_name(event: &Event) -> &'static str {
         Event::QueueResumed { .. } => "QueueResumed",
         Event::AlertRaised(_) => "AlertRaised",
         Event::AlertChannelOpened { .. } => "AlertChannelOpened",
+        Event::AlertChannelClosed { .. } => "AlertChannelClosed",
         Event::AlertSent { .. } => "AlertSent",
         Event::Snapshot(_) => "Snapshot",
     }
@@ -307,6 +310,7 @@ mod tests {
                 subscriptions: vec![subscription],
             }),
             Event::AlertChannelOpened { channel: "webhook".into(), after: 3 },
+            Event::AlertChannelClosed { channel: "email:ops".into() },
             Event::AlertSent { channel: "webhook".into(), alert_position: 8, at_ms: 12, refused: None },
         ]);
         events

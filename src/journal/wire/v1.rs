@@ -34,6 +34,7 @@ pub mod types {
     pub const ALERT_CHANNEL_OPENED: u8 = 15;
     pub const ALERT_SENT: u8 = 16;
     pub const SNAPSHOT: u8 = 17;
+    pub const ALERT_CHANNEL_CLOSED: u8 = 18;
 }
 
 #[derive(Archive, Serialize)]
@@ -172,6 +173,11 @@ pub struct Alert {
 pub struct AlertChannelOpened {
     pub channel: String,
     pub after: u64,
+}
+
+#[derive(Archive, Serialize)]
+pub struct AlertChannelClosed {
+    pub channel: String,
 }
 
 #[derive(Archive, Serialize)]
@@ -410,6 +416,9 @@ pub fn encode(event: &Event) -> Result<(u8, AlignedVec), rancor::Error> {
         Event::AlertRaised(a) => (ALERT_RAISED, to_bytes(&alert(a))?),
         Event::AlertChannelOpened { channel, after } => {
             (ALERT_CHANNEL_OPENED, to_bytes(&AlertChannelOpened { channel: channel.clone(), after: *after })?)
+        }
+        Event::AlertChannelClosed { channel } => {
+            (ALERT_CHANNEL_CLOSED, to_bytes(&AlertChannelClosed { channel: channel.clone() })?)
         }
         Event::AlertSent { channel, alert_position, at_ms, refused } => {
             let record = AlertSent {
@@ -651,6 +660,10 @@ pub fn decode(type_code: u8, bytes: &[u8]) -> Option<Decoded<Replayed<'_>>> {
         ALERT_CHANNEL_OPENED => event(
             access::<ArchivedAlertChannelOpened>(bytes)
                 .map(|r| Event::AlertChannelOpened { channel: r.channel.to_string(), after: r.after.to_native() }),
+        ),
+        ALERT_CHANNEL_CLOSED => event(
+            access::<ArchivedAlertChannelClosed>(bytes)
+                .map(|r| Event::AlertChannelClosed { channel: r.channel.to_string() }),
         ),
         ALERT_SENT => event(access::<ArchivedAlertSent>(bytes).map(|r| Event::AlertSent {
             channel: r.channel.to_string(),

@@ -1,8 +1,11 @@
 //! Segment roll, retention, reopen across many segments, limits and faults.
 
-use std::fs;
+use std::{
+    fs,
+    time::{Duration, Instant},
+};
 
-use ferrox_storage::{Error, Options, Wal, sim::LazyDisk};
+use ferrox_storage::{Error, Health, Options, Wal, sim::LazyDisk};
 
 use crate::common::{contents, open_lazy, payload, small};
 
@@ -157,6 +160,18 @@ fn disk_full_at_roll(prepare_ahead: bool) {
     } else {
         wal
     };
+    let seq = fill_until_refused(&wal);
+    wal.sync().unwrap();
+    disk.fail_creates(false);
+    assert_eq!(append_once_healed(&wal, &[8; 500]), seq + 1);
+    drop(wal);
+    // Segment indices have no hole: recovery finds every record.
+    let wal = open_lazy(&disk.crash(1), small(4096));
+    assert_eq!(wal.synced_through(), seq + 1);
+}
+
+/// Appends until the disk refuses; returns the last sequence number taken.
+fn fill_until_refused(wal: &Wal) -> u64 {
     let mut seq = 0;
     let err = loop {
         match wal.append(1, &[7; 500]) {
@@ -164,14 +179,54 @@ fn disk_full_at_roll(prepare_ahead: bool) {
             Err(e) => break e,
         }
     };
-    assert!(matches!(&err, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::StorageFull), "{err}");
-    wal.sync().unwrap();
-    disk.fail_creates(false);
-    assert_eq!(wal.append_sync(1, &[8; 500]).unwrap(), seq + 1);
-    drop(wal);
-    // Segment indices have no hole: recovery finds every record.
-    let wal = open_lazy(&disk.crash(1), small(4096));
-    assert_eq!(wal.synced_through(), seq + 1);
+    let full = |e: &Error| matches!(e, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::StorageFull);
+    // With preparation ahead, the failure is the preparing thread's, told
+    // at once by the writer.
+    assert!(full(&err) || matches!(&err, Error::NoSegment(reason) if reason.contains("no space")), "{err}");
+    assert!(matches!(wal.health(), Health::Unwritable(_)), "{:?}", wal.health());
+    seq
+}
+
+/// Appends `payload` once the disk takes a segment again, waiting for the
+/// background retries; returns its sequence number.
+fn append_once_healed(wal: &Wal, payload: &[u8]) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match wal.append_sync(1, payload) {
+            Ok(seq) => return seq,
+            Err(e @ (Error::NoSegment(_) | Error::Io { .. })) => {
+                assert!(Instant::now() < deadline, "appends did not come back: {e}");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+#[test]
+fn a_full_disk_heals_without_a_reopen_and_leaves_no_partial_segment() {
+    for prepare_ahead in [false, true] {
+        let disk = LazyDisk::new();
+        let wal = open_lazy(&disk, Options { prepare_ahead, ..small(4096) });
+        // Half a segment of room: each try to create one fails midway.
+        disk.set_capacity(Some(disk.used_bytes() + 2048));
+        let seq = fill_until_refused(&wal);
+        wal.sync().unwrap();
+        for _ in 0..3 {
+            assert!(wal.append(1, &[7; 500]).is_err(), "an append past a full disk");
+        }
+        if !prepare_ahead {
+            let left: Vec<_> = disk.files().into_iter().filter(|f| f.to_string_lossy().ends_with(".tmp")).collect();
+            assert!(left.is_empty(), "partial segments left behind: {left:?}");
+        }
+        disk.set_capacity(None);
+        assert_eq!(append_once_healed(&wal, &[8; 500]), seq + 1, "prepare_ahead {prepare_ahead}");
+        assert_eq!(wal.health(), Health::Writable);
+        drop(wal);
+        let wal = open_lazy(&disk.crash(2), small(4096));
+        assert_eq!(wal.synced_through(), seq + 1);
+        assert_eq!(contents(&wal).last().map(|r| r.2.clone()), Some(vec![8; 500]));
+    }
 }
 
 #[test]

@@ -1,12 +1,16 @@
 //! Configuration objects as clients write them (operator API bodies and the
-//! config file share these field names, SPEC §6), their validation, and
-//! their conversion to stored objects.
+//! configuration file share these field names, SPEC §6), their validation,
+//! and their conversion to stored objects. `file` holds the configuration
+//! file's objects as a whole.
+
+pub mod file;
 
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::{
     auth, datamodels,
+    egress::Egress,
     error::ApiError,
     ids::IdSource,
     jq::Transform,
@@ -41,17 +45,30 @@ pub struct DestinationSpec {
     pub enabled: Option<bool>,
 }
 
+/// A subscription names its source and destination by ID (`source_id`,
+/// `destination_id`) or by name (`source`, `destination`), so a
+/// configuration file need not invent UUIDs.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SubscriptionSpec {
     pub id: Option<String>,
-    pub source_id: String,
-    pub destination_id: String,
+    pub source_id: Option<String>,
+    pub source: Option<String>,
+    pub destination_id: Option<String>,
+    pub destination: Option<String>,
     pub data_model: String,
     #[serde(default)]
     pub event_types: Vec<String>,
     pub transform: Option<String>,
     pub response_transform: Option<String>,
+}
+
+/// What a destination's validation needs from the configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct DestinationRules {
+    /// `[delivery] timeout_ms`, for a destination that sets none.
+    pub default_timeout_ms: u64,
+    pub egress: Egress,
 }
 
 fn parse_id(field: &str, text: &str) -> Result<Id, ApiError> {
@@ -83,11 +100,12 @@ fn choose_id(
 impl SourceSpec {
     /// Builds the stored source; returns the secret when one was generated
     /// (shown once). `existing` keeps its key and secret when not replaced.
+    /// `key_owner` tells which source, if any, holds an API key already.
     pub fn build(
         &self,
         path_id: Option<Id>,
         existing: Option<&Source>,
-        state: &State,
+        key_owner: &dyn Fn(&str) -> Option<Id>,
         ids: &dyn IdSource,
     ) -> Result<(Source, Option<String>), ApiError> {
         nonempty("name", &self.name)?;
@@ -98,7 +116,7 @@ impl SourceSpec {
             (None, None) => auth::generate_api_key(ids),
         };
         nonempty("api_key", &api_key)?;
-        if state.source_by_api_key(&api_key).is_some_and(|other| other.id != id) {
+        if key_owner(&api_key).is_some_and(|other| other != id) {
             return Err(ApiError::conflict("api_key is used by another source"));
         }
         let (secret_hash, generated) = match (&self.secret, existing) {
@@ -117,31 +135,31 @@ impl SourceSpec {
     }
 }
 
-/// Checks that `text` is an absolute http(s) URL.
-pub fn validate_url(text: &str) -> Result<(), ApiError> {
+/// Checks that `text` is an absolute http(s) URL the egress rules allow.
+pub fn validate_url(text: &str, egress: &Egress) -> Result<(), ApiError> {
     match url::Url::parse(text) {
-        Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host().is_some() => Ok(()),
+        Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host().is_some() => {
+            egress.check_url(text).map_err(ApiError::invalid)
+        }
         Ok(_) => Err(ApiError::invalid(format!("url '{text}' must be an http or https URL with a host"))),
         Err(e) => Err(ApiError::invalid(format!("url '{text}' is not a valid URL: {e}"))),
     }
 }
 
 impl DestinationSpec {
-    /// `default_timeout_ms` applies when the spec gives none (the
-    /// configuration's `[delivery] timeout_ms`).
     pub fn build(
         &self,
         path_id: Option<Id>,
         existing: Option<&Destination>,
-        default_timeout_ms: u64,
+        rules: &DestinationRules,
         ids: &dyn IdSource,
     ) -> Result<Destination, ApiError> {
         nonempty("name", &self.name)?;
-        validate_url(&self.url)?;
+        validate_url(&self.url, &rules.egress)?;
         let environment = Environment::parse(&self.environment).ok_or_else(|| {
             ApiError::invalid(format!("environment '{}' must be production, staging or development", self.environment))
         })?;
-        let timeout_ms = self.timeout_ms.unwrap_or(default_timeout_ms);
+        let timeout_ms = self.timeout_ms.unwrap_or(rules.default_timeout_ms);
         if timeout_ms == 0 || timeout_ms > MAX_TIMEOUT_MS {
             return Err(ApiError::invalid(format!("timeout_ms must be between 1 and {MAX_TIMEOUT_MS}")));
         }
@@ -169,28 +187,59 @@ impl DestinationSpec {
     }
 }
 
+/// One end of a subscription as its spec names it: by ID or by name.
+#[derive(Debug, Clone, Copy)]
+pub enum EndRef<'a> {
+    Id(&'a str),
+    Name(&'a str),
+}
+
+impl EndRef<'_> {
+    /// How a message names this end: its ID, or its name in quotes.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Id(id) => id.to_string(),
+            Self::Name(name) => format!("'{name}'"),
+        }
+    }
+}
+
 impl SubscriptionSpec {
+    /// How the spec names its source.
+    pub fn source_ref(&self) -> Result<EndRef<'_>, ApiError> {
+        end_ref("source", self.source_id.as_deref(), self.source.as_deref())
+    }
+
+    pub fn destination_ref(&self) -> Result<EndRef<'_>, ApiError> {
+        end_ref("destination", self.destination_id.as_deref(), self.destination.as_deref())
+    }
+
+    /// The source and destination IDs, named by ID or by name, among the
+    /// engine's objects.
+    pub fn resolve(&self, state: &State) -> Result<(Id, Id), ApiError> {
+        let source =
+            resolve_end("source", self.source_ref()?, state.sources.values().map(|s| (s.id, s.name.as_str())))?;
+        let destinations = state.destinations.values().map(|d| (d.id, d.name.as_str()));
+        let destination = resolve_end("destination", self.destination_ref()?, destinations)?;
+        Ok((source, destination))
+    }
+
+    /// Builds the stored subscription between `source_id` and
+    /// `destination_id`, which the caller has resolved.
     pub fn build(
         &self,
         path_id: Option<Id>,
         existing: Option<&Subscription>,
-        state: &State,
+        (source_id, destination_id): (Id, Id),
         ids: &dyn IdSource,
     ) -> Result<Subscription, ApiError> {
-        let source_id = parse_id("source_id", &self.source_id)?;
-        let destination_id = parse_id("destination_id", &self.destination_id)?;
-        if !state.sources.contains_key(&source_id) {
-            return Err(ApiError::invalid(format!("source {source_id} does not exist")));
-        }
-        if !state.destinations.contains_key(&destination_id) {
-            return Err(ApiError::invalid(format!("destination {destination_id} does not exist")));
-        }
         if !datamodels::is_known_data_model(&self.data_model) {
-            return Err(ApiError::invalid(format!("Unknown DataModel '{}'", self.data_model)));
+            return Err(ApiError::invalid(format!("data_model '{}' is not a known data model", self.data_model)));
         }
         if self.data_model != "FHIR" {
             for event_type in &self.event_types {
-                datamodels::lookup(&self.data_model, event_type)?;
+                datamodels::lookup(&self.data_model, event_type)
+                    .map_err(|e| ApiError::invalid(format!("event_types: {}", e.text)))?;
             }
         }
         for (field, program) in [("transform", &self.transform), ("response_transform", &self.response_transform)] {
@@ -207,6 +256,41 @@ impl SubscriptionSpec {
             transform: self.transform.clone(),
             response_transform: self.response_transform.clone(),
         })
+    }
+}
+
+fn end_ref<'a>(kind: &str, id: Option<&'a str>, name: Option<&'a str>) -> Result<EndRef<'a>, ApiError> {
+    match (id, name) {
+        (Some(id), None) => Ok(EndRef::Id(id)),
+        (None, Some(name)) => Ok(EndRef::Name(name)),
+        (Some(_), Some(_)) => Err(ApiError::invalid(format!("{kind}_id and {kind}: give one of them, not both"))),
+        (None, None) => Err(ApiError::invalid(format!("{kind}_id (or {kind}, by name) is required"))),
+    }
+}
+
+/// The one object among `known` (ID, name) that `wanted` names.
+pub(crate) fn resolve_end<'a>(
+    kind: &str,
+    wanted: EndRef<'_>,
+    known: impl Iterator<Item = (Id, &'a str)>,
+) -> Result<Id, ApiError> {
+    let field = match wanted {
+        EndRef::Id(_) => format!("{kind}_id"),
+        EndRef::Name(_) => kind.to_owned(),
+    };
+    let matching: Vec<Id> = match wanted {
+        EndRef::Id(text) => {
+            let id = parse_id(&field, text)?;
+            known.filter(|(k, _)| *k == id).map(|(k, _)| k).collect()
+        }
+        EndRef::Name(name) => known.filter(|(_, n)| *n == name).map(|(k, _)| k).collect(),
+    };
+    match matching.as_slice() {
+        [one] => Ok(*one),
+        [] => Err(ApiError::invalid(format!("{field}: {kind} {} does not exist", wanted.describe()))),
+        _ => {
+            Err(ApiError::invalid(format!("{field}: more than one {kind} is named {}: give its ID", wanted.describe())))
+        }
     }
 }
 

@@ -1,0 +1,70 @@
+//! One delivery attempt (SPEC §4): the request to the destination, and
+//! what its answer or failure was.
+
+use std::time::Duration;
+
+use actix_web::web::Bytes;
+
+use super::{
+    Shared,
+    outcome::Outcome,
+    request::{self, AttemptIds},
+};
+use crate::{
+    model::{Attempt, Destination},
+    state::Log,
+};
+
+/// Makes one delivery attempt of `head` with `body`.
+pub(super) async fn send(
+    shared: &Shared,
+    client: &awc::Client,
+    dest: &Destination,
+    head: &Log,
+    received_at_ms: i64,
+    body: Bytes,
+) -> Outcome {
+    let attempt_id = if head.attempts().is_empty() { head.first_attempt_id } else { shared.ids.id() };
+    let started_at_ms = shared.clock.now_ms();
+    let ids = AttemptIds {
+        log_id: head.id.to_string(),
+        attempt_id: attempt_id.to_string(),
+        message_id: head.message_id,
+        received_at_ms,
+        now_s: started_at_ms.div_euclid(1000),
+    };
+    let allowed = url::Url::parse(&dest.url).map_err(|e| e.to_string()).and_then(|u| shared.egress.check_host(&u));
+    let (http_status, error, response) = match allowed.and_then(|()| request::headers(dest, &ids, &body)) {
+        Err(e) => (None, Some(e), None),
+        Ok(headers) => {
+            let mut req = client.post(&dest.url).timeout(Duration::from_millis(dest.timeout_ms));
+            for (name, value) in headers {
+                req = req.insert_header((name, value));
+            }
+            exchange(req, body).await
+        }
+    };
+    let success = http_status.is_some_and(|s| (200..300).contains(&s));
+    let duration_ms = u64::try_from(shared.clock.now_ms().saturating_sub(started_at_ms)).unwrap_or(0);
+    let attempt = Attempt { id: attempt_id, started_at_ms, duration_ms, http_status, error, response };
+    Outcome::Attempted { attempt, success, environment: dest.environment }
+}
+
+/// Sends the request; returns the status, the error text and the kept answer.
+async fn exchange(req: awc::ClientRequest, body: Bytes) -> (Option<u16>, Option<String>, Option<String>) {
+    let mut resp = match req.send_body(body).await {
+        Ok(resp) => resp,
+        Err(awc::error::SendRequestError::Timeout) => return (None, Some("timed out".to_owned()), None),
+        Err(e) => return (None, Some(format!("transport error: {e}")), None),
+    };
+    let status = resp.status().as_u16();
+    let answer = resp.body().limit(request::RESPONSE_BYTES_KEPT * 16).await.map(|b| b.to_vec()).unwrap_or_default();
+    let kept = (!answer.is_empty()).then(|| request::kept_response(&answer));
+    let error = if (200..300).contains(&status) {
+        None
+    } else {
+        let text = request::receiver_error_text(&answer[..answer.len().min(request::RESPONSE_BYTES_KEPT)]);
+        Some(text.map_or_else(|| format!("HTTP {status}"), |t| format!("HTTP {status}: {t}")))
+    };
+    (Some(status), error, kept)
+}
