@@ -50,6 +50,9 @@ pub struct DeliveryConfig {
     /// Refuse to send to loopback, private, link-local and metadata
     /// addresses (see `egress`).
     pub deny_private_networks: bool,
+    /// Memory each jq worker process may map; a program that needs more
+    /// fails its log (`ProcessingFailed`).
+    pub transform_memory_mb: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -97,6 +100,7 @@ impl Default for DeliveryConfig {
             ca_file: None,
             transform_timeout_ms: 5_000,
             deny_private_networks: false,
+            transform_memory_mb: limits::TRANSFORM_MEMORY_MB,
         }
     }
 }
@@ -154,6 +158,13 @@ impl Config {
         }
         if self.delivery.transform_timeout_ms == 0 || self.delivery.transform_timeout_ms > 600_000 {
             return Err("delivery.transform_timeout_ms must be between 1 and 600000".into());
+        }
+        if !(limits::TRANSFORM_MEMORY_MB_MIN..=1 << 20).contains(&self.delivery.transform_memory_mb) {
+            return Err(format!(
+                "delivery.transform_memory_mb must be between {} and {}",
+                limits::TRANSFORM_MEMORY_MB_MIN,
+                1u64 << 20
+            ));
         }
         if self.storage.compaction_interval_ms == 0 {
             return Err("storage.compaction_interval_ms must be positive".into());

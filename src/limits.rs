@@ -74,3 +74,15 @@ pub const ALERT_RETRY_MIN_MS: u64 = 500;
 pub const ALERT_RETRY_MAX_MS: u64 = 60_000;
 /// Longest an alert webhook may take to answer.
 pub const ALERT_POST_TIMEOUT_MS: u64 = 10_000;
+/// Default memory a jq worker process may use (`[delivery]
+/// transform_memory_mb`): jaq has no memory budget, and a program such as
+/// `[range(1e9)]` would take the machine down. The cap is the worker's data
+/// (`RLIMIT_DATA`: heap and stacks, the 32 MiB transform stack included);
+/// a transform of a 10 MiB message needs a few tens of MiB.
+pub const TRANSFORM_MEMORY_MB: u64 = 512;
+/// The least `transform_memory_mb` accepted: the worker's own stacks and
+/// buffers take about 64 MiB.
+pub const TRANSFORM_MEMORY_MB_MIN: u64 = 128;
+/// The bytes of a worker's last words (its standard error) kept to tell
+/// why it died: out of memory, or out of stack.
+pub const WORKER_STDERR_KEPT_BYTES: usize = 4096;

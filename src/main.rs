@@ -40,6 +40,9 @@ enum Command {
         /// The engine's process ID: the worker ends when it is gone.
         #[arg(long)]
         parent: Option<u32>,
+        /// Memory the worker may map, in MiB.
+        #[arg(long)]
+        memory_mb: Option<u64>,
     },
     /// Inspect the write-ahead log offline.
     Wal {
@@ -71,7 +74,9 @@ fn main() -> ExitCode {
         .init();
     let result = match Cli::parse().command {
         Command::Serve { config, listen, data_dir } => serve(config, listen, data_dir),
-        Command::TransformWorker { parent } => ferrox::jq::worker_main(parent).context("serving transforms"),
+        Command::TransformWorker { parent, memory_mb } => {
+            ferrox::jq::worker_main(parent, memory_mb).context("serving transforms")
+        }
         Command::Wal { command: WalCommand::Verify { data_dir } } => {
             wal_tool::verify(&data_dir, &mut std::io::stdout())
         }

@@ -160,7 +160,8 @@ async fn build(config: Config, clock: SharedClock, ids: SharedIds) -> anyhow::Re
         ids: ids.clone(),
         pool: TransformPool::start(
             limits::PROCESSING_WORKERS,
-            WorkerCommand::current_exe().context("finding this executable for the processing workers")?,
+            WorkerCommand::current_exe(config.delivery.transform_memory_mb)
+                .context("finding this executable for the processing workers")?,
             std::time::Duration::from_millis(config.delivery.transform_timeout_ms),
         )
         .context("starting the processing pool")?,

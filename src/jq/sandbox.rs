@@ -4,15 +4,16 @@
 //! a fresh child.
 
 use std::{
-    io::{self, BufReader, BufWriter},
+    io::{self, BufRead, BufReader, BufWriter},
     path::{Path, PathBuf},
-    process::{Child, ChildStdin, Command, Stdio},
+    process::{Child, ChildStderr, ChildStdin, Command, Stdio},
     sync::{Arc, mpsc},
     thread,
     time::Duration,
 };
 
 use super::protocol::{Answer, Op, read_answer, write_request};
+use crate::limits;
 
 /// How to start a child: the `ferrox` executable and its arguments.
 #[derive(Debug, Clone)]
@@ -22,24 +23,70 @@ pub struct WorkerCommand {
 }
 
 impl WorkerCommand {
-    /// This executable's `transform-worker` subcommand.
-    pub fn current_exe() -> io::Result<Self> {
-        Ok(Self::of(&std::env::current_exe()?))
+    /// This executable's `transform-worker` subcommand, each worker mapping
+    /// at most `memory_mb`.
+    pub fn current_exe(memory_mb: u64) -> io::Result<Self> {
+        Ok(Self::of(&std::env::current_exe()?, memory_mb))
     }
 
     /// `program`'s `transform-worker` subcommand, told this process's ID.
-    pub fn of(program: &Path) -> Self {
-        let args = vec!["transform-worker".to_owned(), "--parent".to_owned(), std::process::id().to_string()];
+    pub fn of(program: &Path, memory_mb: u64) -> Self {
+        let args = ["transform-worker", "--parent", &std::process::id().to_string(), "--memory-mb", &memory_mb.to_string()]
+            .map(str::to_owned)
+            .to_vec();
         Self { program: program.to_owned(), args }
+    }
+
+    /// The memory limit the workers are given, in MiB.
+    fn memory_mb(&self) -> Option<u64> {
+        let at = self.args.iter().position(|a| a == "--memory-mb")?;
+        self.args.get(at + 1)?.parse().ok()
     }
 }
 
-/// One child process and the thread reading its answers.
+/// One child process, the thread reading its answers and the one keeping
+/// the end of its standard error.
 #[derive(Debug)]
 struct Running {
     child: Child,
     stdin: BufWriter<ChildStdin>,
     answers: mpsc::Receiver<io::Result<Answer>>,
+    /// Ends with the child; gives the last of what it wrote to stderr.
+    last_words: Option<thread::JoinHandle<String>>,
+}
+
+/// Passes a child's standard error on to the engine's log, keeping the
+/// last `WORKER_STDERR_KEPT_BYTES` of it.
+fn keep_last_words(stderr: ChildStderr) -> io::Result<thread::JoinHandle<String>> {
+    thread::Builder::new().name("transform-stderr".to_owned()).spawn(move || {
+        let mut kept = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            tracing::warn!(target: "transform_worker", "{line}");
+            kept.push_str(&line);
+            kept.push('\n');
+            if kept.len() > limits::WORKER_STDERR_KEPT_BYTES {
+                let mut cut = kept.len() - limits::WORKER_STDERR_KEPT_BYTES;
+                while !kept.is_char_boundary(cut) {
+                    cut += 1;
+                }
+                kept.drain(..cut);
+            }
+        }
+        kept
+    })
+}
+
+/// Why a child died, from its exit and its last words.
+fn why_dead(status: Option<std::process::ExitStatus>, last_words: &str, limit_mb: Option<u64>) -> String {
+    let how = status.map_or_else(|| "ended".to_owned(), |s| s.to_string());
+    if last_words.contains("memory allocation of") {
+        let limit = limit_mb.map_or_else(String::new, |mb| format!(" of {mb} MiB"));
+        format!("transform needed more memory than the limit{limit} and was stopped ({how})")
+    } else if last_words.contains("overflowed its stack") {
+        format!("transform recursed too deeply: it overflowed its worker's stack ({how})")
+    } else {
+        format!("transform crashed its worker process ({how}): it may recurse too deeply")
+    }
 }
 
 impl Drop for Running {
@@ -65,15 +112,21 @@ impl Sandbox {
     fn start(&self) -> Result<Running, String> {
         let mut child = Command::new(&self.command.program)
             .args(&self.command.args)
+            // Memory is mapped as used, within the worker's limit (`worker_main`).
+            .env("MIMALLOC_ARENA_RESERVE", "0")
+            // Its last words must be the reason it died, not a backtrace.
+            .env("RUST_BACKTRACE", "0")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| format!("cannot start a processing worker ({}): {e}", self.command.program.display()))?;
-        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+        let (Some(stdin), Some(stdout), Some(stderr)) = (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
             let _ = child.kill();
             return Err("a processing worker has no pipes".to_owned());
         };
+        let last_words = keep_last_words(stderr).map_err(|e| format!("cannot start a reader thread: {e}"))?;
         let (send, answers) = mpsc::sync_channel(1);
         thread::Builder::new()
             .name("transform-answers".to_owned())
@@ -88,7 +141,7 @@ impl Sandbox {
                 }
             })
             .map_err(|e| format!("cannot start a reader thread: {e}"))?;
-        Ok(Running { child, stdin: BufWriter::new(stdin), answers })
+        Ok(Running { child, stdin: BufWriter::new(stdin), answers, last_words: Some(last_words) })
     }
 
     /// Runs `op` with `program` on `input`, within the time limit.
@@ -109,9 +162,11 @@ impl Sandbox {
                 Err(format!("transform ran longer than {} ms and was stopped", self.limit.as_millis()))
             }
             _ => {
-                let status = self.running.take().and_then(|mut r| r.child.wait().ok());
-                let how = status.map_or_else(|| "ended".to_owned(), |s| s.to_string());
-                Err(format!("transform crashed its worker process ({how}): it may recurse too deeply"))
+                let Some(mut running) = self.running.take() else { return Err("no processing worker".to_owned()) };
+                let status = running.child.wait().ok();
+                // The child is gone, so its stderr is at its end.
+                let last_words = running.last_words.take().and_then(|t| t.join().ok()).unwrap_or_default();
+                Err(why_dead(status, &last_words, self.command.memory_mb()))
             }
         }
     }

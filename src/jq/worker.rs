@@ -59,8 +59,18 @@ fn run(transform: Option<&Transform>, input: &[u8]) -> Answer {
 
 /// The `transform-worker` subcommand: serves on stdin and stdout from a
 /// thread with the stack jq programs need. `parent` is the engine's process
-/// ID (the one at start when not given).
-pub fn worker_main(parent: Option<u32>) -> io::Result<()> {
+/// ID (the one at start when not given); `memory_mb` caps the process's
+/// data (its heap and stacks: `RLIMIT_DATA`), so a program that allocates
+/// without end fails an allocation and ends this process, not the machine.
+/// The engine starts workers with `MIMALLOC_ARENA_RESERVE=0`, so that the
+/// allocator maps memory as it is used rather than reserving a large arena
+/// up front, which the limit would not see.
+pub fn worker_main(parent: Option<u32>, memory_mb: Option<u64>) -> io::Result<()> {
+    if let Some(mb) = memory_mb {
+        let bytes = mb.saturating_mul(1 << 20);
+        let limit = rustix::process::Rlimit { current: Some(bytes), maximum: Some(bytes) };
+        rustix::process::setrlimit(rustix::process::Resource::Data, limit)?;
+    }
     // A program may loop without reading input again, so a closed pipe
     // would go unnoticed: the worker also ends when its parent is gone
     // (it is then re-parented), whatever the program is doing. The engine

@@ -75,6 +75,8 @@ pub struct Setup {
     pub ca_file: Option<PathBuf>,
     /// `[delivery] transform_timeout_ms`.
     pub transform_timeout_ms: Option<u64>,
+    /// `[delivery] transform_memory_mb`.
+    pub transform_memory_mb: Option<u64>,
 }
 
 /// `text` as a TOML basic string (JSON's escapes are TOML's).
@@ -93,8 +95,15 @@ impl Setup {
         if let Some(url) = &self.alert_webhook_url {
             let _ = writeln!(toml, "alert_webhook_url = {}", quoted(url));
         }
-        if self.retry_schedule_ms.is_some() || self.ca_file.is_some() || self.transform_timeout_ms.is_some() {
+        if self.retry_schedule_ms.is_some()
+            || self.ca_file.is_some()
+            || self.transform_timeout_ms.is_some()
+            || self.transform_memory_mb.is_some()
+        {
             toml.push_str("[delivery]\n");
+        }
+        if let Some(mb) = self.transform_memory_mb {
+            let _ = writeln!(toml, "transform_memory_mb = {mb}");
         }
         if let Some(ms) = self.transform_timeout_ms {
             let _ = writeln!(toml, "transform_timeout_ms = {ms}");

@@ -1,7 +1,7 @@
-//! jq programs run in worker processes (src/processing.rs): a program that
-//! loops, or recurses until its stack overflows, fails its own log or query
-//! with a clear reason; the engine keeps running and other destinations
-//! keep flowing.
+//! jq programs run in worker processes (`src/jq/`): a program that loops,
+//! allocates past the memory limit, or recurses until its stack overflows,
+//! fails its own log or query with a clear reason; the engine keeps running
+//! and other destinations keep flowing.
 
 use serde_json::{Value, json};
 
@@ -20,14 +20,18 @@ fn text(value: &Value) -> &str {
 const LOOPS: &str = "last(range(1e18))";
 /// Recurses until the worker's stack overflows and it aborts.
 const OVERFLOWS: &str = "def f: 1 + f; f";
+/// Asks for a gigabyte at once: past the memory limit the tests set.
+const HOGS: &str = "\"x\" * 1000000000 | length";
+/// The memory limit of these tests' workers, in MiB.
+const MEMORY_MB: u64 = 320;
 
 #[test]
 fn a_runaway_or_crashing_transform_fails_its_log_and_holds_up_no_one() {
     let witness_receiver = Receiver::start();
     let mut witness = Dest::new(9, "production", witness_receiver.url("/witness"));
     witness.transform = Some(".Seen = true".to_owned());
-    let receivers = [Receiver::start(), Receiver::start()];
-    let bad: Vec<Dest> = [LOOPS, OVERFLOWS]
+    let receivers = [Receiver::start(), Receiver::start(), Receiver::start()];
+    let bad: Vec<Dest> = [LOOPS, OVERFLOWS, HOGS]
         .iter()
         .zip(&receivers)
         .zip(1..)
@@ -38,14 +42,20 @@ fn a_runaway_or_crashing_transform_fails_its_log_and_holds_up_no_one() {
         })
         .collect();
     let destinations = [bad.clone(), vec![witness.clone()]].concat();
-    let server = Setup { destinations, transform_timeout_ms: Some(500), ..Setup::default() }.start();
+    let setup = Setup {
+        destinations,
+        transform_timeout_ms: Some(500),
+        transform_memory_mb: Some(MEMORY_MB),
+        ..Setup::default()
+    };
+    let server = setup.start();
     let token = server.token();
     let sent: Vec<Sent> = (0..3).map(|n| send(&server, &token, &format!("runaway-{n}"))).collect();
 
     // The witness's transform runs on the same pool, and it got everything.
     let received = wait_first_seen(&witness_receiver, &logs_in_order(&sent, &witness));
     assert!(received.iter().all(|r| r.json()["Seen"] == true), "the witness's transform ran");
-    let reasons = ["ran longer than 500 ms", "crashed its worker process"];
+    let reasons = ["ran longer than 500 ms", "overflowed its worker's stack", "more memory than the limit of 320 MiB"];
     for ((dest, receiver), reason) in bad.iter().zip(&receivers).zip(reasons) {
         let expected = logs_in_order(&sent, dest);
         let head = wait_status(&server, &expected[0], "ProcessingFailed");
@@ -84,7 +94,7 @@ fn a_query_whose_transform_runs_away_is_a_502_and_the_engine_keeps_serving() {
     assert!(body.to_string().contains("ran longer than 500 ms"), "{body}");
     let (status, body) = query(&server, &patient_query(Some(crashing)));
     assert_eq!(status, 502, "{body}");
-    assert!(body.to_string().contains("crashed its worker process"), "{body}");
+    assert!(body.to_string().contains("overflowed its worker's stack"), "{body}");
     let (status, body) = eventually("a query after the crash", || {
         let answer = query(&server, &patient_query(Some(fine)));
         (answer.0 != 503).then_some(answer)
