@@ -22,6 +22,8 @@ pub struct Config {
     pub admin_token: Option<String>,
     pub alert_webhook_url: Option<String>,
     pub max_body_bytes: usize,
+    /// Longest a request body may take to arrive; then 408.
+    pub body_read_timeout_ms: u64,
     pub auth: AuthConfig,
     pub delivery: DeliveryConfig,
     pub storage: StorageConfig,
@@ -76,6 +78,7 @@ impl Default for Config {
             admin_token: None,
             alert_webhook_url: None,
             max_body_bytes: limits::DEFAULT_MAX_BODY_BYTES,
+            body_read_timeout_ms: limits::BODY_READ_TIMEOUT_MS,
             auth: AuthConfig::default(),
             delivery: DeliveryConfig::default(),
             storage: StorageConfig::default(),
@@ -134,6 +137,9 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         if self.max_body_bytes == 0 || self.max_body_bytes > limits::MAX_BODY_BYTES_LIMIT {
             return Err(format!("max_body_bytes must be between 1 and {}", limits::MAX_BODY_BYTES_LIMIT));
+        }
+        if self.body_read_timeout_ms == 0 || self.body_read_timeout_ms > 600_000 {
+            return Err("body_read_timeout_ms must be between 1 and 600000".into());
         }
         if self.auth.token_lifetime_s == 0 {
             return Err("auth.token_lifetime_s must be positive".into());

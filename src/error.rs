@@ -24,6 +24,10 @@ pub enum ErrorKind {
     TooLarge,
     /// Content type not JSON (415, FHIR `not-supported`).
     UnsupportedMediaType,
+    /// The body did not arrive in time (408, FHIR `timeout`).
+    RequestTimeout,
+    /// Too many requests from one address (429, FHIR `throttled`).
+    TooManyRequests,
     /// Well formed, but at odds with what was received before: an
     /// `Idempotency-Key` reused with another body (422, FHIR `business-rule`).
     Unprocessable,
@@ -46,6 +50,8 @@ impl ErrorKind {
             Self::Conflict => StatusCode::CONFLICT,
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             Self::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
             Self::BadGateway => StatusCode::BAD_GATEWAY,
             Self::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -63,6 +69,8 @@ impl ErrorKind {
             Self::Conflict => "Conflict",
             Self::TooLarge => "PayloadTooLarge",
             Self::UnsupportedMediaType => "UnsupportedMediaType",
+            Self::RequestTimeout => "Timeout",
+            Self::TooManyRequests => "RateLimit",
             Self::Unprocessable => "Unprocessable",
             Self::BadGateway | Self::GatewayTimeout => "Destination",
             Self::Unavailable => "Unavailable",
@@ -80,6 +88,8 @@ impl ErrorKind {
             Self::Conflict => "conflict",
             Self::TooLarge => "too-long",
             Self::UnsupportedMediaType => "not-supported",
+            Self::RequestTimeout => "timeout",
+            Self::TooManyRequests => "throttled",
             Self::Unprocessable => "business-rule",
             Self::BadGateway | Self::Unavailable => "transient",
             Self::GatewayTimeout => "timeout",
@@ -94,11 +104,27 @@ impl ErrorKind {
 pub struct ApiError {
     pub kind: ErrorKind,
     pub text: String,
+    /// Seconds the client should wait before trying again (`Retry-After`).
+    pub retry_after_s: Option<u64>,
 }
 
 impl ApiError {
     pub fn new(kind: ErrorKind, text: impl Into<String>) -> Self {
-        Self { kind, text: text.into() }
+        Self { kind, text: text.into(), retry_after_s: None }
+    }
+
+    /// The same error, telling the client to wait `seconds` first.
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after_s = Some(seconds);
+        self
+    }
+
+    fn response(&self) -> actix_web::HttpResponseBuilder {
+        let mut builder = HttpResponse::build(self.status());
+        if let Some(seconds) = self.retry_after_s {
+            builder.insert_header(("retry-after", seconds.to_string()));
+        }
+        builder
     }
 
     pub fn invalid(text: impl Into<String>) -> Self {
@@ -158,11 +184,11 @@ impl ApiError {
     }
 
     pub fn redox_response(&self, module: &str, data_model: Option<&str>, event_type: Option<&str>) -> HttpResponse {
-        HttpResponse::build(self.status()).json(self.redox_body(module, data_model, event_type))
+        self.response().json(self.redox_body(module, data_model, event_type))
     }
 
     pub fn fhir_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status()).content_type("application/fhir+json").json(self.fhir_body())
+        self.response().content_type("application/fhir+json").json(self.fhir_body())
     }
 }
 
@@ -171,7 +197,7 @@ impl ApiError {
 impl From<JournalError> for ApiError {
     fn from(e: JournalError) -> Self {
         tracing::error!(error = %e, "journal write failed");
-        Self::new(ErrorKind::Unavailable, format!("the message could not be stored: {e}"))
+        Self::new(ErrorKind::Unavailable, format!("the message could not be stored: {e}")).retry_after(1)
     }
 }
 

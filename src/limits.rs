@@ -86,3 +86,20 @@ pub const TRANSFORM_MEMORY_MB_MIN: u64 = 128;
 /// The bytes of a worker's last words (its standard error) kept to tell
 /// why it died: out of memory, or out of stack.
 pub const WORKER_STDERR_KEPT_BYTES: usize = 4096;
+/// Sign-in requests (`/auth/*`) one client address may make at once, and
+/// then per minute: each checks a PBKDF2 hash, which is made to be slow,
+/// and a source signs in once a day or so. Past it, 429.
+pub const SIGN_IN_BURST: u32 = 20;
+pub const SIGN_IN_PER_MINUTE: u32 = 60;
+/// Requests with a missing or wrong operator token one client address may
+/// make at once, and then per minute: enough for typos, too few to guess a
+/// token. Past it, every operator request from the address is a 429.
+pub const OPERATOR_FAILURES_BURST: u32 = 10;
+pub const OPERATOR_FAILURES_PER_MINUTE: u32 = 10;
+/// Client addresses the rate limits track: bounds their memory.
+pub const THROTTLED_ADDRESSES_MAX: usize = 10_000;
+/// Default longest a request body may take to arrive (`body_read_timeout_ms`):
+/// a body dripped slowly would otherwise hold a connection and its buffer
+/// for as long as the client likes. 10 MiB arrives in well under this on
+/// any link an integration engine serves.
+pub const BODY_READ_TIMEOUT_MS: u64 = 15_000;

@@ -176,7 +176,8 @@ async fn build(config: Config, clock: SharedClock, ids: SharedIds) -> anyhow::Re
     let token_key = Arc::new(TokenKey::new(state.read().token_key.context("the token key was not created")?));
     let journal = ledger.reader();
     let config = Arc::new(config);
-    Ok(AppCtx { state, journal, router, deliveries, config, file, clock, ids, token_key, tls })
+    let throttles = Arc::new(http::Throttles::new(&clock));
+    Ok(AppCtx { state, journal, router, deliveries, config, file, throttles, clock, ids, token_key, tls })
 }
 
 /// Checks the configuration file's objects as a whole: what to journal,

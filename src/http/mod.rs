@@ -5,15 +5,18 @@ mod health;
 mod query;
 mod send;
 pub mod starting;
+mod throttle;
 mod tokens;
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
+
+use std::net::IpAddr;
 
 use actix::Addr;
 use actix_web::{HttpRequest, web};
 use futures_util::StreamExt;
 
-pub use self::query::QueryClient;
+pub use self::{query::QueryClient, throttle::Throttles};
 use crate::{
     auth::{self, TokenKey, TokenKind},
     clock::SharedClock,
@@ -39,6 +42,7 @@ pub struct AppCtx {
     pub config: Arc<Config>,
     /// The objects the configuration file owns.
     pub file: Arc<FileObjects>,
+    pub throttles: Arc<Throttles>,
     pub clock: SharedClock,
     pub ids: SharedIds,
     pub token_key: Arc<TokenKey>,
@@ -82,16 +86,27 @@ pub fn authenticate_source(ctx: &AppCtx, req: &HttpRequest) -> Result<Id, ApiErr
     Ok(claims.source_id)
 }
 
-/// Checks the operator's bearer token against `admin_token`.
+/// The client's address, for rate limits; the unspecified address when the
+/// connection has none (a test request).
+pub fn client_ip(req: &HttpRequest) -> IpAddr {
+    req.peer_addr().map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip())
+}
+
+/// Checks the operator's bearer token against `admin_token`. An address
+/// that sent too many wrong tokens is refused (429) until its limit refills.
 pub fn authenticate_admin(ctx: &AppCtx, req: &HttpRequest) -> Result<(), ApiError> {
+    let ip = client_ip(req);
+    ctx.throttles.operator_failures.check(ip)?;
     let Some(expected) = ctx.config.admin_token.as_deref() else {
         return Err(ApiError::unauthorized("The operator API is disabled: set admin_token"));
     };
-    match bearer(req) {
-        Some(token) if constant_time_eq(token.as_bytes(), expected.as_bytes()) => Ok(()),
-        Some(_) => Err(ApiError::unauthorized("Invalid admin token")),
-        None => Err(ApiError::unauthorized("Missing bearer token")),
-    }
+    let failure = match bearer(req) {
+        Some(token) if constant_time_eq(token.as_bytes(), expected.as_bytes()) => return Ok(()),
+        Some(_) => ApiError::unauthorized("Invalid admin token"),
+        None => ApiError::unauthorized("Missing bearer token"),
+    };
+    ctx.throttles.operator_failures.take(ip)?;
+    Err(failure)
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -116,8 +131,25 @@ pub fn require_json(req: &HttpRequest, also: &[&str]) -> Result<(), ApiError> {
     }
 }
 
-/// Reads the body, refusing (413) as soon as it exceeds `limit` bytes.
-pub async fn read_body(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<Vec<u8>, ApiError> {
+/// Reads the body, refusing as soon as it exceeds `limit` bytes (413), or
+/// once it has taken longer than `body_read_timeout_ms` to arrive (408).
+pub async fn read_body(
+    ctx: &AppCtx,
+    req: &HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+) -> Result<Vec<u8>, ApiError> {
+    let timeout_ms = ctx.config.body_read_timeout_ms;
+    match actix_web::rt::time::timeout(Duration::from_millis(timeout_ms), read_within(req, payload, limit)).await {
+        Ok(read) => read,
+        Err(_) => Err(ApiError::new(
+            ErrorKind::RequestTimeout,
+            format!("The request body did not arrive within {timeout_ms} ms"),
+        )),
+    }
+}
+
+async fn read_within(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<Vec<u8>, ApiError> {
     let too_large = || ApiError::new(ErrorKind::TooLarge, format!("Body exceeds the limit of {limit} bytes"));
     let declared =
         req.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());

@@ -93,7 +93,7 @@ async fn run(ctx: &AppCtx, req: &HttpRequest, payload: web::Payload) -> Result<V
     let source_id = authenticate_source(ctx, req).map_err(plain)?;
     let client = req.app_data::<QueryClient>().ok_or_else(|| plain(ApiError::internal("no query client")))?;
     require_json(req, &[]).map_err(plain)?;
-    let body = read_body(req, payload, ctx.config.max_body_bytes).await.map_err(plain)?;
+    let body = read_body(ctx, req, payload, ctx.config.max_body_bytes).await.map_err(plain)?;
     let inbound = inbound::parse_redox(&body, Endpoint::Query)?;
     let known = |error: ApiError| InboundError {
         error,

@@ -49,7 +49,7 @@ async fn accept(
 ) -> Result<(Inbound, SendOutcome), InboundError> {
     let source_id = authenticate_source(ctx, req).map_err(plain)?;
     require_json(req, &["application/fhir+json"]).map_err(plain)?;
-    let body = read_body(req, payload, ctx.config.max_body_bytes).await.map_err(plain)?;
+    let body = read_body(ctx, req, payload, ctx.config.max_body_bytes).await.map_err(plain)?;
     let inbound = match shape {
         Shape::Redox => inbound::parse_redox(&body, Endpoint::Send)?,
         Shape::Fhir => inbound::parse_fhir(&body)?,

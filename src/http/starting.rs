@@ -24,16 +24,13 @@ pub fn serve(listener: std::net::TcpListener) -> std::io::Result<Server> {
                 }),
             )
             .default_service(web::to(|| async {
-                let mut response = ApiError::new(ErrorKind::Unavailable, REASON).redox_response("Http", None, None);
-                response.headers_mut().insert(
-                    actix_web::http::header::RETRY_AFTER,
-                    actix_web::http::header::HeaderValue::from_static("1"),
-                );
-                response
+                ApiError::new(ErrorKind::Unavailable, REASON).retry_after(1).redox_response("Http", None, None)
             }))
     })
     .workers(1)
     .disable_signals()
+    // Stopping for the engine to take over waits this long at most.
+    .shutdown_timeout(1)
     .listen(listener)?
     .run();
     Ok(server)

@@ -5,7 +5,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{AppCtx, read_body, require_json};
+use super::{AppCtx, client_ip, read_body, require_json};
 use crate::{
     auth::{self, Claims, TokenKind},
     clock::rfc3339,
@@ -32,9 +32,11 @@ struct Refresh {
     refresh_token: String,
 }
 
-async fn body<T: for<'de> Deserialize<'de>>(req: &HttpRequest, payload: web::Payload) -> Result<T, ApiError> {
+/// Reads a sign-in body, once the address's sign-in limit allows it.
+async fn body<T: for<'de> Deserialize<'de>>(ctx: &AppCtx, req: &HttpRequest, payload: web::Payload) -> Result<T, ApiError> {
+    ctx.throttles.sign_in.take(client_ip(req))?;
     require_json(req, &[])?;
-    let bytes = read_body(req, payload, AUTH_BODY_BYTES).await?;
+    let bytes = read_body(ctx, req, payload, AUTH_BODY_BYTES).await?;
     serde_json::from_slice(&bytes).map_err(|e| ApiError::invalid(format!("Invalid body: {e}")))
 }
 
@@ -45,7 +47,7 @@ fn reply(result: Result<HttpResponse, ApiError>) -> HttpResponse {
 pub async fn authenticate(ctx: web::Data<AppCtx>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
     reply(
         async {
-            let creds: Authenticate = body(&req, payload).await?;
+            let creds: Authenticate = body(&ctx, &req, payload).await?;
             let source_id = {
                 let state = ctx.state.read();
                 let source = state
@@ -62,7 +64,7 @@ pub async fn authenticate(ctx: web::Data<AppCtx>, req: HttpRequest, payload: web
 pub async fn refresh(ctx: web::Data<AppCtx>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
     reply(
         async {
-            let creds: Refresh = body(&req, payload).await?;
+            let creds: Refresh = body(&ctx, &req, payload).await?;
             let claims = auth::verify(&ctx.token_key, &creds.refresh_token, TokenKind::Refresh, ctx.clock.now_ms())
                 .map_err(|e| ApiError::unauthorized(format!("Invalid refresh token: {e}")))?;
             let state = ctx.state.read();

@@ -86,12 +86,12 @@ fn expired_tokens_are_refused() {
 fn the_operator_api_needs_the_admin_token() {
     let server = Server::start();
     let source_token = server.token();
+    // One wrong token per path: more from one address would be throttled.
     let paths = ["/sources", "/destinations", "/subscriptions", "/logs"];
-    for path in paths {
-        for token in [None, Some("wrong-admin-token-0123456789"), Some(source_token.as_str()), Some("")] {
-            let reply = server.admin_as(token, "GET", path, None);
-            reply.redox_error(401);
-        }
+    let tokens = [None, Some("wrong-admin-token-0123456789"), Some(source_token.as_str()), Some("")];
+    for (path, token) in paths.into_iter().zip(tokens) {
+        let reply = server.admin_as(token, "GET", path, None);
+        reply.redox_error(401);
     }
     let durable = server.durable_through();
     let body = json!({ "name": "Sneaky", "url": "http://127.0.0.1:9/s", "environment": "staging" });
@@ -102,4 +102,49 @@ fn the_operator_api_needs_the_admin_token() {
         let reply = server.admin_as(Some(ADMIN_TOKEN), "GET", path, None);
         assert_eq!(reply.status, 200, "GET {path}: {}", reply.text);
     }
+}
+
+#[test]
+fn too_many_failed_operator_tokens_from_one_address_get_429_with_retry_after() {
+    let server = Server::start();
+    let durable = server.durable_through();
+    for n in 0..10 {
+        server.admin_as(Some(&format!("guess-{n:024}")), "GET", "/sources", None).redox_error(401);
+    }
+    let refused = server.admin_as(Some("guess-one-more-0123456789"), "GET", "/sources", None);
+    let text = refused.redox_error(429);
+    assert!(text.contains("failed operator tokens"), "{text}");
+    let wait: u64 = refused.header("retry-after").and_then(|s| s.parse().ok()).expect("a Retry-After in seconds");
+    assert!((1..=60).contains(&wait), "Retry-After: {wait}");
+    // The address is held off whatever it sends, the right token included.
+    server.admin_as(Some(ADMIN_TOKEN), "GET", "/sources", None).redox_error(429);
+    let body = json!({ "name": "Sneaky", "url": "http://127.0.0.1:9/s", "environment": "staging" });
+    server.admin_as(Some(ADMIN_TOKEN), "POST", "/destinations", Some(&body)).redox_error(429);
+    assert_eq!(server.durable_through(), durable, "a throttled request was written");
+    // Sources sign in on a limit of their own.
+    server.token();
+}
+
+#[test]
+fn too_many_sign_ins_from_one_address_get_429_with_retry_after() {
+    let server = Server::start();
+    // 20 at once, then one a second: each PBKDF2 check takes a while, so
+    // the limit is met a little after the 20th.
+    let mut tries = 0;
+    let refused = loop {
+        let reply = server.authenticate(EHR.api_key, "a-wrong-secret");
+        if reply.status == 429 {
+            break reply;
+        }
+        reply.redox_error(401);
+        tries += 1;
+        assert!(tries < 40, "no 429 after {tries} sign-ins");
+    };
+    assert!(tries >= 20, "throttled after only {tries} sign-ins");
+    let text = refused.redox_error(429);
+    assert!(text.contains("sign-in"), "{text}");
+    assert!(refused.header("retry-after").is_some_and(|s| s.parse::<u64>().is_ok()), "no Retry-After");
+    assert_eq!(refused.json["Meta"]["Errors"][0]["Module"], "Authentication");
+    server.authenticate(EHR.api_key, EHR.secret).redox_error(429);
+    server.refresh(EHR.api_key, "a-refresh-token").redox_error(429);
 }

@@ -212,3 +212,30 @@ fn every_bad_send_is_rejected_and_nothing_is_written() {
     assert_eq!(reply.accepted().logs.len(), 2);
     assert!(server.durable_through() > start, "an accepted message did not move the durable position");
 }
+
+#[test]
+fn a_slowly_dripped_body_is_a_408_and_writes_nothing() {
+    use std::io::{Read, Write};
+    let options = Options { top_level: Some("body_read_timeout_ms = 1000".to_owned()), ..Options::default() };
+    let server = Server::start_with(&options);
+    let token = server.token();
+    let start = server.durable_through();
+    let addr = server.base_url().trim_start_matches("http://").to_owned();
+    let mut stream = std::net::TcpStream::connect(&addr).expect("connecting");
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(20))).expect("a read timeout");
+    let head = format!(
+        "POST /endpoint HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: 500\r\n\r\n{{\"Meta\":"
+    );
+    let sent_at = std::time::Instant::now();
+    stream.write_all(head.as_bytes()).expect("sending the start of the request");
+    // Nothing more: the rest of the body never comes.
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let waited = sent_at.elapsed();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("did not arrive within 1000 ms") && answer.contains("\"Errors\""), "{answer}");
+    assert!(waited < std::time::Duration::from_secs(10), "the answer took {waited:?}");
+    assert_eq!(server.durable_through(), start, "a timed-out request was written");
+}

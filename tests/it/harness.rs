@@ -65,6 +65,8 @@ pub struct Options {
     pub max_body_bytes: Option<usize>,
     pub token_lifetime_s: Option<u64>,
     pub segment_bytes: Option<u64>,
+    /// Top-level settings, as TOML lines.
+    pub top_level: Option<String>,
     /// The whole configuration file, replacing the default one and the
     /// settings above (the delivery tests bring their own destinations).
     pub config_text: Option<String>,
@@ -75,6 +77,9 @@ fn config_toml(options: &Options) -> String {
         return text.clone();
     }
     let mut toml = format!("admin_token = \"{ADMIN_TOKEN}\"\n");
+    if let Some(lines) = &options.top_level {
+        let _ = writeln!(toml, "{lines}");
+    }
     if let Some(bytes) = options.max_body_bytes {
         let _ = writeln!(toml, "max_body_bytes = {bytes}");
     }

@@ -214,7 +214,7 @@ fn file_refusal<K: Kind>(file: &FileObjects, state: &State, id: Id) -> Result<()
 
 async fn create<K: Kind>(ctx: web::Data<AppCtx>, req: HttpRequest, body: web::Payload) -> Reply {
     authenticate_admin(&ctx, &req)?;
-    let spec: K::Spec = json_body(&req, body).await?;
+    let spec: K::Spec = json_body(&ctx, &req, body).await?;
     let defaults = rules(&ctx);
     let value = change(
         &ctx,
@@ -233,7 +233,7 @@ async fn create<K: Kind>(ctx: web::Data<AppCtx>, req: HttpRequest, body: web::Pa
 async fn put<K: Kind>(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>, body: web::Payload) -> Reply {
     authenticate_admin(&ctx, &req)?;
     let id = path_id(&id)?;
-    let spec: K::Spec = json_body(&req, body).await?;
+    let spec: K::Spec = json_body(&ctx, &req, body).await?;
     let defaults = rules(&ctx);
     let file = ctx.file.clone();
     let value = change(

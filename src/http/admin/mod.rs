@@ -27,9 +27,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// Parses a JSON body into `T`; unknown fields are a 400 naming them.
-async fn json_body<T: DeserializeOwned>(req: &HttpRequest, payload: web::Payload) -> Result<T, ApiError> {
+async fn json_body<T: DeserializeOwned>(ctx: &AppCtx, req: &HttpRequest, payload: web::Payload) -> Result<T, ApiError> {
     require_json(req, &[])?;
-    let bytes = read_body(req, payload, ADMIN_BODY_BYTES).await?;
+    let bytes = read_body(ctx, req, payload, ADMIN_BODY_BYTES).await?;
     serde_json::from_slice(&bytes).map_err(|e| ApiError::invalid(format!("Invalid body: {e}")))
 }
 
