@@ -8,7 +8,7 @@
 //! only say "look again"; every handler re-reads the state, so a lost or
 //! repeated hint changes nothing.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::VecDeque, sync::Arc, time::Duration};
 
 use actix::prelude::*;
 
@@ -38,6 +38,12 @@ pub struct DestinationActor {
     pub(super) episode_open: bool,
     /// The outcome of the last delivery, while the journal has not taken it.
     pub(super) unrecorded: Option<Unrecorded>,
+    /// Where the outcomes journaled but maybe not yet durable end, oldest
+    /// first: at most `UNSYNCED_OUTCOMES_MAX`, which bounds what a crash
+    /// makes the queue send again.
+    pub(super) unsynced: VecDeque<u64>,
+    /// The position a sync was asked up to, for the window above.
+    sync_asked: u64,
     /// Bodies for the head and, ahead of it, for the logs after it.
     processing: Processing,
 }
@@ -60,7 +66,18 @@ impl DestinationActor {
             shared.pool.clone(),
             shared.ahead_counts.clone(),
         );
-        Self { id, shared, client, in_flight: None, retry: None, episode_open, unrecorded: None, processing }
+        Self {
+            id,
+            shared,
+            client,
+            in_flight: None,
+            retry: None,
+            episode_open,
+            unrecorded: None,
+            unsynced: VecDeque::new(),
+            sync_asked: 0,
+            processing,
+        }
     }
 
     /// Looks at the queue: starts the head's delivery if it is due, and
@@ -74,7 +91,7 @@ impl DestinationActor {
     fn pump_head(&mut self, ctx: &mut Context<Self>) {
         // Until the last outcome is journaled, the head in the state is
         // not what it was: nothing more goes out.
-        if self.in_flight.is_some() || self.unrecorded.is_some() {
+        if self.in_flight.is_some() || self.unrecorded.is_some() || !self.window_open(ctx) {
             return;
         }
         let durable = self.shared.ledger.durable_through();
@@ -97,6 +114,31 @@ impl DestinationActor {
         }
     }
 
+    /// Whether another delivery may go out: fewer than
+    /// `UNSYNCED_OUTCOMES_MAX` outcomes are journaled but not yet durable.
+    /// Outcomes are synced by the ledger's flusher, off the delivery's path;
+    /// when half the window is used a sync is asked for at once, and when
+    /// all of it is, the queue waits for it. A crash thus makes a queue
+    /// send again at most its in-flight log and the window.
+    fn window_open(&mut self, ctx: &mut Context<Self>) -> bool {
+        let durable = self.shared.ledger.durable_through();
+        while self.unsynced.front().is_some_and(|&p| p <= durable) {
+            self.unsynced.pop_front();
+        }
+        let (Some(&last), used) = (self.unsynced.back(), self.unsynced.len()) else { return true };
+        if used * 2 >= limits::UNSYNCED_OUTCOMES_MAX && self.sync_asked < last {
+            self.sync_asked = last;
+            let commit = self.shared.ledger.commit(last);
+            ctx.spawn(commit.into_actor(self).map(|synced, act, ctx| {
+                if let Err(e) = synced {
+                    tracing::error!(destination = %act.id, error = %e, "delivery outcomes could not be synced");
+                }
+                act.pump(ctx);
+            }));
+        }
+        used < limits::UNSYNCED_OUTCOMES_MAX
+    }
+
     /// Schedules the head's next attempt, or makes it now if it is due.
     fn wait_to_retry(&mut self, dest: Destination, head: Log, ctx: &mut Context<Self>) {
         if self.retry.as_ref().is_some_and(|(log, _)| *log == head.id) {
@@ -116,7 +158,7 @@ impl DestinationActor {
 
     /// After a retry timer: deliver the head if it is still waiting.
     fn pump_due(&mut self, ctx: &mut Context<Self>) {
-        if self.in_flight.is_some() || self.unrecorded.is_some() {
+        if self.in_flight.is_some() || self.unrecorded.is_some() || !self.window_open(ctx) {
             return;
         }
         let durable = self.shared.ledger.durable_through();

@@ -79,7 +79,13 @@ impl DestinationActor {
     pub(super) fn journal_outcome(&mut self, ctx: &mut Context<Self>) -> bool {
         let Some(unrecorded) = &mut self.unrecorded else { return true };
         while let Some(event) = unrecorded.events.front() {
-            if let Err(e) = self.shared.ledger.record(event) {
+            let recorded = self.shared.ledger.record(event);
+            if let Ok(position) = recorded
+                && unrecorded.events.len() == 1
+            {
+                self.unsynced.push_back(position);
+            }
+            if let Err(e) = recorded {
                 unrecorded.tries += 1;
                 let tries = unrecorded.tries;
                 if tries == 1 || tries.is_multiple_of(10) {

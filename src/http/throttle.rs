@@ -51,8 +51,11 @@ impl Throttle {
 
     fn refusal(&self, bucket: Bucket) -> ApiError {
         let wait_s = ((1.0 - bucket.tokens) / self.per_ms / 1000.0).ceil().max(1.0) as u64;
-        ApiError::new(ErrorKind::TooManyRequests, format!("Too many {} from this address: try again in {wait_s} s", self.what))
-            .retry_after(wait_s)
+        ApiError::new(
+            ErrorKind::TooManyRequests,
+            format!("Too many {} from this address: try again in {wait_s} s", self.what),
+        )
+        .retry_after(wait_s)
     }
 
     /// Refuses `addr` while its bucket is empty, without taking from it.

@@ -33,7 +33,11 @@ struct Refresh {
 }
 
 /// Reads a sign-in body, once the address's sign-in limit allows it.
-async fn body<T: for<'de> Deserialize<'de>>(ctx: &AppCtx, req: &HttpRequest, payload: web::Payload) -> Result<T, ApiError> {
+async fn body<T: for<'de> Deserialize<'de>>(
+    ctx: &AppCtx,
+    req: &HttpRequest,
+    payload: web::Payload,
+) -> Result<T, ApiError> {
     ctx.throttles.sign_in.take(client_ip(req))?;
     require_json(req, &[])?;
     let bytes = read_body(ctx, req, payload, AUTH_BODY_BYTES).await?;

@@ -31,9 +31,10 @@ impl WorkerCommand {
 
     /// `program`'s `transform-worker` subcommand, told this process's ID.
     pub fn of(program: &Path, memory_mb: u64) -> Self {
-        let args = ["transform-worker", "--parent", &std::process::id().to_string(), "--memory-mb", &memory_mb.to_string()]
-            .map(str::to_owned)
-            .to_vec();
+        let args =
+            ["transform-worker", "--parent", &std::process::id().to_string(), "--memory-mb", &memory_mb.to_string()]
+                .map(str::to_owned)
+                .to_vec();
         Self { program: program.to_owned(), args }
     }
 

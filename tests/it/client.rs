@@ -230,6 +230,11 @@ impl Client {
         self.admin_as(Some(ADMIN_TOKEN), "DELETE", path, None)
     }
 
+    /// A GET of any path, without a token.
+    pub fn get(&self, path: &str) -> Reply {
+        reply(self.agent.get(self.url(path)).call())
+    }
+
     /// `durable_through` of `GET /healthz`: grows with every write.
     pub fn durable_through(&self) -> u64 {
         let r = reply(self.agent.get(self.url("/healthz")).call());

@@ -67,6 +67,8 @@ pub struct Options {
     pub segment_bytes: Option<u64>,
     /// Top-level settings, as TOML lines.
     pub top_level: Option<String>,
+    /// Where to make the data directory (a file system of the test's).
+    pub data_parent: Option<PathBuf>,
     /// The whole configuration file, replacing the default one and the
     /// settings above (the delivery tests bring their own destinations).
     pub config_text: Option<String>,
@@ -146,7 +148,11 @@ impl Server {
     /// Starts on a copy of the data directory `data` (when given), which
     /// stays untouched.
     pub fn start_on_copy(options: &Options, data: Option<&Path>) -> Self {
-        let data_dir = tempfile::tempdir().expect("creating the data dir");
+        let data_dir = match &options.data_parent {
+            Some(parent) => tempfile::tempdir_in(parent),
+            None => tempfile::tempdir(),
+        };
+        let data_dir = data_dir.expect("creating the data dir");
         if let Some(data) = data {
             copy_tree(data, data_dir.path());
         }

@@ -7,6 +7,7 @@ mod bad_input;
 mod client;
 mod delivery;
 mod delivery_ops;
+mod disk_full;
 mod fhir;
 mod golden;
 mod harness;
