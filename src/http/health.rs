@@ -20,24 +20,30 @@ pub async fn healthz(ctx: web::Data<AppCtx>) -> HttpResponse {
 /// Readiness: 200 once the journal is replayed (this handler is served only
 /// then) and takes writes; 503 with the reason otherwise.
 pub async fn readyz(ctx: web::Data<AppCtx>) -> HttpResponse {
-    let unavailable = |status: &str, reason: String| {
-        HttpResponse::ServiceUnavailable().insert_header(("retry-after", "1")).json(json!({
-            "status": status,
-            "reason": reason,
-        }))
-    };
-    match ctx.journal.health() {
-        Health::Writable => HttpResponse::Ok().json(json!({ "status": "ready" })),
-        Health::Degraded(reason) => HttpResponse::Ok().json(json!({
-            "status": "ready",
-            "warning": format!("the write-ahead log cannot grow: {reason}"),
-        })),
-        Health::Unwritable(reason) => {
-            unavailable("unavailable", format!("the write-ahead log takes no writes for now: {reason}"))
+    let (ready, body) = readiness(ctx.journal.health());
+    match ready {
+        true => HttpResponse::Ok().json(body),
+        false => HttpResponse::ServiceUnavailable().insert_header(("retry-after", "1")).json(body),
+    }
+}
+
+/// Whether the journal's health makes the engine ready, and what to say.
+fn readiness(health: Health) -> (bool, serde_json::Value) {
+    match health {
+        Health::Writable => (true, json!({ "status": "ready" })),
+        Health::Degraded(reason) => {
+            (true, json!({ "status": "ready", "warning": format!("the write-ahead log cannot grow: {reason}") }))
         }
-        Health::Failed(reason) => unavailable(
-            "failed",
-            format!("the write-ahead log failed and takes no writes until ferrox restarts: {reason}"),
+        Health::Unwritable(reason) => (
+            false,
+            json!({ "status": "unavailable", "reason": format!("the write-ahead log takes no writes for now: {reason}") }),
+        ),
+        Health::Failed(reason) => (
+            false,
+            json!({
+                "status": "failed",
+                "reason": format!("the write-ahead log failed and takes no writes until ferrox restarts: {reason}"),
+            }),
         ),
     }
 }
@@ -101,4 +107,26 @@ pub async fn metrics(ctx: web::Data<AppCtx>) -> HttpResponse {
         let _ = writeln!(out, "{name} {}", count.load(Ordering::Relaxed));
     }
     HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_only_while_the_journal_takes_writes() {
+        let cases = [
+            (Health::Writable, true, "ready", None),
+            (Health::Degraded("no space".into()), true, "ready", Some("cannot grow: no space")),
+            (Health::Unwritable("no space".into()), false, "unavailable", Some("no writes for now: no space")),
+            (Health::Failed("fdatasync: EIO".into()), false, "failed", Some("until ferrox restarts: fdatasync: EIO")),
+        ];
+        for (health, ready, status, text) in cases {
+            let (got, body) = readiness(health.clone());
+            assert_eq!((got, body["status"].as_str()), (ready, Some(status)), "{health:?}");
+            if let Some(text) = text {
+                assert!(body.to_string().contains(text), "{health:?}: {body}");
+            }
+        }
+    }
 }

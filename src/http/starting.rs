@@ -35,3 +35,30 @@ pub fn serve(listener: std::net::TcpListener) -> std::io::Result<Server> {
     .run();
     Ok(server)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[actix_web::test]
+    async fn while_starting_the_port_is_alive_but_not_ready() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = serve(listener).unwrap();
+        let handle = server.handle();
+        actix_web::rt::spawn(server);
+        let client = awc::Client::default();
+        let get = |path: &'static str| client.get(format!("http://{addr}{path}")).send();
+        assert_eq!(get("/healthz").await.unwrap().status().as_u16(), 200);
+        let mut ready = get("/readyz").await.unwrap();
+        assert_eq!(ready.status().as_u16(), 503);
+        assert_eq!(ready.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
+        let body: serde_json::Value = ready.json().await.unwrap();
+        assert!(body["reason"].as_str().unwrap().contains("replayed"), "{body}");
+        let mut send = client.post(format!("http://{addr}/endpoint")).send_body("{}").await.unwrap();
+        assert_eq!(send.status().as_u16(), 503);
+        let body: serde_json::Value = send.json().await.unwrap();
+        assert!(body["Meta"]["Errors"][0]["Text"].as_str().unwrap().contains("starting"), "{body}");
+        handle.stop(true).await;
+    }
+}

@@ -254,6 +254,11 @@ impl Server {
         self.signal_and_wait(libc::SIGKILL);
     }
 
+    /// Replaces the configuration file, for the next start.
+    pub fn rewrite_config(&self, text: &str) {
+        std::fs::write(self.work_dir.path().join("ferrox.toml"), text).expect("rewriting the config");
+    }
+
     /// Starts again on the same data directory and configuration, on a new
     /// port.
     pub fn restart(&mut self) {
@@ -324,9 +329,15 @@ fn spawn_serve(config: &Path, data_dir: &Path, log: &Path) -> (Child, mpsc::Rece
 /// refuse to start; returns its stderr.
 pub fn serve_refuses(text: &str) -> String {
     let dir = tempfile::tempdir().expect("creating a temp dir");
+    serve_refuses_in(text, &dir.path().join("data"))
+}
+
+/// Like `serve_refuses`, on the data directory `data`.
+pub fn serve_refuses_in(text: &str, data: &Path) -> String {
+    let dir = tempfile::tempdir().expect("creating a temp dir");
     let (config, log) = (dir.path().join("ferrox.toml"), dir.path().join("server.log"));
     std::fs::write(&config, text).expect("writing the config");
-    let (mut child, ready) = spawn_serve(&config, &dir.path().join("data"), &log);
+    let (mut child, ready) = spawn_serve(&config, data, &log);
     let started = ready.recv_timeout(START_DEADLINE);
     let _ = child.kill();
     let status = child.wait().expect("waiting for ferrox");

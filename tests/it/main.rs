@@ -1,13 +1,16 @@
 //! Integration tests, one binary: each test starts the real `ferrox`
 //! binary on a temporary data directory and talks to it over HTTP.
 
+mod alerts;
 mod auth;
 mod bad_admin;
 mod bad_input;
 mod client;
+mod config_file;
 mod delivery;
 mod delivery_ops;
 mod disk_full;
+mod egress;
 mod fhir;
 mod golden;
 mod harness;
