@@ -29,4 +29,5 @@ pub mod server;
 pub mod signature;
 pub mod state;
 pub mod tls;
+pub mod torture;
 pub mod wal_tool;

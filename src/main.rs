@@ -44,6 +44,27 @@ enum Command {
         #[arg(long)]
         memory_mb: Option<u64>,
     },
+    /// Crash-test an engine: real receivers and senders, SIGKILL at random
+    /// moments, restarts; checks that nothing acknowledged is lost or
+    /// reordered. Exits non-zero if anything is.
+    Torture {
+        /// Kills before the final drain and check.
+        #[arg(long, default_value_t = 100)]
+        kills: u32,
+        /// The seed of the run's randomness; a random one when absent.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Concurrent senders.
+        #[arg(long, default_value_t = 8)]
+        senders: usize,
+        /// The ferrox executable to torture; this one by default.
+        #[arg(long)]
+        binary: Option<PathBuf>,
+        /// Where to keep the data directory and the engine's log; a
+        /// temporary directory by default.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Inspect the write-ahead log offline.
     Wal {
         #[command(subcommand)]
@@ -68,15 +89,20 @@ enum WalCommand {
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The torture's own servers would chatter at info; the engine under it
+    // logs to a file of its own.
+    let level = if matches!(cli.command, Command::Torture { .. }) { "warn" } else { "info" };
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level)))
         .with_writer(std::io::stderr)
         .init();
-    let result = match Cli::parse().command {
+    let result = match cli.command {
         Command::Serve { config, listen, data_dir } => serve(config, listen, data_dir),
         Command::TransformWorker { parent, memory_mb } => {
             ferrox::jq::worker_main(parent, memory_mb).context("serving transforms")
         }
+        Command::Torture { kills, seed, senders, binary, dir } => torture(kills, seed, senders, binary, dir),
         Command::Wal { command: WalCommand::Verify { data_dir } } => {
             wal_tool::verify(&data_dir, &mut std::io::stdout())
         }
@@ -116,4 +142,30 @@ fn serve(config: Option<PathBuf>, listen: Option<SocketAddr>, data_dir: Option<P
         }
         running.server.await.context("serving HTTP")
     })
+}
+
+fn torture(
+    kills: u32,
+    seed: Option<u64>,
+    senders: usize,
+    binary: Option<PathBuf>,
+    dir: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    use ferrox::ids::IdSource as _;
+    let seed = seed.unwrap_or_else(|| u64::from_le_bytes(OsIds::default().bytes(8).try_into().unwrap_or([7; 8])));
+    let binary = match binary {
+        Some(binary) => binary,
+        None => std::env::current_exe().context("finding this executable")?,
+    };
+    let options = ferrox::torture::Options { kills, seed, senders: senders.max(1), binary, dir };
+    let findings = ferrox::torture::run(&options, &mut std::io::stdout())?;
+    if !findings.ok(ferrox::torture::resend_bound()) {
+        anyhow::bail!(
+            "the torture found failures (seed {seed}): lost {:?}, reordered {:?}, repeats under another webhook-id {:?}",
+            findings.lost.iter().take(10).collect::<Vec<_>>(),
+            findings.reordered.iter().take(10).collect::<Vec<_>>(),
+            findings.foreign_repeats.iter().take(10).collect::<Vec<_>>()
+        );
+    }
+    Ok(())
 }

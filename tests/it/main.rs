@@ -28,4 +28,5 @@ mod sandbox;
 mod segments;
 mod send;
 mod startup;
+mod torture;
 mod virtual_time;
