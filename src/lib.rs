@@ -23,6 +23,8 @@ pub mod ledger;
 pub mod limits;
 pub mod model;
 pub mod objects;
+#[cfg(test)]
+mod powerloss;
 pub mod retention;
 pub mod router;
 pub mod server;
