@@ -18,7 +18,7 @@ pub use self::{
         Accepted, AlertSend, BodyHash, ConfigBatch, Event, KeptAlert, Keyed, MessageView, NewLog, PausedQueue,
         Replayed, Snapshot, body_hash,
     },
-    wire::{DecodeError, decode, decode_event, describe_kind, is_snapshot, known_kinds},
+    wire::{DecodeError, decode, decode_event, describe_kind, encode, is_snapshot, known_kinds, message_payload},
 };
 
 #[derive(Debug, thiserror::Error)]

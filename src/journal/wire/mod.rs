@@ -161,7 +161,7 @@ pub fn decode(kind: u16, bytes: &[u8]) -> Result<Replayed<'_>, DecodeError> {
 /// Reads a record of `kind` as an event, a message with its body.
 pub fn decode_event(kind: u16, bytes: &[u8]) -> Result<Event, DecodeError> {
     match (kind, split(kind)) {
-        (v0::EVENT_KIND | v0::SNAPSHOT_KIND, _) => v0::decode_owned(bytes).map_err(DecodeError::Invalid),
+        (v0::EVENT_KIND | v0::SNAPSHOT_KIND, _) => v0::decode_owned(kind, bytes).map_err(DecodeError::Invalid),
         (_, (v1::types::MESSAGE_ACCEPTED, 1)) => {
             v1::accepted(bytes).map(Event::MessageAccepted).map_err(DecodeError::Invalid)
         }

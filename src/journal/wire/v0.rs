@@ -175,14 +175,19 @@ fn access(bytes: &[u8]) -> Result<&ArchivedV0Event, String> {
     rkyv::access::<ArchivedV0Event, rancor::Error>(bytes).map_err(|e| e.to_string())
 }
 
-/// Reads a format-0 record of kind `kind`.
-pub fn decode(kind: u16, bytes: &[u8]) -> Result<Replayed<'_>, String> {
+/// The archived event of a format-0 record of kind `kind`.
+fn access_kind(kind: u16, bytes: &[u8]) -> Result<&ArchivedV0Event, String> {
     let event = access(bytes)?;
     let is_snapshot = matches!(event, ArchivedV0Event::Snapshot(_));
     if is_snapshot != (kind == SNAPSHOT_KIND) {
         return Err(format!("a format-0 record of kind {kind} holds the wrong event"));
     }
-    Ok(match event {
+    Ok(event)
+}
+
+/// Reads a format-0 record of kind `kind`.
+pub fn decode(kind: u16, bytes: &[u8]) -> Result<Replayed<'_>, String> {
+    Ok(match access_kind(kind, bytes)? {
         ArchivedV0Event::MessageAccepted(a) => Replayed::Message(message_view(a)),
         other => Replayed::Event(convert(other)),
     })
@@ -379,6 +384,6 @@ fn convert(event: &ArchivedV0Event) -> Event {
 }
 
 /// Reads a whole format-0 record as an event (a message with its body).
-pub fn decode_owned(bytes: &[u8]) -> Result<Event, String> {
-    access(bytes).map(convert)
+pub fn decode_owned(kind: u16, bytes: &[u8]) -> Result<Event, String> {
+    access_kind(kind, bytes).map(convert)
 }
