@@ -53,14 +53,14 @@ fn main() {
     let data = out.join("data");
 
     let phase_one = out.join("phase-one.toml");
-    std::fs::write(&phase_one, config(port, 0, 100)).expect("writing the phase-one config");
+    std::fs::write(&phase_one, config(port, 0, 100, false)).expect("writing the phase-one config");
     let engine = Engine::start(&bin, &phase_one, &data);
     compacted(&engine);
     engine.stop();
     std::fs::remove_file(&phase_one).expect("removing the phase-one config");
 
     let config_path = out.join("ferrox.toml");
-    std::fs::write(&config_path, config(port, 876_000, 60_000)).expect("writing the config");
+    std::fs::write(&config_path, config(port, 876_000, 60_000, true)).expect("writing the config");
     let engine = Engine::start(&bin, &config_path, &data);
     let tokens = scenario(&engine);
     let mut expected = capture(&engine);
@@ -78,12 +78,15 @@ fn version(bin: &Path) -> String {
 }
 
 /// The configuration: `retention_hours` and `compaction_interval_ms` differ
-/// between the phases. Segments are small so that a few messages roll them.
-fn config(port: u16, retention_hours: u64, compaction_interval_ms: u64) -> String {
+/// between the phases, and phase two adds the alert webhook and the Search
+/// destination, so its start applies configuration and opens a channel.
+/// Segments are small so that a few messages roll them.
+fn config(port: u16, retention_hours: u64, compaction_interval_ms: u64, phase_two: bool) -> String {
     let url = |path: &str| format!("http://127.0.0.1:{port}{path}");
-    format!(
+    let text = format!(
         r#"admin_token = "{ADMIN_TOKEN}"
 max_body_bytes = 65536
+alert_webhook_url = "{alerts}"
 
 [auth]
 token_lifetime_s = 3153600000
@@ -217,7 +220,27 @@ data_model = "PatientAdmin"
         archive = url("/ok/archive"),
         fhir = url("/ok/fhir"),
         search = url("/query"),
-    )
+        alerts = url("/ok/alerts"),
+    );
+    if phase_two {
+        return text;
+    }
+    strip_phase_two(&text)
+}
+
+/// Phase one's configuration: phase two's without the alert webhook and
+/// the Search destination with its subscription.
+fn strip_phase_two(text: &str) -> String {
+    let mut out = String::new();
+    for block in text.split("\n\n") {
+        if block.contains(SEARCH) {
+            continue;
+        }
+        let block: Vec<&str> = block.lines().filter(|l| !l.starts_with("alert_webhook_url")).collect();
+        out.push_str(&block.join("\n"));
+        out.push_str("\n\n");
+    }
+    out
 }
 
 /// A receiver that answers by path: `/ok…` takes, `/query` replies,
@@ -476,6 +499,11 @@ fn scenario(engine: &Engine) -> Value {
         [LAB, ANALYTICS, FHIR_SINK].iter().all(|d| engine.queue(d)["depth"] == 0)
             && engine.queue(PHARMACY)["state"] == "halted"
             && engine.queue(BILLING)["state"] == "paused"
+    });
+    // Builds that show how each alert was sent: until the webhook has all.
+    wait_for("every alert to be sent", || {
+        let alerts = engine.admin("GET", "/alerts", None)["alerts"].clone();
+        alerts.as_array().expect("alerts").iter().all(|a| a.get("sent").is_none_or(|s| s["webhook"] == true))
     });
     json!({ "ehr": tokens })
 }
