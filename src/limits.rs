@@ -1,4 +1,6 @@
-//! Limits of the server, in one place, each with why.
+//! Limits of the server, in one place, each with why. The rules on where
+//! the engine may send (no credentials in URLs, `deny_private_networks`)
+//! are in `egress`, with theirs.
 
 /// Default largest request body (SPEC §9: 10 MiB): clinical documents with
 /// attachments fit; anything larger belongs in a document store.

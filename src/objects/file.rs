@@ -348,6 +348,14 @@ mod tests {
     }
 
     #[test]
+    fn the_example_configuration_is_valid_as_a_whole() {
+        let config = parse(include_str!("../../examples/ferrox.toml"));
+        let plan = plan(&config, &State::default(), &SeededIds::new(1)).expect("the example is valid");
+        let Some(Event::ConfigurationApplied(batch)) = plan.event else { panic!("nothing to apply") };
+        assert_eq!((batch.sources.len(), batch.destinations.len(), batch.subscriptions.len()), (1, 2, 2));
+    }
+
+    #[test]
     fn a_data_model_error_names_the_field() {
         let text = GOOD.replace("data_model = \"PatientAdmin\"", "data_model = \"NoSuchModel\"");
         let errors = plan(&parse(&text), &State::default(), &SeededIds::new(1)).expect_err("invalid");

@@ -20,7 +20,7 @@
 //! | `00000000000000000001.seg`, ... | segments, named by index (20 digits, so names sort in log order) |
 //! | `checkpoint` | the owner's checkpoint (32 bytes, CRC-checked, replaced atomically) |
 //! | `LOCK` | held with an exclusive `flock` while the log is open |
-//! | `*.tmp`, `*.deleted` | leftovers of an interrupted creation or deletion, removed at open |
+//! | `*.tmp`, `*.deleted` | leftovers of an interrupted creation or deletion, removed at open (and a failed creation removes its own) |
 //!
 //! # Segment layout
 //!
@@ -83,6 +83,15 @@
 //! so retrying the sync could falsely report success. The log reports the
 //! error and refuses every later append and sync with [`Error::Poisoned`]
 //! until it is reopened, when recovery establishes what is on disk.
+//!
+//! A segment that cannot be created (ENOSPC or EIO while its zeros are
+//! written) is not such a failure: nothing was written to it. Its partial
+//! file is removed, and the thread that prepares segments ahead tries again
+//! with backoff; meanwhile an append that needs the segment fails at once
+//! with [`Error::NoSegment`], and [`Wal::health`] says so. Once a segment
+//! can be created, appends go on, with no reopen. Records are written only
+//! into segments whose blocks were allocated when they were created, so a
+//! record's write cannot meet a full disk.
 //!
 //! # Recovery and the torn-tail policy
 //!
