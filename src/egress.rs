@@ -46,8 +46,17 @@ impl Egress {
         self.check_host(&url)
     }
 
-    /// Checks a URL's host before a request: a denied address literal is
-    /// refused (names are checked as they are resolved).
+    /// Checks a URL before a request: with private networks denied, a
+    /// denied address literal is refused (names are checked as they are
+    /// resolved). Free when they are not denied.
+    pub fn check(&self, url: &str) -> Result<(), String> {
+        if !self.deny_private_networks {
+            return Ok(());
+        }
+        self.check_host(&url::Url::parse(url).map_err(|e| format!("url '{url}': {e}"))?)
+    }
+
+    /// Checks a URL's host: a denied address literal is refused.
     pub fn check_host(&self, url: &url::Url) -> Result<(), String> {
         if !self.deny_private_networks {
             return Ok(());

@@ -14,6 +14,8 @@ pub mod datamodels;
 pub mod delivery;
 pub mod egress;
 pub mod error;
+#[cfg(test)]
+mod fixtures;
 pub mod http;
 pub mod ids;
 pub mod inbound;

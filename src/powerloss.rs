@@ -18,9 +18,10 @@ use std::{
 use ferrox_storage::{Options, sim::LazyDisk};
 
 use crate::{
+    fixtures::{destination, source, subscription},
     journal::{Accepted, Event, Journal, Keyed, NewLog, WalJournal, body_hash},
     ledger::Ledger,
-    model::{Alert, AlertKind, Attempt, Destination, Environment, Id, LogStatus, LogType, Source, Subscription},
+    model::{Alert, AlertKind, Attempt, Id, LogStatus, LogType},
     retention::snapshot_if_useful,
     server::rebuild,
     state::Fingerprint,
@@ -71,31 +72,6 @@ impl Engine {
     }
 }
 
-fn destination(n: u128, version: i64) -> Destination {
-    Destination {
-        id: Id(100 + n),
-        name: format!("d{n}"),
-        url: format!("http://127.0.0.1:9/{version}"),
-        environment: Environment::Production,
-        verification_token: "t".into(),
-        signing_secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
-        timeout_ms: 1000,
-        enabled: true,
-    }
-}
-
-fn subscription(n: u128) -> Subscription {
-    Subscription {
-        id: Id(200 + n),
-        source_id: Id(1),
-        destination_id: Id(100 + n),
-        data_model: "PatientAdmin".into(),
-        event_types: Vec::new(),
-        transform: None,
-        response_transform: None,
-    }
-}
-
 /// One run of `steps` random operations with crashes; returns how many
 /// crashes it survived.
 fn run(seed: u64, steps: usize) -> usize {
@@ -104,30 +80,24 @@ fn run(seed: u64, steps: usize) -> usize {
     let mut engine = Engine::open(&disk);
     // The live state's fingerprint after each event, by position.
     let mut history: BTreeMap<u64, Fingerprint> = BTreeMap::new();
-    let mut acknowledged = 0u64;
     let (mut now_ms, mut next_id, mut crashes) = (1_796_400_000_000i64, 1000u128, 0usize);
     let mut fresh = || {
         next_id += 1;
         Id(next_id)
     };
-    let mut remember = |engine: &Engine, history: &mut BTreeMap<u64, Fingerprint>, position: u64| {
+    let remember = |engine: &Engine, history: &mut BTreeMap<u64, Fingerprint>, position: u64| {
         history.insert(position, engine.ledger.state().read().fingerprint());
     };
-    for event in
-        [
-            Event::TokenKeyCreated { key: [7; 32] },
-            Event::SourceUpserted(Source { id: Id(1), name: "s".into(), api_key: "k".into(), secret_hash: "h".into() }),
-        ]
-        .into_iter()
-        .chain((0..DESTINATIONS).flat_map(|n| {
+    for event in [Event::TokenKeyCreated { key: [7; 32] }, Event::SourceUpserted(source())].into_iter().chain(
+        (0..DESTINATIONS).flat_map(|n| {
             [Event::DestinationUpserted(destination(n, 0)), Event::SubscriptionUpserted(subscription(n))]
-        }))
-    {
+        }),
+    ) {
         let position = engine.record(event);
         remember(&engine, &mut history, position);
     }
     engine.journal.wal().sync().expect("syncing the configuration");
-    acknowledged = engine.journal.durable_through();
+    let mut acknowledged = engine.journal.durable_through();
     for _ in 0..steps {
         let head = |engine: &Engine, dest: u128| {
             let state = engine.ledger.state().read();

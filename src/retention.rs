@@ -88,8 +88,9 @@ mod tests {
 
     use super::*;
     use crate::{
+        fixtures::{destination, source, subscription},
         journal::{Accepted, Journal, Keyed, NewLog, WalJournal, body_hash},
-        model::{Alert, AlertKind, Attempt, Destination, Environment, Id, LogStatus, LogType, Source, Subscription},
+        model::{Alert, AlertKind, Attempt, Id, LogStatus, LogType},
         server::rebuild,
     };
 
@@ -165,41 +166,13 @@ mod tests {
         (journal, ledger)
     }
 
-    fn destination(n: u128, version: u64) -> Destination {
-        Destination {
-            id: Id(100 + n),
-            name: format!("d{n}"),
-            url: format!("http://127.0.0.1:9/{version}"),
-            environment: Environment::Production,
-            verification_token: "t".into(),
-            signing_secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
-            timeout_ms: 1000,
-            enabled: true,
-        }
-    }
-
-    fn subscription(n: u128) -> Subscription {
-        Subscription {
-            id: Id(200 + n),
-            source_id: Id(1),
-            destination_id: Id(100 + n),
-            data_model: "PatientAdmin".into(),
-            event_types: Vec::new(),
-            transform: None,
-            response_transform: None,
-        }
-    }
-
     /// Runs the ops; returns how many segments compactions deleted.
     fn run(ops: &[Op]) -> usize {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let (mut journal, mut ledger) = open(dir.path());
         let record = |ledger: &Ledger, event: Event| ledger.record(&event).expect("appending");
         record(&ledger, Event::TokenKeyCreated { key: [7; 32] });
-        record(
-            &ledger,
-            Event::SourceUpserted(Source { id: Id(1), name: "s".into(), api_key: "k".into(), secret_hash: "h".into() }),
-        );
+        record(&ledger, Event::SourceUpserted(source()));
         for n in 0..DESTINATIONS {
             record(&ledger, Event::DestinationUpserted(destination(n, 0)));
             record(&ledger, Event::SubscriptionUpserted(subscription(n)));

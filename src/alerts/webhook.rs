@@ -31,9 +31,7 @@ impl Channel for Webhook {
 
     fn send<'a>(&'a self, alert: &'a Alert) -> LocalBoxFuture<'a, Sent> {
         Box::pin(async move {
-            if let Err(e) =
-                url::Url::parse(&self.url).map_err(|e| e.to_string()).and_then(|u| self.egress.check_host(&u))
-            {
+            if let Err(e) = self.egress.check(&self.url) {
                 return Sent::Failed(e);
             }
             let body = json!({

@@ -117,16 +117,16 @@ impl DestinationActor {
     /// Whether another delivery may go out: fewer than
     /// `UNSYNCED_OUTCOMES_MAX` outcomes are journaled but not yet durable.
     /// Outcomes are synced by the ledger's flusher, off the delivery's path;
-    /// when half the window is used a sync is asked for at once, and when
-    /// all of it is, the queue waits for it. A crash thus makes a queue
-    /// send again at most its in-flight log and the window.
+    /// a queue that fills the window before the flusher's next sync asks
+    /// for one at once and waits for it. A crash thus makes a queue send
+    /// again at most its in-flight log and the window.
     fn window_open(&mut self, ctx: &mut Context<Self>) -> bool {
         let durable = self.shared.ledger.durable_through();
         while self.unsynced.front().is_some_and(|&p| p <= durable) {
             self.unsynced.pop_front();
         }
         let (Some(&last), used) = (self.unsynced.back(), self.unsynced.len()) else { return true };
-        if used * 2 >= limits::UNSYNCED_OUTCOMES_MAX && self.sync_asked < last {
+        if used >= limits::UNSYNCED_OUTCOMES_MAX && self.sync_asked < last {
             self.sync_asked = last;
             let commit = self.shared.ledger.commit(last);
             ctx.spawn(commit.into_actor(self).map(|synced, act, ctx| {

@@ -33,17 +33,17 @@ pub(super) async fn send(
         received_at_ms,
         now_s: started_at_ms.div_euclid(1000),
     };
-    let allowed = url::Url::parse(&dest.url).map_err(|e| e.to_string()).and_then(|u| shared.egress.check_host(&u));
-    let (http_status, error, response) = match allowed.and_then(|()| request::headers(dest, &ids, &body)) {
-        Err(e) => (None, Some(e), None),
-        Ok(headers) => {
-            let mut req = client.post(&dest.url).timeout(Duration::from_millis(dest.timeout_ms));
-            for (name, value) in headers {
-                req = req.insert_header((name, value));
+    let (http_status, error, response) =
+        match shared.egress.check(&dest.url).and_then(|()| request::headers(dest, &ids, &body)) {
+            Err(e) => (None, Some(e), None),
+            Ok(headers) => {
+                let mut req = client.post(&dest.url).timeout(Duration::from_millis(dest.timeout_ms));
+                for (name, value) in headers {
+                    req = req.insert_header((name, value));
+                }
+                exchange(req, body).await
             }
-            exchange(req, body).await
-        }
-    };
+        };
     let success = http_status.is_some_and(|s| (200..300).contains(&s));
     let duration_ms = u64::try_from(shared.clock.now_ms().saturating_sub(started_at_ms)).unwrap_or(0);
     let attempt = Attempt { id: attempt_id, started_at_ms, duration_ms, http_status, error, response };

@@ -150,8 +150,7 @@ async fn forward(
     egress: Egress,
 ) -> Forwarded {
     let bad_gateway = |status, text: String| (status, ApiError::new(ErrorKind::BadGateway, text));
-    let url = url::Url::parse(&dest.url).map_err(|e| bad_gateway(None, format!("The destination's url: {e}")))?;
-    egress.check_host(&url).map_err(|e| bad_gateway(None, format!("The destination is refused: {e}")))?;
+    egress.check(&dest.url).map_err(|e| bad_gateway(None, format!("The destination is refused: {e}")))?;
     let headers = request::headers(dest, ids, &body).map_err(|e| (None, ApiError::internal(e)))?;
     let mut req = client.post(&dest.url).timeout(Duration::from_millis(dest.timeout_ms));
     for header in headers {

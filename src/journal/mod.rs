@@ -11,6 +11,8 @@ mod wire;
 
 use std::{fmt, future::Future, path::Path, pin::Pin, sync::Arc};
 
+/// Whether the journal takes writes: the log's own account.
+pub use ferrox_storage::Health;
 use ferrox_storage::{Committer, Options, Wal, vfs::Vfs};
 
 pub use self::{
@@ -49,21 +51,6 @@ impl JournalError {
 }
 
 pub type CommitFuture = Pin<Box<dyn Future<Output = Result<(), JournalError>> + Send>>;
-
-/// Whether the journal takes writes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Health {
-    /// Appends and syncs succeed.
-    Writable,
-    /// Appends succeed, but the log cannot grow (the next segment cannot be
-    /// created): they will fail once the current segment is full.
-    Degraded(String),
-    /// Appends fail for now (a segment cannot be created: the disk is full
-    /// or failing); they succeed again once the cause is gone.
-    Unwritable(String),
-    /// A write or sync failed: nothing more is taken until a restart.
-    Failed(String),
-}
 
 /// A function given each replayed event; an error stops the replay.
 pub type ReplayFn<'f> = dyn FnMut(u64, Replayed<'_>) -> Result<(), String> + 'f;
@@ -194,11 +181,6 @@ impl Journal for WalJournal {
     }
 
     fn health(&self) -> Health {
-        match self.wal().health() {
-            ferrox_storage::Health::Writable => Health::Writable,
-            ferrox_storage::Health::Degraded(reason) => Health::Degraded(reason),
-            ferrox_storage::Health::Unwritable(reason) => Health::Unwritable(reason),
-            ferrox_storage::Health::Failed(reason) => Health::Failed(reason),
-        }
+        self.wal().health()
     }
 }

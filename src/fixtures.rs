@@ -1,0 +1,36 @@
+//! Objects the engine-level model tests (`retention`, `powerloss`) set up:
+//! one source and destinations `100 + n`, each with its subscription
+//! `200 + n`.
+
+use crate::model::{Destination, Environment, Id, Source, Subscription};
+
+pub(crate) fn source() -> Source {
+    Source { id: Id(1), name: "s".into(), api_key: "k".into(), secret_hash: "h".into() }
+}
+
+/// Destination `n`; `version` tells one of its configurations from another.
+pub(crate) fn destination(n: u128, version: u64) -> Destination {
+    Destination {
+        id: Id(100 + n),
+        name: format!("d{n}"),
+        url: format!("http://127.0.0.1:9/{version}"),
+        environment: Environment::Production,
+        verification_token: "t".into(),
+        signing_secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
+        timeout_ms: 1000,
+        enabled: true,
+    }
+}
+
+/// The source's subscription to destination `n`.
+pub(crate) fn subscription(n: u128) -> Subscription {
+    Subscription {
+        id: Id(200 + n),
+        source_id: Id(1),
+        destination_id: Id(100 + n),
+        data_model: "PatientAdmin".into(),
+        event_types: Vec::new(),
+        transform: None,
+        response_transform: None,
+    }
+}
