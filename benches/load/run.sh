@@ -5,13 +5,16 @@
 #
 #   bash benches/load/run.sh [duration_s] [connections]
 #
+# FERROX_BIN=/path/to/ferrox runs another build (a baseline) instead.
+#
 # Needs wrk (Debian package `wrk`), curl and python3.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 duration=${1:-20}
 connections=${2:-64}
 command -v wrk >/dev/null || { echo "install wrk first: apt-get install wrk" >&2; exit 1; }
-cargo build --release --bin ferrox
+bin=${FERROX_BIN:-./target/release/ferrox}
+[ -n "${FERROX_BIN:-}" ] || cargo build --release --bin ferrox
 data=$(mktemp -d "${TMPDIR:-/tmp}/ferrox-load.XXXXXX")
 cat > "$data/ferrox.toml" <<'TOML'
 admin_token = "load-test-operator-token"
@@ -30,7 +33,7 @@ source_id = "22222222-2222-4222-8222-222222222222"
 destination_id = "11111111-1111-4111-8111-111111111111"
 data_model = "PatientAdmin"
 TOML
-RUST_LOG=warn ./target/release/ferrox serve --config "$data/ferrox.toml" --data-dir "$data" \
+RUST_LOG=warn "$bin" serve --config "$data/ferrox.toml" --data-dir "$data" \
     --listen 127.0.0.1:0 > "$data/stdout" 2> "$data/stderr" &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; rm -rf "$data"' EXIT
