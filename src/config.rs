@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use crate::{
     limits,
-    objects::{DestinationSpec, SourceSpec, SubscriptionSpec},
+    objects::{DestinationRules, DestinationSpec, SourceSpec, SubscriptionSpec, file::Declared},
 };
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -194,6 +194,17 @@ impl Config {
     /// `max_body_bytes` with its event overhead.
     pub fn max_record_bytes(&self) -> u32 {
         u32::try_from(self.max_body_bytes + limits::EVENT_OVERHEAD_BYTES).unwrap_or(u32::MAX)
+    }
+
+    /// The objects the file declares, for `objects::file::plan`.
+    pub fn declared(&self) -> Declared<'_> {
+        Declared {
+            origin: self.origin.as_ref().and_then(|p| p.to_str()).unwrap_or("(none)"),
+            sources: &self.sources,
+            destinations: &self.destinations,
+            subscriptions: &self.subscriptions,
+            rules: DestinationRules { default_timeout_ms: self.delivery.timeout_ms, egress: self.egress() },
+        }
     }
 
     /// The rules for outgoing requests.

@@ -183,7 +183,7 @@ async fn build(config: Config, clock: SharedClock, ids: SharedIds) -> anyhow::Re
 /// Checks the configuration file's objects as a whole: what to journal,
 /// all of them or none, and which objects the file owns.
 fn plan_file(config: &Config, ledger: &Ledger, ids: &dyn IdSource) -> anyhow::Result<file::Plan> {
-    let planned = file::plan(config, &ledger.state().read(), ids);
+    let planned = file::plan(&config.declared(), &ledger.state().read(), ids);
     planned.map_err(|errors| {
         let origin = config.origin.as_ref().map_or_else(String::new, |p| format!(" {}", p.display()));
         anyhow::anyhow!(

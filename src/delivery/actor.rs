@@ -8,13 +8,13 @@
 //! only say "look again"; every handler re-reads the state, so a lost or
 //! repeated hint changes nothing.
 
-use std::{collections::VecDeque, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use actix::prelude::*;
 
 use super::{
     Shared, attempt,
-    outcome::{Outcome, Unrecorded},
+    outcome::{Outcome, Outcomes},
     schedule::next_attempt_at,
 };
 use crate::{
@@ -34,16 +34,8 @@ pub struct DestinationActor {
     in_flight: Option<Id>,
     /// The retry timer: the log it is for and its handle.
     retry: Option<(Id, SpawnHandle)>,
-    /// A pause or halt alert was raised and no recovery yet.
-    pub(super) episode_open: bool,
-    /// The outcome of the last delivery, while the journal has not taken it.
-    pub(super) unrecorded: Option<Unrecorded>,
-    /// Where the outcomes journaled but maybe not yet durable end, oldest
-    /// first: at most `UNSYNCED_OUTCOMES_MAX`, which bounds what a crash
-    /// makes the queue send again.
-    pub(super) unsynced: VecDeque<u64>,
-    /// The position a sync was asked up to, for the window above.
-    sync_asked: u64,
+    /// Outcomes on their way to the disk, and the alert episode.
+    outcomes: Outcomes,
     /// Bodies for the head and, ahead of it, for the logs after it.
     processing: Processing,
 }
@@ -66,18 +58,8 @@ impl DestinationActor {
             shared.pool.clone(),
             shared.ahead_counts.clone(),
         );
-        Self {
-            id,
-            shared,
-            client,
-            in_flight: None,
-            retry: None,
-            episode_open,
-            unrecorded: None,
-            unsynced: VecDeque::new(),
-            sync_asked: 0,
-            processing,
-        }
+        let outcomes = Outcomes::new(id, shared.clone(), episode_open);
+        Self { id, shared, client, in_flight: None, retry: None, outcomes, processing }
     }
 
     /// Looks at the queue: starts the head's delivery if it is due, and
@@ -91,7 +73,7 @@ impl DestinationActor {
     fn pump_head(&mut self, ctx: &mut Context<Self>) {
         // Until the last outcome is journaled, the head in the state is
         // not what it was: nothing more goes out.
-        if self.in_flight.is_some() || self.unrecorded.is_some() || !self.window_open(ctx) {
+        if self.in_flight.is_some() || self.outcomes.waiting() || !self.window_open(ctx) {
             return;
         }
         let durable = self.shared.ledger.durable_through();
@@ -114,29 +96,19 @@ impl DestinationActor {
         }
     }
 
-    /// Whether another delivery may go out: fewer than
-    /// `UNSYNCED_OUTCOMES_MAX` outcomes are journaled but not yet durable.
-    /// Outcomes are synced by the ledger's flusher, off the delivery's path;
-    /// a queue that fills the window before the flusher's next sync asks
-    /// for one at once and waits for it. A crash thus makes a queue send
-    /// again at most its in-flight log and the window.
+    /// Whether another delivery may go out (see `Outcomes::window`); when
+    /// the window is full, the sync it asks for wakes the queue.
     fn window_open(&mut self, ctx: &mut Context<Self>) -> bool {
-        let durable = self.shared.ledger.durable_through();
-        while self.unsynced.front().is_some_and(|&p| p <= durable) {
-            self.unsynced.pop_front();
-        }
-        let (Some(&last), used) = (self.unsynced.back(), self.unsynced.len()) else { return true };
-        if used >= limits::UNSYNCED_OUTCOMES_MAX && self.sync_asked < last {
-            self.sync_asked = last;
-            let commit = self.shared.ledger.commit(last);
-            ctx.spawn(commit.into_actor(self).map(|synced, act, ctx| {
+        let (open, sync) = self.outcomes.window();
+        if let Some(sync) = sync {
+            ctx.spawn(sync.into_actor(self).map(|synced, act, ctx| {
                 if let Err(e) = synced {
                     tracing::error!(destination = %act.id, error = %e, "delivery outcomes could not be synced");
                 }
                 act.pump(ctx);
             }));
         }
-        used < limits::UNSYNCED_OUTCOMES_MAX
+        open
     }
 
     /// Schedules the head's next attempt, or makes it now if it is due.
@@ -158,7 +130,7 @@ impl DestinationActor {
 
     /// After a retry timer: deliver the head if it is still waiting.
     fn pump_due(&mut self, ctx: &mut Context<Self>) {
-        if self.in_flight.is_some() || self.unrecorded.is_some() || !self.window_open(ctx) {
+        if self.in_flight.is_some() || self.outcomes.waiting() || !self.window_open(ctx) {
             return;
         }
         let durable = self.shared.ledger.durable_through();
@@ -197,7 +169,8 @@ impl DestinationActor {
         };
         ctx.spawn(work.into_actor(self).map(move |result: Result<Outcome, String>, act, ctx| {
             act.in_flight = None;
-            act.record(log_id, result, ctx);
+            let retry = act.outcomes.record(log_id, result);
+            act.journal_later(retry, ctx);
             act.pump(ctx);
         }));
     }
@@ -250,9 +223,24 @@ impl DestinationActor {
         self.in_flight
     }
 
+    /// The log whose outcome waits to be journaled, if any.
+    pub(super) fn unrecorded_log(&self) -> Option<Id> {
+        self.outcomes.waiting_log()
+    }
+
+    /// Tries the outcome the journal refused again after `retry`, until it
+    /// takes it; then the queue goes on. The actor never stops over it.
+    fn journal_later(&mut self, retry: Option<Duration>, ctx: &mut Context<Self>) {
+        let Some(wait) = retry else { return };
+        ctx.run_later(wait, |act, ctx| match act.outcomes.journal() {
+            None => act.pump(ctx),
+            retry => act.journal_later(retry, ctx),
+        });
+    }
+
     pub(super) fn after_operator(&mut self, ctx: &mut Context<Self>, recovered_log: Option<Id>) -> Option<Event> {
         self.cancel_retry(ctx);
-        recovered_log.and_then(|log| self.recovered(log))
+        recovered_log.and_then(|log| self.outcomes.recovered(log))
     }
 
     pub(super) fn wake(&mut self, ctx: &mut Context<Self>) {

@@ -1,14 +1,14 @@
 //! What a delivery's end does to the journal: the attempt, the log's new
-//! status, and the alerts of its queue's pause or halt episode. An outcome
-//! the journal cannot take now waits in the actor and is tried again.
+//! status, and the alerts of its queue's pause or halt episode. The
+//! destination's actor owns one `Outcomes`, which journals them, keeps an
+//! outcome the journal cannot take now until it can, and keeps the window
+//! of outcomes journaled but not yet durable.
 
-use std::{collections::VecDeque, time::Duration};
+use std::{collections::VecDeque, sync::Arc, time::Duration};
 
-use actix::prelude::*;
-
-use super::actor::DestinationActor;
+use super::Shared;
 use crate::{
-    journal::Event,
+    journal::{CommitFuture, Event},
     limits,
     model::{Alert, AlertKind, Attempt, Environment, Id, LogStatus},
 };
@@ -21,15 +21,37 @@ pub(super) enum Outcome {
 
 /// The events of an outcome the journal has not taken yet.
 #[derive(Debug)]
-pub(super) struct Unrecorded {
+struct Unrecorded {
     log_id: Id,
     events: VecDeque<Event>,
     tries: u32,
 }
 
-impl DestinationActor {
-    /// Journals what happened to `log_id` and the alerts it calls for.
-    pub(super) fn record(&mut self, log_id: Id, result: Result<Outcome, String>, ctx: &mut Context<Self>) {
+/// A destination's outcomes on their way to the disk, and its alert
+/// episode.
+pub(super) struct Outcomes {
+    destination: Id,
+    shared: Arc<Shared>,
+    /// A pause or halt alert was raised and no recovery yet.
+    episode_open: bool,
+    /// The outcome of the last delivery, while the journal has not taken it.
+    unrecorded: Option<Unrecorded>,
+    /// Where the outcomes journaled but maybe not yet durable end, oldest
+    /// first: at most `UNSYNCED_OUTCOMES_MAX`, which bounds what a crash
+    /// makes the queue send again.
+    unsynced: VecDeque<u64>,
+    /// The position a sync was asked up to.
+    sync_asked: u64,
+}
+
+impl Outcomes {
+    pub(super) fn new(destination: Id, shared: Arc<Shared>, episode_open: bool) -> Self {
+        Self { destination, shared, episode_open, unrecorded: None, unsynced: VecDeque::new(), sync_asked: 0 }
+    }
+
+    /// Journals what happened to `log_id` and the alerts it calls for; the
+    /// wait before trying again if the journal did not take it all.
+    pub(super) fn record(&mut self, log_id: Id, result: Result<Outcome, String>) -> Option<Duration> {
         let now = self.shared.clock.now_ms();
         let status = |status, reason: Option<String>| Event::LogStatusChanged { log_id, status, at_ms: now, reason };
         let mut events = Vec::new();
@@ -42,11 +64,8 @@ impl DestinationActor {
             }
             Err(reason) => {
                 events.push(status(LogStatus::ProcessingFailed, Some(reason.clone())));
-                events.extend(self.alert(
-                    AlertKind::ProcessingFailed,
-                    Some(log_id),
-                    format!("processing failed: {reason}"),
-                ));
+                let text = format!("processing failed: {reason}");
+                events.extend(self.alert(AlertKind::ProcessingFailed, Some(log_id), text));
             }
             Ok(Outcome::Attempted { attempt, success, environment }) => {
                 let error = attempt.error.clone();
@@ -68,53 +87,73 @@ impl DestinationActor {
         // next delivery need not wait, and should a crash come first,
         // at-least-once delivery covers an outcome that was not durable.
         self.unrecorded = Some(Unrecorded { log_id, events: events.into(), tries: 0 });
-        self.journal_outcome(ctx);
+        self.journal()
     }
 
-    /// Journals the outcome not yet journaled, if any; returns whether none
-    /// is left. A journal that cannot take it now (the disk is full) is
-    /// tried again with backoff, and the queue waits meanwhile: its head's
-    /// status in the state is not its outcome until the outcome is
-    /// journaled. The actor never stops over it.
-    pub(super) fn journal_outcome(&mut self, ctx: &mut Context<Self>) -> bool {
-        let Some(unrecorded) = &mut self.unrecorded else { return true };
+    /// Journals the outcome not yet journaled, if any; the wait before
+    /// trying again if the journal still cannot take it (the disk is full).
+    /// Until it is journaled the queue waits: its head's status in the
+    /// state is not its outcome yet.
+    pub(super) fn journal(&mut self) -> Option<Duration> {
+        let unrecorded = self.unrecorded.as_mut()?;
         while let Some(event) = unrecorded.events.front() {
-            let recorded = self.shared.ledger.record(event);
-            if let Ok(position) = recorded
-                && unrecorded.events.len() == 1
-            {
-                self.unsynced.push_back(position);
-            }
-            if let Err(e) = recorded {
-                unrecorded.tries += 1;
-                let tries = unrecorded.tries;
-                if tries == 1 || tries.is_multiple_of(10) {
-                    tracing::error!(
-                        destination = %self.id, error = %e, tries,
-                        "a delivery outcome could not be journaled: the queue waits and tries again"
-                    );
-                }
-                let shift = tries.min(16);
-                let wait_ms = (limits::OUTCOME_RETRY_MIN_MS << shift).min(limits::OUTCOME_RETRY_MAX_MS);
-                ctx.run_later(Duration::from_millis(wait_ms), |act, ctx| {
-                    if act.journal_outcome(ctx) {
-                        act.wake(ctx);
+            match self.shared.ledger.record(event) {
+                Ok(position) => {
+                    if unrecorded.events.len() == 1 {
+                        self.unsynced.push_back(position);
                     }
-                });
-                return false;
+                    unrecorded.events.pop_front();
+                }
+                Err(e) => {
+                    unrecorded.tries += 1;
+                    let tries = unrecorded.tries;
+                    if tries == 1 || tries.is_multiple_of(10) {
+                        tracing::error!(
+                            destination = %self.destination, error = %e, tries,
+                            "a delivery outcome could not be journaled: the queue waits and tries again"
+                        );
+                    }
+                    let wait_ms = (limits::OUTCOME_RETRY_MIN_MS << tries.min(16)).min(limits::OUTCOME_RETRY_MAX_MS);
+                    return Some(Duration::from_millis(wait_ms));
+                }
             }
-            unrecorded.events.pop_front();
         }
         if unrecorded.tries > 0 {
-            tracing::info!(destination = %self.id, tries = unrecorded.tries, "the delivery outcome was journaled: the queue goes on");
+            let tries = unrecorded.tries;
+            tracing::info!(destination = %self.destination, tries, "the delivery outcome was journaled: the queue goes on");
         }
         self.unrecorded = None;
-        true
+        None
+    }
+
+    /// Whether an outcome waits to be journaled.
+    pub(super) fn waiting(&self) -> bool {
+        self.unrecorded.is_some()
     }
 
     /// The log whose outcome waits to be journaled, if any.
-    pub(super) fn unrecorded_log(&self) -> Option<Id> {
+    pub(super) fn waiting_log(&self) -> Option<Id> {
         self.unrecorded.as_ref().map(|u| u.log_id)
+    }
+
+    /// Whether another delivery may go out: fewer than
+    /// `UNSYNCED_OUTCOMES_MAX` outcomes are journaled but not yet durable.
+    /// Outcomes are synced by the ledger's flusher, off the delivery's path;
+    /// a queue that fills the window before the flusher's next sync asks
+    /// for one, and must wait for the returned future. A crash thus makes a
+    /// queue send again at most its in-flight log and the window.
+    pub(super) fn window(&mut self) -> (bool, Option<CommitFuture>) {
+        let durable = self.shared.ledger.durable_through();
+        while self.unsynced.front().is_some_and(|&p| p <= durable) {
+            self.unsynced.pop_front();
+        }
+        let (Some(&last), used) = (self.unsynced.back(), self.unsynced.len()) else { return (true, None) };
+        let open = used < limits::UNSYNCED_OUTCOMES_MAX;
+        if open || self.sync_asked >= last {
+            return (open, None);
+        }
+        self.sync_asked = last;
+        (false, Some(self.shared.ledger.commit(last)))
     }
 
     /// An alert for a new pause or halt episode; none while one is open.
@@ -123,15 +162,7 @@ impl DestinationActor {
             return None;
         }
         self.episode_open = true;
-        let alert = Alert {
-            id: self.shared.ids.id(),
-            kind,
-            destination_id: self.id,
-            log_id,
-            at_ms: self.shared.clock.now_ms(),
-            text,
-        };
-        Some(Event::AlertRaised(alert))
+        Some(self.raised(kind, log_id, text))
     }
 
     /// The recovery alert, when an episode was open.
@@ -140,14 +171,17 @@ impl DestinationActor {
             return None;
         }
         self.episode_open = false;
-        let alert = Alert {
+        Some(self.raised(AlertKind::QueueRecovered, Some(log_id), "queue recovered".to_owned()))
+    }
+
+    fn raised(&self, kind: AlertKind, log_id: Option<Id>, text: String) -> Event {
+        Event::AlertRaised(Alert {
             id: self.shared.ids.id(),
-            kind: AlertKind::QueueRecovered,
-            destination_id: self.id,
-            log_id: Some(log_id),
+            kind,
+            destination_id: self.destination,
+            log_id,
             at_ms: self.shared.clock.now_ms(),
-            text: "queue recovered".to_owned(),
-        };
-        Some(Event::AlertRaised(alert))
+            text,
+        })
     }
 }

@@ -20,10 +20,8 @@
 
 use std::collections::BTreeMap;
 
-use super::{DestinationRules, EndRef, resolve_end};
+use super::{DestinationRules, DestinationSpec, EndRef, SourceSpec, SubscriptionSpec, resolve_end};
 use crate::{
-    config::Config,
-    egress::Egress,
     error::ApiError,
     ids::IdSource,
     journal::{ConfigBatch, Event},
@@ -63,10 +61,22 @@ pub struct Plan {
     pub owned: FileObjects,
 }
 
+/// What a configuration file declares, and the rules its destinations
+/// follow.
+#[derive(Debug, Clone, Copy)]
+pub struct Declared<'a> {
+    /// The file, as messages name it.
+    pub origin: &'a str,
+    pub sources: &'a [SourceSpec],
+    pub destinations: &'a [DestinationSpec],
+    pub subscriptions: &'a [SubscriptionSpec],
+    pub rules: DestinationRules,
+}
+
 /// Validates the file's objects against `state` as a whole; returns the
 /// plan, or every error found.
-pub fn plan(config: &Config, state: &State, ids: &dyn IdSource) -> Result<Plan, Vec<String>> {
-    let origin = config.origin.as_ref().map_or_else(|| "(none)".to_owned(), |p| p.display().to_string());
+pub fn plan(declared: &Declared<'_>, state: &State, ids: &dyn IdSource) -> Result<Plan, Vec<String>> {
+    let origin = declared.origin.to_owned();
     let mut planner = Planner {
         state,
         ids,
@@ -76,13 +86,9 @@ pub fn plan(config: &Config, state: &State, ids: &dyn IdSource) -> Result<Plan, 
         sources: Vec::new(),
         destinations: Vec::new(),
     };
-    planner.sources(config);
-    let rules = DestinationRules {
-        default_timeout_ms: config.delivery.timeout_ms,
-        egress: Egress { deny_private_networks: config.delivery.deny_private_networks },
-    };
-    planner.destinations(config, &rules);
-    planner.subscriptions(config);
+    planner.sources(declared.sources);
+    planner.destinations(declared.destinations, &declared.rules);
+    planner.subscriptions(declared.subscriptions);
     if !planner.errors.is_empty() {
         return Err(planner.errors);
     }
@@ -137,8 +143,8 @@ impl Planner<'_> {
         true
     }
 
-    fn sources(&mut self, config: &Config) {
-        for (index, spec) in config.sources.iter().enumerate() {
+    fn sources(&mut self, specs: &[SourceSpec]) {
+        for (index, spec) in specs.iter().enumerate() {
             let label = label("sources", index, &spec.name);
             let state = self.state;
             let existing = matching(state.sources.values(), spec.id.as_deref(), &spec.name, |s| (s.id, &s.name));
@@ -164,8 +170,8 @@ impl Planner<'_> {
         }
     }
 
-    fn destinations(&mut self, config: &Config, rules: &DestinationRules) {
-        for (index, spec) in config.destinations.iter().enumerate() {
+    fn destinations(&mut self, specs: &[DestinationSpec], rules: &DestinationRules) {
+        for (index, spec) in specs.iter().enumerate() {
             let label = label("destinations", index, &spec.name);
             let existing =
                 matching(self.state.destinations.values(), spec.id.as_deref(), &spec.name, |d| (d.id, &d.name));
@@ -210,9 +216,9 @@ impl Planner<'_> {
         }
     }
 
-    fn subscriptions(&mut self, config: &Config) {
+    fn subscriptions(&mut self, specs: &[SubscriptionSpec]) {
         let mut declared: Vec<Subscription> = Vec::new();
-        for (index, spec) in config.subscriptions.iter().enumerate() {
+        for (index, spec) in specs.iter().enumerate() {
             let label = format!("[[subscriptions]] #{}", index + 1);
             let ends = self
                 .end("source", spec.source_ref())
@@ -262,12 +268,16 @@ impl Planner<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::SeededIds;
+    use crate::{config::Config, ids::SeededIds};
 
     fn parse(text: &str) -> Config {
         let mut config = Config::parse(text).unwrap_or_else(|e| panic!("{e}"));
         config.origin = Some("/etc/ferrox.toml".into());
         config
+    }
+
+    fn plan(config: &Config, state: &State, ids: &dyn IdSource) -> Result<Plan, Vec<String>> {
+        super::plan(&config.declared(), state, ids)
     }
 
     const GOOD: &str = r#"
@@ -290,16 +300,18 @@ mod tests {
         let config = parse(GOOD);
         let ids = SeededIds::new(1);
         let mut state = State::default();
-        let plan = plan(&config, &state, &ids).expect("a valid file");
-        let Some(Event::ConfigurationApplied(batch)) = &plan.event else { panic!("{:?}", plan.event) };
+        let first = plan(&config, &state, &ids).expect("a valid file");
+        let Some(Event::ConfigurationApplied(batch)) = &first.event else { panic!("{:?}", first.event) };
         assert_eq!((batch.sources.len(), batch.destinations.len(), batch.subscriptions.len()), (1, 1, 1));
         let (source, destination) = (batch.sources[0].id, batch.destinations[0].id);
         assert_eq!((batch.subscriptions[0].source_id, batch.subscriptions[0].destination_id), (source, destination));
-        state.apply(1, plan.event.as_ref().expect("an event"));
-        assert!(plan.owned.owns(source) && plan.owned.owns(destination) && plan.owned.owns(batch.subscriptions[0].id));
-        let again = super::plan(&config, &state, &ids).expect("still valid");
+        state.apply(1, first.event.as_ref().expect("an event"));
+        assert!(
+            first.owned.owns(source) && first.owned.owns(destination) && first.owned.owns(batch.subscriptions[0].id)
+        );
+        let again = plan(&config, &state, &ids).expect("still valid");
         assert_eq!(again.event, None, "an unchanged file writes nothing");
-        assert_eq!(again.owned, plan.owned, "the same objects are matched again");
+        assert_eq!(again.owned, first.owned, "the same objects are matched again");
         let refusal = again.owned.refusal(destination).expect("the file owns the lab");
         assert!(refusal.text.contains("destination 'Lab'") && refusal.text.contains("/etc/ferrox.toml"), "{refusal}");
     }
