@@ -2,7 +2,23 @@
 //! one source and destinations `100 + n`, each with its subscription
 //! `200 + n`.
 
-use crate::model::{Destination, Environment, Id, Source, Subscription};
+use crate::{
+    journal::NewLog,
+    model::{Destination, Environment, Id, Source, Subscription},
+    state::State,
+};
+
+/// Destinations the model tests configure: `100 + n` for `n` below this.
+pub(crate) const DESTINATIONS: u128 = 3;
+
+/// One new log per existing destination whose bit is set in `mask`, with
+/// IDs from `fresh`.
+pub(crate) fn new_logs(state: &State, mask: u64, mut fresh: impl FnMut() -> Id) -> Vec<NewLog> {
+    (0..DESTINATIONS)
+        .filter(|n| mask & (1 << n) != 0 && state.destinations.contains_key(&Id(100 + n)))
+        .map(|n| NewLog { id: fresh(), attempt_id: fresh(), destination_id: Id(100 + n) })
+        .collect()
+}
 
 pub(crate) fn source() -> Source {
     Source { id: Id(1), name: "s".into(), api_key: "k".into(), secret_hash: "h".into() }

@@ -18,8 +18,8 @@ use std::{
 use ferrox_storage::{Options, sim::LazyDisk};
 
 use crate::{
-    fixtures::{destination, source, subscription},
-    journal::{Accepted, Event, Journal, Keyed, NewLog, WalJournal, body_hash},
+    fixtures::{DESTINATIONS, destination, new_logs, source, subscription},
+    journal::{Accepted, Event, Journal, Keyed, WalJournal, body_hash},
     ledger::Ledger,
     model::{Alert, AlertKind, Attempt, Id, LogStatus, LogType},
     retention::snapshot_if_useful,
@@ -27,7 +27,6 @@ use crate::{
     state::Fingerprint,
 };
 
-const DESTINATIONS: u128 = 3;
 const HOUR_MS: i64 = 3_600_000;
 
 /// A small deterministic generator (SplitMix64).
@@ -106,16 +105,8 @@ fn run(seed: u64, steps: usize) -> usize {
         let dest = u128::from(rng.below(DESTINATIONS as u64) as u8);
         let event = match rng.below(20) {
             0..=6 => {
-                let known: Vec<u128> = {
-                    let state = engine.ledger.state().read();
-                    (0..DESTINATIONS).filter(|n| state.destinations.contains_key(&Id(100 + n))).collect()
-                };
                 let mask = 1 + rng.below(7);
-                let logs: Vec<NewLog> = known
-                    .iter()
-                    .filter(|&&n| mask & (1 << n) != 0)
-                    .map(|&n| NewLog { id: fresh(), attempt_id: fresh(), destination_id: Id(100 + n) })
-                    .collect();
+                let logs = new_logs(&engine.ledger.state().read(), mask, &mut fresh);
                 if logs.is_empty() {
                     continue;
                 }

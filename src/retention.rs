@@ -88,13 +88,12 @@ mod tests {
 
     use super::*;
     use crate::{
-        fixtures::{destination, source, subscription},
-        journal::{Accepted, Journal, Keyed, NewLog, WalJournal, body_hash},
+        fixtures::{DESTINATIONS, destination, new_logs, source, subscription},
+        journal::{Accepted, Journal, Keyed, WalJournal, body_hash},
         model::{Alert, AlertKind, Attempt, Id, LogStatus, LogType},
         server::rebuild,
     };
 
-    const DESTINATIONS: u128 = 3;
     const HOUR_MS: i64 = 3_600_000;
 
     #[derive(Debug, Clone)]
@@ -193,17 +192,10 @@ mod tests {
             };
             match *op {
                 Op::Send { mask, keyed, body } => {
-                    let (message_id, known) = {
+                    let (message_id, logs) = {
                         let state = ledger.state().read();
-                        let known: Vec<u128> =
-                            (0..DESTINATIONS).filter(|n| state.destinations.contains_key(&Id(100 + n))).collect();
-                        (state.next_message_id.max(1), known)
+                        (state.next_message_id.max(1), new_logs(&state, u64::from(mask), &mut fresh))
                     };
-                    let logs: Vec<NewLog> = known
-                        .iter()
-                        .filter(|&&n| mask & (1 << n) != 0)
-                        .map(|&n| NewLog { id: fresh(), attempt_id: fresh(), destination_id: Id(100 + n) })
-                        .collect();
                     if logs.is_empty() {
                         continue;
                     }
