@@ -216,6 +216,11 @@ impl Config {
     pub fn wal_dir(&self) -> PathBuf {
         self.data_dir.join("wal")
     }
+
+    /// The history store's directory inside the data directory.
+    pub fn history_dir(&self) -> PathBuf {
+        self.data_dir.join("history")
+    }
 }
 
 #[cfg(test)]

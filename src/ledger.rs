@@ -13,6 +13,7 @@ use std::sync::Arc;
 use parking_lot::{RwLock, RwLockReadGuard};
 
 use crate::{
+    history::{Checkpoint, Finished, HistoryError},
     journal::{CommitFuture, Event, Health, Journal, JournalError},
     state::State,
 };
@@ -53,6 +54,11 @@ impl JournalReader {
         self.0.retained()
     }
 
+    /// The logs of the durable message accepted at `position`.
+    pub fn message_logs(&self, position: u64) -> Result<Option<Vec<crate::journal::NewLog>>, JournalError> {
+        self.0.message_logs(position)
+    }
+
     /// Whether the journal takes writes now, and why not.
     pub fn health(&self) -> Health {
         self.0.health()
@@ -71,6 +77,7 @@ impl Ledger {
         let mut state = self.state.0.write();
         let position = self.journal.append(event)?;
         state.apply(position, event);
+        settle(&mut state, self.journal.durable_through());
         Ok(position)
     }
 
@@ -85,7 +92,32 @@ impl Ledger {
         let Some(event) = decide(&state, self.journal.appended_through() + 1) else { return Ok(None) };
         let position = self.journal.append(&event)?;
         state.apply(position, &event);
+        settle(&mut state, self.journal.durable_through());
         Ok(Some((position, event)))
+    }
+
+    /// Moves the logs whose end is durable from memory to the history.
+    pub fn settle(&self) {
+        settle(&mut self.state.0.write(), self.journal.durable_through());
+    }
+
+    /// Begins a checkpoint of the history; with it, where a replay must
+    /// begin to rebuild what memory holds now.
+    pub fn history_checkpoint(&self) -> (Checkpoint, u64) {
+        let mut state = self.state.0.write();
+        let floor = state.replay_floor();
+        (state.history_mut().checkpoint(), floor)
+    }
+
+    /// Takes in how a checkpoint of the history ended.
+    pub fn history_checkpoint_finished(&self, outcome: &Result<Finished, HistoryError>) {
+        self.state.0.write().history_mut().checkpoint_finished(outcome);
+    }
+
+    /// The position compaction last released records below: messages
+    /// accepted before it are past retention.
+    pub fn released_below(&self) -> u64 {
+        self.journal.released_below()
     }
 
     /// Resolves once the event at `position`, and all before it, is durable.
@@ -113,13 +145,20 @@ impl Ledger {
     /// Declares records below `position` unneeded and deletes the segments
     /// that hold only such records; returns how many were deleted.
     pub fn release_below(&self, position: u64) -> Result<usize, JournalError> {
-        self.journal.release_below(position)
+        let deleted = self.journal.release_below(position)?;
+        let mut state = self.state.0.write();
+        let keep_from = state.memory_logs().next().map_or(u64::MAX, |(n, _)| n as u64);
+        if let Err(e) = state.history_mut().release_below(position, keep_from) {
+            tracing::warn!(error = %e, "the history could not let go of logs past retention; will try again");
+        }
+        Ok(deleted)
     }
 
     /// Syncs, every `interval`, whatever was appended without anyone waiting
     /// for it (delivery outcomes, alerts). Runs on the current arbiter.
     pub fn spawn_flusher(&self, interval: std::time::Duration) {
         let journal = self.journal.clone();
+        let state = self.state.clone();
         actix_web::rt::spawn(async move {
             let mut tick = actix_web::rt::time::interval(interval);
             loop {
@@ -131,7 +170,16 @@ impl Ledger {
                     tracing::error!(error = %e, "journal sync failed");
                     return;
                 }
+                settle(&mut state.0.write(), journal.durable_through());
             }
         });
+    }
+}
+
+/// Settles what is durable; a history that cannot be written keeps the
+/// logs in memory and is tried again at the next settle.
+fn settle(state: &mut State, durable: u64) {
+    if let Err(e) = state.settle(durable) {
+        tracing::error!(error = %e, "ended logs could not be written to the history; they stay in memory");
     }
 }

@@ -16,6 +16,7 @@ pub mod egress;
 pub mod error;
 #[cfg(test)]
 mod fixtures;
+pub mod history;
 pub mod http;
 pub mod ids;
 pub mod inbound;

@@ -52,6 +52,11 @@ pub const TRANSFORM_CACHE: usize = 64;
 /// How often events no one waits for (delivery outcomes, alerts) are
 /// synced: the most they lag behind in durability.
 pub const FLUSH_INTERVAL_MS: u64 = 10;
+/// Journal records a restart may replay beyond what it must: once the
+/// replay's start could move further than this, compaction writes a new
+/// snapshot even if no segment can be deleted, so restart time follows
+/// the work in hand, not the retention window.
+pub const SNAPSHOT_REPLAY_RECORDS: u64 = 100_000;
 /// Bytes of a query's reply its `Query` log keeps: whole for typical
 /// replies, bounded because logs stay in memory.
 pub const QUERY_REPLY_KEPT_BYTES: usize = 64 * 1024;

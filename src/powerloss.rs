@@ -19,10 +19,11 @@ use ferrox_storage::{Options, sim::LazyDisk};
 
 use crate::{
     fixtures::{DESTINATIONS, destination, new_logs, source, subscription},
+    history::History,
     journal::{Accepted, Event, Journal, Keyed, WalJournal, body_hash},
     ledger::Ledger,
     model::{Alert, AlertKind, Attempt, Id, LogStatus, LogType},
-    retention::snapshot_if_useful,
+    retention::{checkpoint_history, plan},
     server::rebuild,
     state::Fingerprint,
 };
@@ -57,12 +58,13 @@ struct Engine {
 }
 
 impl Engine {
-    fn open(disk: &LazyDisk) -> Self {
+    fn open(disk: &LazyDisk, history_dir: &Path) -> Self {
         let journal = Arc::new(
             WalJournal::open_on(Arc::new(disk.clone()), Path::new("/data/wal"), options())
                 .expect("opening the journal"),
         );
-        let state = rebuild(journal.as_ref()).expect("replaying the journal");
+        let history = History::open(history_dir, journal.released_below()).expect("opening the history");
+        let state = rebuild(journal.as_ref(), history).expect("replaying the journal");
         Self { ledger: Ledger::new(journal.clone(), state), journal }
     }
 
@@ -76,7 +78,11 @@ impl Engine {
 fn run(seed: u64, steps: usize) -> usize {
     let mut rng = Rng(seed);
     let mut disk = LazyDisk::new();
-    let mut engine = Engine::open(&disk);
+    // The history is on a real disk, which does not lose power here: it
+    // holds only what the journal made durable, so it must agree with
+    // whatever the journal keeps.
+    let history_dir = tempfile::tempdir().expect("a directory for the history");
+    let mut engine = Engine::open(&disk, history_dir.path());
     // The live state's fingerprint after each event, by position.
     let mut history: BTreeMap<u64, Fingerprint> = BTreeMap::new();
     let (mut now_ms, mut next_id, mut crashes) = (1_796_400_000_000i64, 1000u128, 0usize);
@@ -153,11 +159,15 @@ fn run(seed: u64, steps: usize) -> usize {
             })),
             17 => {
                 now_ms += rng.below(120) as i64 * 60_000;
-                if let Some((at, from)) = snapshot_if_useful(&engine.ledger, now_ms, HOUR_MS).expect("a snapshot") {
+                let done = checkpoint_history(&engine.ledger).expect("checkpointing the history");
+                let planned = plan(&engine.ledger, now_ms, HOUR_MS, done).expect("planning a compaction");
+                if let Some(at) = planned.snapshot_at {
                     remember(&engine, &mut history, at);
                     engine.journal.wal().sync_through(at).expect("syncing the snapshot");
                     acknowledged = acknowledged.max(engine.journal.durable_through());
-                    engine.journal.release_below(from).expect("releasing");
+                }
+                if let Some(below) = planned.release {
+                    engine.ledger.release_below(below).expect("releasing");
                 }
                 None
             }
@@ -173,7 +183,7 @@ fn run(seed: u64, steps: usize) -> usize {
                 drop(ledger);
                 drop(journal);
                 disk = disk.crash(rng.next());
-                engine = Engine::open(&disk);
+                engine = Engine::open(&disk, history_dir.path());
                 crashes += 1;
                 let recovered = engine.ledger.state().read().position;
                 assert!(recovered >= acknowledged, "seed {seed}: acknowledged {acknowledged}, recovered {recovered}");

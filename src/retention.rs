@@ -16,40 +16,119 @@ use std::time::Duration;
 
 use crate::{
     clock::SharedClock,
+    history::HistoryError,
     journal::{Event, JournalError},
     ledger::Ledger,
+    limits,
 };
+
+#[derive(Debug, thiserror::Error)]
+pub enum CompactionError {
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error(transparent)]
+    History(#[from] HistoryError),
+    #[error("the history's checkpoint did not finish: {0}")]
+    Interrupted(String),
+}
 
 /// What one compaction did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Compacted {
-    /// Where the snapshot was written.
-    pub snapshot_at: u64,
-    /// Records below this were released.
-    pub released_below: u64,
+    /// Where the snapshot was written, if one was.
+    pub snapshot_at: Option<u64>,
+    /// Records below this were released, if any were.
+    pub released_below: Option<u64>,
     pub segments_deleted: usize,
 }
 
-/// Appends a snapshot if it lets segments go; returns its position and the
-/// position below which records may be released once it is durable.
-pub fn snapshot_if_useful(ledger: &Ledger, now_ms: i64, retention_ms: i64) -> Result<Option<(u64, u64)>, JournalError> {
-    let retain_after_ms = now_ms.saturating_sub(retention_ms);
-    let recorded = ledger.record_with(|state, next| {
-        let from = state.needed_from(retain_after_ms, now_ms).unwrap_or(next).min(next);
-        (ledger.releasable(from) > 0).then(|| Event::Snapshot(state.snapshot(from, retain_after_ms)))
-    })?;
-    Ok(recorded.and_then(|(position, event)| match event {
-        Event::Snapshot(snapshot) => Some((position, snapshot.from)),
-        _ => None,
-    }))
+/// The history's checkpoint, made durable: what a snapshot may rely on.
+#[derive(Debug, Clone, Copy)]
+pub struct HistoryDone {
+    /// Events at or below this are in the history for good.
+    pub applied_through: u64,
+    /// Where a replay had to begin, when the checkpoint was taken, to
+    /// rebuild what memory held.
+    pub floor: u64,
 }
 
-/// One compaction: snapshot, wait for it to be durable, release.
-pub async fn compact(ledger: &Ledger, now_ms: i64, retention_ms: i64) -> Result<Option<Compacted>, JournalError> {
-    let Some((snapshot_at, from)) = snapshot_if_useful(ledger, now_ms, retention_ms)? else { return Ok(None) };
-    ledger.commit(snapshot_at).await?;
-    let segments_deleted = ledger.release_below(from)?;
-    Ok(Some(Compacted { snapshot_at, released_below: from, segments_deleted }))
+/// Takes the history's checkpoint, syncing in the calling thread.
+pub fn checkpoint_history(ledger: &Ledger) -> Result<HistoryDone, HistoryError> {
+    let (checkpoint, floor) = ledger.history_checkpoint();
+    let applied_through = checkpoint.applied_through();
+    let finished = checkpoint.finish();
+    ledger.history_checkpoint_finished(&finished);
+    finished.map(|_| HistoryDone { applied_through, floor })
+}
+
+/// What a compaction plans: a snapshot at a position, and a release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Planned {
+    pub snapshot_at: Option<u64>,
+    pub release: Option<u64>,
+}
+
+/// Appends a snapshot if it lets segments go or moves the replay's start
+/// far enough; plans releasing records below the position retention
+/// needs, once the snapshot is durable.
+pub fn plan(ledger: &Ledger, now_ms: i64, retention_ms: i64, done: HistoryDone) -> Result<Planned, CompactionError> {
+    let retain_after_ms = now_ms.saturating_sub(retention_ms);
+    let mut failure = None;
+    let mut release = None;
+    let recorded = ledger.record_with(|state, next| {
+        let from = done.floor.min(done.applied_through + 1).min(state.replay_floor()).min(next);
+        let needed = match state.needed_from(retain_after_ms, now_ms) {
+            Ok(needed) => needed.unwrap_or(next).min(from),
+            Err(e) => {
+                failure = Some(e);
+                return None;
+            }
+        };
+        let releases = needed > ledger.released_below() && ledger.releasable(needed) > 0;
+        let advances = from >= state.snapshot_from.saturating_add(limits::SNAPSHOT_REPLAY_RECORDS);
+        if releases {
+            release = Some(needed);
+        }
+        if !(releases || advances) || from <= state.snapshot_from {
+            return None;
+        }
+        match state.snapshot(from, retain_after_ms) {
+            Ok(snapshot) => Some(Event::Snapshot(snapshot)),
+            Err(e) => {
+                failure = Some(e);
+                None
+            }
+        }
+    })?;
+    if let Some(e) = failure {
+        return Err(e.into());
+    }
+    let snapshot_at = recorded.map(|(position, _)| position);
+    // Records go only below what the latest snapshot replays from.
+    let from = ledger.state().read().snapshot_from;
+    Ok(Planned { snapshot_at, release: release.map(|r| r.min(from)).filter(|&r| r > ledger.released_below()) })
+}
+
+/// One compaction: checkpoint the history, snapshot, wait for the
+/// snapshot to be durable, release.
+pub async fn compact(ledger: &Ledger, now_ms: i64, retention_ms: i64) -> Result<Compacted, CompactionError> {
+    let (checkpoint, floor) = ledger.history_checkpoint();
+    let applied_through = checkpoint.applied_through();
+    // Syncing the history's files may take a while: not on an arbiter.
+    let finished = actix_web::rt::task::spawn_blocking(move || checkpoint.finish())
+        .await
+        .map_err(|e| CompactionError::Interrupted(e.to_string()))?;
+    ledger.history_checkpoint_finished(&finished);
+    finished?;
+    let planned = plan(ledger, now_ms, retention_ms, HistoryDone { applied_through, floor })?;
+    if let Some(position) = planned.snapshot_at {
+        ledger.commit(position).await?;
+    }
+    let segments_deleted = match planned.release {
+        Some(below) => ledger.release_below(below)?,
+        None => 0,
+    };
+    Ok(Compacted { snapshot_at: planned.snapshot_at, released_below: planned.release, segments_deleted })
 }
 
 /// Compacts every `interval` on the current arbiter. A failure is logged
@@ -62,13 +141,13 @@ pub fn spawn(ledger: Ledger, clock: SharedClock, retention_ms: i64, interval: Du
         loop {
             tick.tick().await;
             match compact(&ledger, clock.now_ms(), retention_ms).await {
-                Ok(Some(done)) => tracing::info!(
+                Ok(done) if done.snapshot_at.is_some() || done.released_below.is_some() => tracing::info!(
                     snapshot_at = done.snapshot_at,
                     released_below = done.released_below,
                     segments_deleted = done.segments_deleted,
                     "journal compacted"
                 ),
-                Ok(None) => {}
+                Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "journal compaction failed; will try again"),
             }
         }
@@ -89,6 +168,7 @@ mod tests {
     use super::*;
     use crate::{
         fixtures::{DESTINATIONS, destination, new_logs, source, subscription},
+        history::History,
         journal::{Accepted, Journal, Keyed, WalJournal, body_hash},
         model::{Alert, AlertKind, Attempt, Id, LogStatus, LogType},
         server::rebuild,
@@ -135,7 +215,40 @@ mod tests {
             minutes: u16,
         },
         Compact,
+        /// The journal syncs: ended logs move to the history.
+        Sync,
         Reopen,
+        /// Reopen after a power loss that took every history write since
+        /// its last checkpoint.
+        LoseHistory,
+        /// Reopen after a byte of the history's table was damaged.
+        DamageHistory {
+            at: u32,
+        },
+    }
+
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).expect("creating a directory");
+        for entry in std::fs::read_dir(from).expect("listing a directory") {
+            let path = entry.expect("a directory entry").path();
+            let target = to.join(path.file_name().expect("a file name"));
+            if path.is_dir() {
+                copy_dir(&path, &target);
+            } else {
+                std::fs::copy(&path, &target).expect("copying a file");
+            }
+        }
+    }
+
+    /// Flips a byte among the table's written entries, if there are any.
+    fn damage_history(history: &Path, at: u32) {
+        let Some(chunk) = std::fs::read_dir(history.join("table")).expect("listing the table").next() else { return };
+        let path = chunk.expect("a directory entry").path();
+        let mut bytes = std::fs::read(&path).expect("reading a chunk");
+        // Entries start at 8192, 128 bytes each; the first few are written.
+        let offset = 8192 + (at as usize % (4 * 128));
+        bytes[offset] ^= 0x40;
+        std::fs::write(&path, &bytes).expect("writing a chunk");
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -150,7 +263,10 @@ mod tests {
             1 => (0u8..3, any::<bool>()).prop_map(|(dest, delete)| Op::Reconfigure { dest, delete }),
             2 => (0u16..600).prop_map(|minutes| Op::Advance { minutes }),
             2 => Just(Op::Compact),
+            2 => Just(Op::Sync),
             1 => Just(Op::Reopen),
+            1 => Just(Op::LoseHistory),
+            1 => any::<u32>().prop_map(|at| Op::DamageHistory { at }),
         ]
     }
 
@@ -159,8 +275,9 @@ mod tests {
     }
 
     fn open(dir: &Path) -> (Arc<WalJournal>, Ledger) {
-        let journal = Arc::new(WalJournal::open(dir, options()).expect("opening the journal"));
-        let state = rebuild(journal.as_ref()).expect("replaying the journal");
+        let journal = Arc::new(WalJournal::open(&dir.join("wal"), options()).expect("opening the journal"));
+        let history = History::open(&dir.join("history"), journal.released_below()).expect("opening the history");
+        let state = rebuild(journal.as_ref(), history).expect("replaying the journal");
         let ledger = Ledger::new(journal.clone(), state);
         (journal, ledger)
     }
@@ -168,6 +285,7 @@ mod tests {
     /// Runs the ops; returns how many segments compactions deleted.
     fn run(ops: &[Op]) -> usize {
         let dir = tempfile::tempdir().expect("a temporary directory");
+        let durable_history = dir.path().join("history-as-checkpointed");
         let (mut journal, mut ledger) = open(dir.path());
         let record = |ledger: &Ledger, event: Event| ledger.record(&event).expect("appending");
         record(&ledger, Event::TokenKeyCreated { key: [7; 32] });
@@ -240,7 +358,8 @@ mod tests {
                     let log_id = {
                         let state = ledger.state().read();
                         let terminal: Vec<Id> = state
-                            .logs()
+                            .all_logs()
+                            .into_iter()
                             .filter(|l| l.status.is_terminal() && state.destinations.contains_key(&l.destination_id))
                             .map(|l| l.id)
                             .collect();
@@ -285,21 +404,43 @@ mod tests {
                     }
                 }
                 Op::Advance { minutes } => now_ms += i64::from(minutes) * 60_000,
-                Op::Compact => {
-                    if let Some((at, from)) = snapshot_if_useful(&ledger, now_ms, HOUR_MS).expect("snapshot") {
-                        journal.wal().sync_through(at).expect("syncing the snapshot");
-                        deleted += journal.release_below(from).expect("releasing");
-                        // Nothing the engine keeps was released.
-                        let state = ledger.state().read();
-                        let first = journal.retained().0;
-                        assert!(state.messages.iter().all(|m| m.position >= first), "a kept message was released");
-                    }
+                Op::Sync => {
+                    journal.wal().sync().expect("syncing");
+                    ledger.settle();
                 }
-                Op::Reopen => {
+                Op::Compact => {
+                    let done = checkpoint_history(&ledger).expect("checkpointing the history");
+                    // What a power loss cannot take from the history.
+                    let _ = std::fs::remove_dir_all(&durable_history);
+                    copy_dir(&dir.path().join("history"), &durable_history);
+                    let planned = plan(&ledger, now_ms, HOUR_MS, done).expect("planning a compaction");
+                    if let Some(at) = planned.snapshot_at {
+                        journal.wal().sync_through(at).expect("syncing the snapshot");
+                    }
+                    if let Some(below) = planned.release {
+                        deleted += ledger.release_below(below).expect("releasing");
+                    }
+                    // Nothing the engine shows was released.
+                    let first = journal.retained().0;
+                    let logs = ledger.state().read().all_logs();
+                    assert!(logs.iter().all(|l| l.position >= first), "a log shown was released");
+                }
+                Op::Reopen | Op::LoseHistory | Op::DamageHistory { .. } => {
                     journal.wal().sync().expect("syncing before the reopen");
                     let live = ledger.state().read().fingerprint();
                     drop(ledger);
                     drop(journal);
+                    let history = dir.path().join("history");
+                    match *op {
+                        // Power fails: the history keeps only what its last
+                        // checkpoint synced, at worst.
+                        Op::LoseHistory if durable_history.join("HEADER").exists() => {
+                            std::fs::remove_dir_all(&history).expect("removing the history");
+                            copy_dir(&durable_history, &history);
+                        }
+                        Op::DamageHistory { at } => damage_history(&history, at),
+                        _ => {}
+                    }
                     (journal, ledger) = open(dir.path());
                     let replayed = ledger.state().read().fingerprint();
                     if replayed != live {

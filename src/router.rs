@@ -178,13 +178,24 @@ impl Router {
                 ),
             ));
         }
-        let Some(message) = state.messages.get(&earlier.message_id) else { return Ok(None) };
-        let logs = message
-            .logs()
-            .filter_map(|i| state.log_at(i))
-            .map(|l| NewLog { id: l.id, attempt_id: l.first_attempt_id, destination_id: l.destination_id })
-            .collect();
-        Ok(Some(SendOutcome { message_id: message.id, position: earlier.position, logs, repeated: true }))
+        // A durable message's logs are read back from the journal; a
+        // message accepted moments ago is among the newest logs in memory.
+        let journaled = self.ledger.reader().message_logs(earlier.position).map_err(|e| {
+            ApiError::internal(format!("reading message {} back from the journal: {e}", earlier.message_id))
+        })?;
+        let logs = journaled.unwrap_or_else(|| {
+            let mut logs: Vec<NewLog> = state
+                .memory_logs()
+                .rev()
+                .map(|(_, l)| l)
+                .take_while(|l| l.position >= earlier.position)
+                .filter(|l| l.message_id == earlier.message_id)
+                .map(|l| NewLog { id: l.id, attempt_id: l.first_attempt_id, destination_id: l.destination_id })
+                .collect();
+            logs.reverse();
+            logs
+        });
+        Ok(Some(SendOutcome { message_id: earlier.message_id, position: earlier.position, logs, repeated: true }))
     }
 }
 
@@ -374,6 +385,14 @@ mod tests {
             0
         }
 
+        fn released_below(&self) -> u64 {
+            0
+        }
+
+        fn message_logs(&self, _: u64) -> Result<Option<Vec<crate::journal::NewLog>>, JournalError> {
+            Ok(None)
+        }
+
         fn retained(&self) -> (u64, usize) {
             (1, 1)
         }
@@ -432,6 +451,6 @@ mod tests {
         assert_eq!(err.status().as_u16(), 503, "{err}");
         assert!(err.text.contains("no space left"), "{err}");
         let state = state.read();
-        assert_eq!((state.log_count(), state.next_message_id), (0, 0), "nothing was applied");
+        assert_eq!((state.logs_in_memory(), state.next_message_id), (0, 0), "nothing was applied");
     }
 }

@@ -16,9 +16,10 @@ use crate::{
     config::Config,
     delivery::{Deliveries, Shared},
     error::ApiError,
+    history::History,
     http::{self, AppCtx},
     ids::{IdSource, SharedIds},
-    journal::{Event, Journal, WalJournal},
+    journal::{Event, Journal, JournalError, Replayed, Snapshot, WalJournal},
     jq::{TransformPool, WorkerCommand},
     ledger::Ledger,
     limits,
@@ -58,32 +59,120 @@ pub fn recover(config: &Config) -> anyhow::Result<(Arc<WalJournal>, State)> {
         duration_ms = stats.duration.as_millis() as u64,
         "write-ahead log recovered"
     );
-    let state = rebuild(&journal)?;
+    let history = History::open(&config.history_dir(), journal.released_below()).context("opening the history")?;
+    let state = rebuild(&journal, history)?;
     Ok((Arc::new(journal), state))
 }
 
-/// Rebuilds the state from a journal: from its last snapshot, if any.
-pub fn rebuild(journal: &dyn Journal) -> anyhow::Result<State> {
-    let mut state = State::default();
+/// Rebuilds the state from a journal and the history beside it: from the
+/// journal's last snapshot, if any, when the history is intact; from every
+/// retained record, rebuilding the history, when it is not, or when the
+/// replay finds it damaged.
+pub fn rebuild(journal: &dyn Journal, history: History) -> anyhow::Result<State> {
+    let mut state = replay(journal, State::new(history))?;
+    if let Some(failure) = state.history_failure.take() {
+        let mut history = std::mem::replace(state.history_mut(), History::temporary());
+        history.reset(format!("the replay could not read it back: {failure}")).context("emptying the history")?;
+        state = replay(journal, State::new(history))?;
+        if let Some(failure) = state.history_failure.take() {
+            anyhow::bail!("the history was rebuilt and still cannot be read back: {failure}");
+        }
+    }
+    Ok(state)
+}
+
+fn replay(journal: &dyn Journal, mut state: State) -> anyhow::Result<State> {
     let snapshot = journal.last_snapshot().context("finding the journal's last snapshot")?;
-    let from = match &snapshot {
-        Some((position, snapshot)) => {
+    let checkpointed = state.history().checkpointed_through();
+    if state.history().rebuilding().is_none() {
+        let mismatch = if checkpointed > journal.durable_through() {
+            Some(format!("it holds events up to {checkpointed}, past the journal's end"))
+        } else {
+            snapshot.as_ref().filter(|(_, s)| s.from > checkpointed + 1).map(|(_, s)| {
+                format!("the journal replays from {} but the history holds events only up to {checkpointed}", s.from)
+            })
+        };
+        if let Some(reason) = mismatch {
+            state.history_mut().reset(reason).context("emptying the history to rebuild it")?;
+        }
+    }
+    let rebuilding = state.history().rebuilding().map(str::to_owned);
+    let from = match (&snapshot, &rebuilding) {
+        (Some((position, snapshot)), None) => {
             tracing::info!(snapshot_at = position, from = snapshot.from, "replaying from the last snapshot");
             state.begin_replay(*position, snapshot);
+            state.begin_replay_at(snapshot.first_log_index);
             snapshot.from
         }
-        None => 0,
+        (Some((position, snapshot)), Some(reason)) => {
+            let start = journal.released_below().max(journal.retained().0).min(snapshot.from);
+            let first_log = first_log_before(journal, start, snapshot)?;
+            announce_rebuild(reason, start);
+            state.begin_replay(*position, snapshot);
+            state.begin_replay_at(first_log);
+            start
+        }
+        (None, reason) => {
+            if let Some(reason) = reason {
+                announce_rebuild(reason, 0);
+            }
+            state.begin_replay_at(0);
+            0
+        }
     };
-    journal
-        .replay(from, &mut |position, replayed| {
-            state.apply_replayed(position, replayed);
-            Ok(())
-        })
-        .context("replaying the journal")?;
+    let replayed = journal.replay(from, &mut |position, replayed| {
+        state.apply_replayed(position, replayed);
+        state.settle(position).map_err(|e| format!("writing the history: {e}"))
+    });
+    if let Err(e) = replayed {
+        if state.history().rebuilding().is_none() && !matches!(e, JournalError::Storage(_)) {
+            // The history failed the replay, not the journal: rebuild it.
+            state.history_failure = Some(e.to_string());
+            return Ok(state);
+        }
+        return Err(e).context("replaying the journal");
+    }
+    if state.history_failure.is_some() {
+        return Ok(state);
+    }
     if let Some(position) = state.replay_snapshot_pending() {
         anyhow::bail!("replaying the journal: the snapshot at {position} was not met");
     }
+    state.end_replay();
     Ok(state)
+}
+
+fn announce_rebuild(reason: &str, from: u64) {
+    match reason {
+        crate::history::NO_HISTORY => tracing::info!(from, "building the history from the journal"),
+        _ => tracing::warn!(reason = %reason, from, "rebuilding the history from the journal"),
+    }
+}
+
+/// The number of the first log accepted at or after `start`, given that
+/// the snapshot's `from` has `first_log_index`: counted back over the
+/// messages in between.
+fn first_log_before(journal: &dyn Journal, start: u64, snapshot: &Snapshot) -> anyhow::Result<u64> {
+    const DONE: &str = "reached the snapshot's start";
+    let mut between = 0u64;
+    journal
+        .replay(start, &mut |position, replayed| {
+            if position >= snapshot.from {
+                return Err(DONE.into());
+            }
+            if let Replayed::Message(view) = replayed {
+                between += view.logs.len() as u64;
+            }
+            Ok(())
+        })
+        .or_else(|e| match e {
+            JournalError::Undecodable { reason, .. } if reason == DONE => Ok(()),
+            e => Err(e),
+        })
+        .context("counting the logs before the snapshot")?;
+    snapshot.first_log_index.checked_sub(between).with_context(|| {
+        format!("the snapshot numbers its first log {} but {between} logs come before it", snapshot.first_log_index)
+    })
 }
 
 /// Starts the engine: must run inside an actix system. The port is bound

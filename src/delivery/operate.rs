@@ -118,8 +118,9 @@ impl DestinationActor {
 
     fn log_status(&self, log_id: Id) -> Result<LogStatus, ApiError> {
         let state = self.shared().ledger.state().read();
-        let log = state.log(log_id).filter(|l| l.destination_id == self.id());
-        log.map(|l| l.status).ok_or_else(|| ApiError::not_found(format!("log {log_id} not found")))
+        let found = state.log_status(log_id).map_err(|e| ApiError::internal(format!("reading the history: {e}")))?;
+        let status = found.filter(|(destination, _)| *destination == self.id()).map(|(_, status)| status);
+        status.ok_or_else(|| ApiError::not_found(format!("log {log_id} not found")))
     }
 
     fn not_in_flight(&self, log_id: Id) -> Result<(), ApiError> {

@@ -50,10 +50,6 @@ fn readiness(health: Health) -> (bool, serde_json::Value) {
 
 pub async fn metrics(ctx: web::Data<AppCtx>) -> HttpResponse {
     let state = ctx.state.read();
-    let mut by_status = [0u64; 6];
-    for log in state.logs() {
-        by_status[log.status as usize] += 1;
-    }
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -70,7 +66,7 @@ pub async fn metrics(ctx: web::Data<AppCtx>) -> HttpResponse {
         LogStatus::Filtered,
     ];
     for status in statuses {
-        let _ = writeln!(out, "ferrox_logs{{status=\"{}\"}} {}", status.as_str(), by_status[status as usize]);
+        let _ = writeln!(out, "ferrox_logs{{status=\"{}\"}} {}", status.as_str(), state.log_count(status));
     }
     let _ = writeln!(out, "# HELP ferrox_queue_depth Logs waiting per destination.\n# TYPE ferrox_queue_depth gauge");
     for (id, queue) in &state.queues {
@@ -89,11 +85,17 @@ pub async fn metrics(ctx: web::Data<AppCtx>) -> HttpResponse {
     let _ = writeln!(out, "ferrox_wal_first_position {first}");
     let _ = writeln!(out, "# HELP ferrox_wal_segments Journal segment files.\n# TYPE ferrox_wal_segments gauge");
     let _ = writeln!(out, "ferrox_wal_segments {segments}");
+    let kept: u64 = statuses.iter().map(|&s| state.log_count(s)).sum();
     let _ = writeln!(
         out,
-        "# HELP ferrox_logs_kept Logs kept in memory (within retention or not terminal).\n# TYPE ferrox_logs_kept gauge"
+        "# HELP ferrox_logs_kept Logs kept (within retention or not terminal), in memory or in the history.\n# TYPE ferrox_logs_kept gauge"
     );
-    let _ = writeln!(out, "ferrox_logs_kept {}", state.log_count());
+    let _ = writeln!(out, "ferrox_logs_kept {kept}");
+    let _ = writeln!(
+        out,
+        "# HELP ferrox_logs_in_memory Logs in memory: not ended, or ended moments ago.\n# TYPE ferrox_logs_in_memory gauge"
+    );
+    let _ = writeln!(out, "ferrox_logs_in_memory {}", state.logs_in_memory());
     let ahead = ctx.deliveries.ahead_counts();
     let counters = [
         ("started", "Logs whose processing started ahead of their turn in their queue.", &ahead.started),

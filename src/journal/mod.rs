@@ -75,10 +75,14 @@ pub trait Journal: Send + Sync + fmt::Debug {
     fn release_below(&self, position: u64) -> Result<usize, JournalError>;
     /// How many segments `release_below(position)` would delete now.
     fn releasable(&self, position: u64) -> usize;
+    /// The position records were last released below (0 if never).
+    fn released_below(&self) -> u64;
     /// The first position retained and the number of segment files.
     fn retained(&self) -> (u64, usize);
     /// The request body of the message accepted at `position`.
     fn message_payload(&self, position: u64) -> Result<Vec<u8>, JournalError>;
+    /// The logs of the message accepted at `position`, if it is durable.
+    fn message_logs(&self, position: u64) -> Result<Option<Vec<NewLog>>, JournalError>;
     /// Whether the journal takes writes now.
     fn health(&self) -> Health;
 }
@@ -168,6 +172,10 @@ impl Journal for WalJournal {
         self.wal().releasable(position)
     }
 
+    fn released_below(&self) -> u64 {
+        self.wal().checkpoint_seq()
+    }
+
     fn retained(&self) -> (u64, usize) {
         (self.wal().first_seq(), self.wal().segment_count())
     }
@@ -177,6 +185,14 @@ impl Journal for WalJournal {
         match wire::message_payload(record.kind(), record.payload()) {
             Ok(payload) => Ok(payload.to_vec()),
             Err(_) => Err(JournalError::NotAMessage { position }),
+        }
+    }
+
+    fn message_logs(&self, position: u64) -> Result<Option<Vec<NewLog>>, JournalError> {
+        let Some(record) = self.wal().get(position)? else { return Ok(None) };
+        match wire::decode(record.kind(), record.payload()).map_err(|e| JournalError::decoding(position, e))? {
+            Replayed::Message(view) => Ok(Some(view.logs)),
+            Replayed::Event(_) => Err(JournalError::NotAMessage { position }),
         }
     }
 

@@ -13,9 +13,9 @@
 //! durable. A log's status changes are shown as recorded; the ledger's
 //! flusher syncs them within milliseconds.
 
-mod chunked;
 mod query;
 mod retain;
+mod settle;
 mod tables;
 
 use std::{
@@ -23,13 +23,11 @@ use std::{
     sync::Arc,
 };
 
-pub use self::query::{LogFilter, LogPage};
+pub use self::query::{LogFilter, LogPage, LogRecord};
+use self::tables::{Interner, LogIndex};
 pub use self::tables::{Messages, Name};
-use self::{
-    chunked::Chunked,
-    tables::{Interner, LogIndex},
-};
 use crate::{
+    history::History,
     journal::{AlertSend, BodyHash, Event, KeptAlert, MessageView, Replayed, Snapshot},
     model::{Attempt, Destination, Id, LogStatus, LogType, Source, Subscription, TimestampMs},
 };
@@ -37,7 +35,11 @@ use crate::{
 /// How long an `Idempotency-Key` is remembered (SPEC §3: 24 h).
 pub const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3600 * 1000;
 
-#[derive(Debug, Default)]
+/// The engine's state. Memory holds the work in hand: logs not yet ended,
+/// and ended ones until their end is durable. Every ended log is in the
+/// history on disk (`crate::history`), which the state owns and writes as
+/// part of the same fold.
+#[derive(Debug)]
 pub struct State {
     pub sources: BTreeMap<Id, Source>,
     api_keys: HashMap<String, Id>,
@@ -46,14 +48,29 @@ pub struct State {
     pub token_key: Option<[u8; 32]>,
     /// The ID the next accepted message gets.
     pub next_message_id: u64,
+    /// Messages with a log in memory.
     pub messages: Messages,
     names: Interner,
-    /// Every log kept, in acceptance order; the first is log number
-    /// `log_base` (log numbers are the indexes used everywhere else).
-    logs: Chunked<Log>,
-    log_base: usize,
-    /// Log numbers by ID: see `LogIndex`.
+    /// Logs in memory by log number. Every log is numbered as it is
+    /// accepted, densely and in acceptance order; a replay numbers them
+    /// the same way (from the snapshot's `first_log_index`).
+    logs: BTreeMap<usize, Log>,
+    /// The number the next log gets.
+    next_log: usize,
+    /// Log numbers by ID, of the logs in memory: see `LogIndex`.
     log_index: LogIndex,
+    /// Logs ended in memory, by the journal position that ended them: each
+    /// goes to the history once that position is durable.
+    ending: VecDeque<(u64, usize)>,
+    /// Logs in memory by status (`LogStatus as usize`).
+    memory_counts: [u64; 6],
+    /// Logs brought back from the history, by their status there: counted
+    /// in memory, not again in the history.
+    shadowed_counts: [u64; 6],
+    history: History,
+    /// Why the history could not give back a log it should hold, if it
+    /// could not: a replay that meets this rebuilds the history.
+    pub history_failure: Option<String>,
     pub queues: HashMap<Id, Queue>,
     idempotency: HashMap<(Id, String), Idempotent>,
     /// Keys in acceptance order, to forget them when their window ends.
@@ -65,13 +82,23 @@ pub struct State {
     pub alert_channels: BTreeMap<String, u64>,
     /// Position of the last event applied.
     pub position: u64,
+    /// The `from` of the last snapshot applied.
+    pub snapshot_from: u64,
     /// While replaying after a snapshot: its position. Events before it
     /// touch messages and logs only.
     replay_snapshot_at: Option<u64>,
 }
 
-/// An accepted message, as kept in memory: its body stays in the journal.
-/// Kept small, since one stays in memory per message (see `Interner`).
+impl Default for State {
+    /// A state with a history in a temporary directory.
+    fn default() -> Self {
+        Self::new(History::temporary())
+    }
+}
+
+/// An accepted message with a log in memory. Its body stays in the
+/// journal. Kept small, since one stays in memory per message (see
+/// `Interner`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Message {
     pub id: u64,
@@ -83,17 +110,12 @@ pub struct Message {
     pub data_model: Name,
     pub event_type: Name,
     pub received_at_ms: TimestampMs,
-    /// Its logs are the `log_count` logs from index `first_log`: a
-    /// message's logs are created together.
-    pub first_log: usize,
-    pub log_count: u32,
-}
-
-impl Message {
-    /// Indexes of its logs.
-    pub fn logs(&self) -> std::ops::Range<usize> {
-        self.first_log..self.first_log + self.log_count as usize
-    }
+    /// Its logs in memory.
+    pub logs_in_memory: u32,
+    /// A replay from here rebuilds its logs in memory: where it was
+    /// accepted, or where an operator brought a log of it back from the
+    /// history.
+    pub since: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -105,6 +127,8 @@ pub struct Log {
     pub first_attempt_id: Id,
     pub status: LogStatus,
     pub updated_at_ms: TimestampMs,
+    /// The journal position of the event that ended it; 0 while not ended.
+    pub ended_at: u64,
     /// Attempts and reason, boxed: most logs in memory are pending and
     /// have neither, so they pay one pointer instead of 40 bytes.
     detail: Option<Box<LogDetail>>,
@@ -113,8 +137,12 @@ pub struct Log {
 #[derive(Debug, Clone, Default, PartialEq)]
 struct LogDetail {
     attempts: Vec<Attempt>,
+    /// The journal position that recorded each attempt.
+    attempt_positions: Vec<u64>,
     /// Why the log is in its status, when an operator or a failure says so.
     reason: Option<Box<str>>,
+    /// Its status in the history, when it was brought back from there.
+    shadowed: Option<LogStatus>,
 }
 
 impl Log {
@@ -126,15 +154,17 @@ impl Log {
         self.detail.as_ref()?.reason.as_deref()
     }
 
-    fn push_attempt(&mut self, attempt: Attempt) {
-        self.detail.get_or_insert_default().attempts.push(attempt);
+    fn push_attempt(&mut self, position: u64, attempt: Attempt) {
+        let detail = self.detail.get_or_insert_default();
+        detail.attempts.push(attempt);
+        detail.attempt_positions.push(position);
     }
 
     fn set_reason(&mut self, reason: Option<Box<str>>) {
         match (&mut self.detail, reason) {
             (None, None) => {}
             (Some(detail), reason) => detail.reason = reason,
-            (detail @ None, reason) => *detail = Some(Box::new(LogDetail { attempts: Vec::new(), reason })),
+            (detail @ None, reason) => *detail = Some(Box::new(LogDetail { reason, ..LogDetail::default() })),
         }
     }
 }
@@ -157,6 +187,35 @@ pub struct Idempotent {
 }
 
 impl State {
+    pub fn new(history: History) -> Self {
+        Self {
+            sources: BTreeMap::new(),
+            api_keys: HashMap::new(),
+            destinations: BTreeMap::new(),
+            subscriptions: BTreeMap::new(),
+            token_key: None,
+            next_message_id: 0,
+            messages: Messages::default(),
+            names: Interner::default(),
+            logs: BTreeMap::new(),
+            next_log: 0,
+            log_index: LogIndex::default(),
+            ending: VecDeque::new(),
+            memory_counts: [0; 6],
+            shadowed_counts: [0; 6],
+            history,
+            history_failure: None,
+            queues: HashMap::new(),
+            idempotency: HashMap::new(),
+            idempotency_order: VecDeque::new(),
+            alerts: Vec::new(),
+            alert_channels: BTreeMap::new(),
+            position: 0,
+            snapshot_from: 0,
+            replay_snapshot_at: None,
+        }
+    }
+
     /// Applies an event the ledger has just appended at `position`.
     pub fn apply(&mut self, position: u64, event: &Event) {
         self.position = position;
@@ -171,7 +230,17 @@ impl State {
     /// being at `position`.
     pub fn begin_replay(&mut self, position: u64, snapshot: &Snapshot) {
         self.replay_snapshot_at = Some(position);
-        self.log_base = usize::try_from(snapshot.first_log_index).unwrap_or(usize::MAX);
+        self.next_log = usize::try_from(snapshot.first_log_index).unwrap_or(usize::MAX);
+    }
+
+    /// Prepares a replay whose first log gets number `first_log`.
+    pub fn begin_replay_at(&mut self, first_log: u64) {
+        self.next_log = usize::try_from(first_log).unwrap_or(usize::MAX);
+    }
+
+    /// A replay is over.
+    pub fn end_replay(&mut self) {
+        self.history.rebuilt();
     }
 
     /// The snapshot position a replay has not reached yet, if any.
@@ -250,9 +319,10 @@ impl State {
             Event::TokenKeyCreated { key } => self.token_key = Some(*key),
             Event::MessageAccepted(a) => self.accept(self.position, a.view()),
             Event::AttemptRecorded { log_id, attempt } => {
+                let position = self.position;
                 if let Some(log) = self.log_mut(*log_id) {
                     log.updated_at_ms = attempt.started_at_ms.saturating_add(attempt.duration_ms as i64);
-                    log.push_attempt(attempt.clone());
+                    log.push_attempt(position, attempt.clone());
                 }
             }
             Event::LogStatusChanged { log_id, status, at_ms, reason } => {
@@ -307,28 +377,37 @@ impl State {
     fn end_queue(&mut self, id: Id) {
         if let Some(queue) = self.queues.remove(&id) {
             for index in queue.pending {
-                if let Some(log) = self.log_at_mut(index) {
-                    log.status = LogStatus::Failed;
-                    log.set_reason(Some("destination deleted".into()));
-                }
+                let position = self.position;
+                let Some(log) = self.logs.get_mut(&index) else { continue };
+                let old = std::mem::replace(&mut log.status, LogStatus::Failed);
+                log.set_reason(Some("destination deleted".into()));
+                log.ended_at = position;
+                self.memory_counts[old as usize] -= 1;
+                self.memory_counts[LogStatus::Failed as usize] += 1;
+                self.ending.push_back((position, index));
             }
         }
     }
 
     fn accept(&mut self, position: u64, a: MessageView<'_>) {
-        let first_log = self.log_base + self.logs.len();
         for new in &a.logs {
-            let index = self.log_base + self.logs.len();
-            self.logs.push_back(Log {
-                id: new.id,
-                message_id: a.message_id,
-                position,
-                destination_id: new.destination_id,
-                first_attempt_id: new.attempt_id,
-                status: LogStatus::Pending,
-                updated_at_ms: a.received_at_ms,
-                detail: None,
-            });
+            let index = self.next_log;
+            self.next_log += 1;
+            self.logs.insert(
+                index,
+                Log {
+                    id: new.id,
+                    message_id: a.message_id,
+                    position,
+                    destination_id: new.destination_id,
+                    first_attempt_id: new.attempt_id,
+                    status: LogStatus::Pending,
+                    updated_at_ms: a.received_at_ms,
+                    ended_at: 0,
+                    detail: None,
+                },
+            );
+            self.memory_counts[LogStatus::Pending as usize] += 1;
             self.log_index.insert(new.id, index);
             if a.log_type == LogType::Async {
                 self.queues.entry(new.destination_id).or_default().pending.push_back(index);
@@ -341,6 +420,9 @@ impl State {
             self.forget_idempotency_before(a.received_at_ms - IDEMPOTENCY_WINDOW_MS);
         }
         self.next_message_id = self.next_message_id.max(a.message_id + 1);
+        if a.logs.is_empty() {
+            return;
+        }
         let message = Message {
             id: a.message_id,
             position,
@@ -349,19 +431,33 @@ impl State {
             data_model: self.names.intern(a.data_model),
             event_type: self.names.intern(a.event_type),
             received_at_ms: a.received_at_ms,
-            first_log,
-            log_count: u32::try_from(a.logs.len()).unwrap_or(u32::MAX),
+            logs_in_memory: u32::try_from(a.logs.len()).unwrap_or(u32::MAX),
+            since: position,
         };
         self.messages.insert(message);
     }
 
     fn set_status(&mut self, log_id: Id, status: LogStatus, at_ms: TimestampMs, reason: Option<String>) {
-        let Some(index) = self.index_of(log_id) else { return };
-        let Some(log) = self.log_at_mut(index) else { return };
-        log.status = status;
+        let index = match self.index_of(log_id) {
+            Some(index) => index,
+            // A log brought back from the history by an operator.
+            None => match self.revive(log_id) {
+                Some(index) => index,
+                None => return,
+            },
+        };
+        let position = self.position;
+        let Some(log) = self.logs.get_mut(&index) else { return };
+        let old = std::mem::replace(&mut log.status, status);
         log.updated_at_ms = at_ms;
         log.set_reason(reason.map(String::into_boxed_str));
+        log.ended_at = if status.is_terminal() { position } else { 0 };
+        self.memory_counts[old as usize] -= 1;
+        self.memory_counts[status as usize] += 1;
         let destination_id = log.destination_id;
+        if status.is_terminal() {
+            self.ending.push_back((position, index));
+        }
         let Some(queue) = self.queues.get_mut(&destination_id) else { return };
         if status.is_terminal() {
             // Logs finish at the head of their queue, nearly always: O(1).
@@ -379,7 +475,7 @@ impl State {
     /// The first durable log in a destination's queue.
     pub fn queue_head(&self, destination: Id, durable: u64) -> Option<&Log> {
         let queue = self.queues.get(&destination)?;
-        queue.pending.iter().filter_map(|&i| self.log_at(i)).find(|l| l.position <= durable)
+        queue.pending.iter().filter_map(|i| self.logs.get(i)).find(|l| l.position <= durable)
     }
 
     fn forget_idempotency_before(&mut self, cutoff_ms: TimestampMs) {
@@ -408,41 +504,50 @@ impl State {
         self.idempotency.get(&(source, key.to_owned())).filter(|e| now_ms - e.at_ms < IDEMPOTENCY_WINDOW_MS).copied()
     }
 
+    /// Log `id`, if it is in memory (not ended, or ended moments ago). An
+    /// ended log is found with `find_log`.
     pub fn log(&self, id: Id) -> Option<&Log> {
         self.log_at(self.index_of(id)?)
     }
 
     fn log_mut(&mut self, id: Id) -> Option<&mut Log> {
         let index = self.index_of(id)?;
-        self.log_at_mut(index)
+        self.logs.get_mut(&index)
     }
 
     fn index_of(&self, id: Id) -> Option<usize> {
-        self.log_index.get(id, |n| self.log_at(n).map(|l| l.id))
+        self.log_index.get(id, |n| self.logs.get(&n).map(|l| l.id))
     }
 
-    /// Log number `index`, if kept.
+    /// Log number `index`, if in memory.
     pub fn log_at(&self, index: usize) -> Option<&Log> {
-        self.logs.get(index.checked_sub(self.log_base)?)
+        self.logs.get(&index)
     }
 
-    fn log_at_mut(&mut self, index: usize) -> Option<&mut Log> {
-        self.logs.get_mut(index.checked_sub(self.log_base)?)
-    }
-
-    /// Log numbers kept: `start..end`.
-    pub fn log_range(&self) -> std::ops::Range<usize> {
-        self.log_base..self.log_base + self.logs.len()
-    }
-
-    /// Logs kept.
-    pub fn log_count(&self) -> usize {
+    /// Logs in memory.
+    pub fn logs_in_memory(&self) -> usize {
         self.logs.len()
     }
 
-    /// Logs kept, oldest first.
-    pub fn logs(&self) -> impl Iterator<Item = &Log> {
-        self.logs.iter()
+    /// Logs in memory, oldest first, with their numbers.
+    pub fn memory_logs(&self) -> impl DoubleEndedIterator<Item = (usize, &Log)> {
+        self.logs.iter().map(|(n, l)| (*n, l))
+    }
+
+    /// Logs kept (in memory, or in the history within retention) with
+    /// `status`: kept as the state changes, so reading it is O(1).
+    pub fn log_count(&self, status: LogStatus) -> u64 {
+        let i = status as usize;
+        (self.memory_counts[i] + self.history.count(status)).saturating_sub(self.shadowed_counts[i])
+    }
+
+    /// The history store.
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+
+    pub(crate) fn history_mut(&mut self) -> &mut History {
+        &mut self.history
     }
 
     /// The subscriptions of `source` that match a data model and event type.
@@ -456,7 +561,8 @@ impl State {
     }
 }
 
-/// Everything a replay must rebuild, in a comparable form.
+/// Everything a replay must rebuild, in a comparable form: what the API
+/// shows of every log, not where it is kept.
 #[cfg(test)]
 #[derive(Debug, PartialEq)]
 pub(crate) struct Fingerprint {
@@ -465,8 +571,9 @@ pub(crate) struct Fingerprint {
     subscriptions: Vec<Subscription>,
     token_key: Option<[u8; 32]>,
     next_message_id: u64,
-    messages: Vec<(Message, Arc<str>, Arc<str>)>,
-    logs: Vec<(usize, Log)>,
+    next_log: usize,
+    logs: Vec<LogRecord>,
+    counts: Vec<u64>,
     queues: BTreeMap<Id, Queue>,
     idempotency: BTreeMap<(Id, String), (u64, u64, TimestampMs, BodyHash)>,
     alerts: Vec<KeptAlert>,
@@ -476,22 +583,34 @@ pub(crate) struct Fingerprint {
 
 #[cfg(test)]
 impl State {
+    /// Every log shown, newest first.
+    pub(crate) fn all_logs(&self) -> Vec<LogRecord> {
+        let mut filter = LogFilter { limit: query::MAX_PAGE, ..LogFilter::default() };
+        let mut all = Vec::new();
+        loop {
+            let page = self.query_logs(&filter, u64::MAX).expect("the history reads back");
+            all.extend(page.logs);
+            match page.next {
+                Some(next) => filter.before = Some(next),
+                None => return all,
+            }
+        }
+    }
+
     pub(crate) fn fingerprint(&self) -> Fingerprint {
+        use LogStatus::*;
         Fingerprint {
             sources: self.sources.values().cloned().collect(),
             destinations: self.destinations.values().cloned().collect(),
             subscriptions: self.subscriptions.values().cloned().collect(),
             token_key: self.token_key,
             next_message_id: self.next_message_id,
-            messages: self
-                .messages
-                .iter()
-                .map(|m| {
-                    let names = (self.name(m.data_model).clone(), self.name(m.event_type).clone());
-                    (Message { data_model: Name(0), event_type: Name(0), ..m.clone() }, names.0, names.1)
-                })
+            next_log: self.next_log,
+            logs: self.all_logs(),
+            counts: [Pending, Retrying, ProcessingFailed, Succeeded, Failed, Filtered]
+                .into_iter()
+                .map(|s| self.log_count(s))
                 .collect(),
-            logs: self.log_range().zip(self.logs.iter().cloned()).collect(),
             queues: self.queues.iter().map(|(k, v)| (*k, v.clone())).collect(),
             idempotency: self
                 .idempotency

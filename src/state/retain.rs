@@ -1,44 +1,46 @@
-//! What retention needs of the state (see `crate::retention`): where the
-//! messages still needed begin, the snapshot of everything else, dropping
-//! what a snapshot releases, and taking a snapshot back in replay.
+//! What retention needs of the state (see `crate::retention`): where a
+//! replay must begin, where the journal's records are still needed, the
+//! snapshot of everything else, and taking a snapshot back in replay.
 
 use super::{IDEMPOTENCY_WINDOW_MS, State};
 use crate::{
+    history::HistoryError,
     journal::{KeptAlert, PausedQueue, Snapshot},
     limits,
     model::{Id, TimestampMs},
 };
 
 impl State {
-    /// The position from which every message the engine must keep was
-    /// accepted: the oldest message with a log not terminal, or changed at
-    /// or after `retain_after_ms`, or whose idempotency key is still
-    /// remembered. `None` when no message needs keeping.
-    pub fn needed_from(&self, retain_after_ms: TimestampMs, now_ms: TimestampMs) -> Option<u64> {
-        // Keys are in acceptance order: the first still remembered is the oldest.
-        let keyed = self.idempotency_order.iter().find_map(|(at, source, key)| {
-            let entry = self.idempotency.get(&(*source, key.clone()))?;
-            (entry.at_ms == *at && now_ms - at < IDEMPOTENCY_WINDOW_MS).then_some(entry.position)
-        });
-        let needed = self
-            .messages
-            .iter()
-            .find(|m| {
-                m.logs()
-                    .filter_map(|i| self.log_at(i))
-                    .any(|l| !l.status.is_terminal() || l.updated_at_ms >= retain_after_ms)
-            })
-            .map(|m| m.position);
-        match (keyed, needed) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+    /// The position from which a replay rebuilds what memory holds: the
+    /// logs in memory and the idempotency keys remembered. `u64::MAX` when
+    /// memory holds neither.
+    pub fn replay_floor(&self) -> u64 {
+        let messages = self.messages.iter().map(|m| m.since).min();
+        let keys = self.idempotency.values().map(|e| e.position).min();
+        messages.into_iter().chain(keys).min().unwrap_or(u64::MAX)
+    }
+
+    /// The position from which the journal must keep every record: the
+    /// oldest message with a log in memory, or changed at or after
+    /// `retain_after_ms`, or whose idempotency key is still remembered.
+    /// `None` when no message needs keeping.
+    pub fn needed_from(&self, retain_after_ms: TimestampMs, now_ms: TimestampMs) -> Result<Option<u64>, HistoryError> {
+        let keyed =
+            self.idempotency.values().filter(|e| now_ms - e.at_ms < IDEMPOTENCY_WINDOW_MS).map(|e| e.position).min();
+        let in_memory = self.messages.iter().map(|m| m.position).min();
+        let history = self.history.needed_from(retain_after_ms)?;
+        Ok([keyed, in_memory, history].into_iter().flatten().min())
+    }
+
+    /// The number of the first log accepted at or after `position`.
+    pub fn first_log_at(&self, position: u64) -> Result<u64, HistoryError> {
+        let in_memory = self.logs.iter().find(|(_, l)| l.position >= position).map(|(n, _)| *n as u64);
+        let history = self.history.first_at(position)?;
+        Ok([in_memory, history].into_iter().flatten().min().unwrap_or(self.next_log as u64))
     }
 
     /// A snapshot of everything a replay from `from` cannot rebuild.
-    pub fn snapshot(&self, from: u64, retain_after_ms: TimestampMs) -> Snapshot {
-        let first_log_index =
-            self.messages.iter().find(|m| m.position >= from).map_or(self.log_base + self.logs.len(), |m| m.first_log);
+    pub fn snapshot(&self, from: u64, retain_after_ms: TimestampMs) -> Result<Snapshot, HistoryError> {
         let mut paused: Vec<PausedQueue> = self
             .queues
             .iter()
@@ -51,9 +53,9 @@ impl State {
             })
             .collect();
         paused.sort_by_key(|p| p.destination_id);
-        Snapshot {
+        Ok(Snapshot {
             from,
-            first_log_index: first_log_index as u64,
+            first_log_index: self.first_log_at(from)?,
             retain_after_ms,
             sources: self.sources.values().cloned().collect(),
             destinations: self.destinations.values().cloned().collect(),
@@ -63,23 +65,13 @@ impl State {
             paused,
             alerts: self.kept_alerts(retain_after_ms),
             alert_channels: self.alert_channels.iter().map(|(c, p)| (c.clone(), *p)).collect(),
-        }
+        })
     }
 
-    /// Drops what a snapshot lets the journal release: messages accepted
-    /// before `from` with their logs, and alerts past retention.
+    /// What a snapshot lets go: alerts past retention, and keys accepted
+    /// before `from` (none: `from` is at or below every key kept).
     pub(super) fn forget_before(&mut self, snapshot: &Snapshot) {
-        while self.messages.first().is_some_and(|m| m.position < snapshot.from) {
-            let Some(logs) = self.messages.drop_first() else { break };
-            for _ in logs {
-                if let Some(log) = self.logs.front() {
-                    let id = log.id;
-                    self.logs.drop_front();
-                    self.log_index.remove(id, self.log_base);
-                    self.log_base += 1;
-                }
-            }
-        }
+        self.snapshot_from = snapshot.from;
         self.alerts = self.kept_alerts(snapshot.retain_after_ms);
         let forgotten: Vec<_> =
             self.idempotency.iter().filter(|(_, e)| e.position < snapshot.from).map(|(k, _)| k.clone()).collect();
@@ -93,6 +85,7 @@ impl State {
 
     /// Takes everything but messages and logs from a snapshot met in replay.
     pub(super) fn restore(&mut self, snapshot: &Snapshot) {
+        self.snapshot_from = snapshot.from;
         self.sources = snapshot.sources.iter().map(|s| (s.id, s.clone())).collect();
         self.api_keys = snapshot.sources.iter().map(|s| (s.api_key.clone(), s.id)).collect();
         self.destinations = snapshot.destinations.iter().map(|d| (d.id, d.clone())).collect();

@@ -1,59 +1,48 @@
-//! The state's per-message tables, kept small: messages by ID, interned
-//! names, and the log-ID index.
+//! The state's per-message tables, kept small: messages in memory by ID,
+//! interned names, and the log-ID index.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+};
 
-use super::{Message, chunked::Chunked};
+use super::Message;
 use crate::model::Id;
 
-/// Messages by ID. IDs are dense (the router assigns them in order), so a
-/// deque indexed by `id - base` serves; retention drops from the front.
+/// Messages with a log in memory, by ID.
 #[derive(Debug, Default)]
 pub struct Messages {
-    base: u64,
-    items: Chunked<Option<Message>>,
+    items: BTreeMap<u64, Message>,
 }
 
 impl Messages {
     pub fn get(&self, id: &u64) -> Option<&Message> {
-        let index = usize::try_from(id.checked_sub(self.base)?).ok()?;
-        self.items.get(index)?.as_ref()
+        self.items.get(id)
+    }
+
+    pub(super) fn get_mut(&mut self, id: &u64) -> Option<&mut Message> {
+        self.items.get_mut(id)
     }
 
     pub(super) fn insert(&mut self, message: Message) {
-        if self.items.is_empty() {
-            self.base = message.id;
-        }
-        let Some(index) = message.id.checked_sub(self.base).and_then(|i| usize::try_from(i).ok()) else { return };
-        while self.items.len() <= index {
-            self.items.push_back(None);
-        }
-        if let Some(slot) = self.items.get_mut(index) {
-            *slot = Some(message);
-        }
+        self.items.insert(message.id, message);
     }
 
-    /// The oldest message kept.
-    pub fn first(&self) -> Option<&Message> {
-        self.items.iter().flatten().next()
+    pub(super) fn remove(&mut self, id: &u64) {
+        self.items.remove(id);
     }
 
-    /// Drops the oldest message kept; returns its logs.
-    pub(super) fn drop_first(&mut self) -> Option<std::ops::Range<usize>> {
-        while let Some(item) = self.items.front() {
-            let logs = item.as_ref().map(Message::logs);
-            self.items.drop_front();
-            self.base += 1;
-            if logs.is_some() {
-                return logs;
-            }
-        }
-        None
-    }
-
-    /// Messages kept, oldest first.
+    /// Messages in memory, by ID.
     pub fn iter(&self) -> impl Iterator<Item = &Message> {
-        self.items.iter().flatten()
+        self.items.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
     }
 }
 

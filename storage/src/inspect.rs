@@ -5,7 +5,7 @@ use std::{path::Path, sync::Arc, time::Instant};
 use crate::{
     checkpoint,
     error::{Result, io_err},
-    index::{IndexedSegment, Record},
+    index::{Cursor, Index, Record},
     options::{Options, Recovery},
     recovery::{self, RecoveryStats},
     vfs::{StdFs, Vfs},
@@ -16,17 +16,16 @@ use crate::{
 pub struct Inspection {
     pub stats: RecoveryStats,
     pub checkpoint: u64,
-    segments: Vec<IndexedSegment>,
+    index: Index,
 }
 
 impl Inspection {
     /// Every valid record, in order, read in place.
     pub fn records(&self) -> impl Iterator<Item = Result<Record>> + '_ {
-        self.segments.iter().flat_map(|s| {
-            s.offsets
-                .iter()
-                .enumerate()
-                .map(|(i, &offset)| Record::read(s.segment.clone(), s.first_seq + i as u64, offset))
+        let mut cursor = Cursor::new(self.index.first_seq().unwrap_or(1));
+        std::iter::from_fn(move || {
+            let located = cursor.locate(&self.index)?;
+            Some(cursor.read(located))
         })
     }
 }
@@ -45,5 +44,5 @@ pub fn inspect(dir: &Path) -> Result<Inspection> {
     let recovered = recovery::recover(vfs.as_ref(), dir, &options, checkpoint)?;
     let mut stats = recovered.stats;
     stats.duration = started.elapsed();
-    Ok(Inspection { stats, checkpoint, segments: recovered.indexed })
+    Ok(Inspection { stats, checkpoint, index: Index::new(recovered.indexed) })
 }

@@ -174,6 +174,15 @@ pub(crate) fn decode_record(buf: &[u8], offset: usize, salt: u64) -> Slot<'_> {
     Slot::Record(header, payload)
 }
 
+/// The sequence number and payload length of the record header `head`,
+/// unchecked: no CRC, marker or reserved bytes. Only for stepping over
+/// records that recovery verified or this process wrote, and that are
+/// published, to find the one after; the record finally returned is
+/// checked in full by [`decode_record`].
+pub(crate) fn peek_header(head: &[u8; RECORD_HEADER_BYTES]) -> (u64, u32) {
+    (u64_at(head, 8), u32_at(head, 4))
+}
+
 /// Whether every byte of `buf` is zero. Written over 16-byte words so it
 /// vectorizes: recovery runs it over the unused tail of every segment.
 pub(crate) fn is_zero(buf: &[u8]) -> bool {

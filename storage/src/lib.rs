@@ -11,6 +11,12 @@
 //! checkpoint(seq)                 segments wholly below seq are deleted
 //! ```
 //!
+//! Beside the log it offers [`MappedFile`], a fixed-size file
+//! memory-mapped read-write, for the derived files the engine indexes its
+//! history in. It is not a log and has no CRC of its own: callers frame and
+//! check their bytes, and sync them (see its module for what the caller
+//! must guarantee).
+//!
 //! # Files
 //!
 //! A log lives in one directory:
@@ -66,6 +72,19 @@
 //! (rkyv) data in place. An all-zero header is never a record: the sequence
 //! number, kind and marker must be non-zero, and the salt keeps even an empty
 //! payload from hashing to zero.
+//!
+//! # Reading and the in-memory index
+//!
+//! Readers get records in place from the segment's map, through an index
+//! from sequence number to offset. The index is sparse: per segment it keeps
+//! the number of published records and the offset of every 32nd record,
+//! 4 bytes per 32 records, so an eighth of a byte a record (30 million
+//! records take 3.75 MB). A record between two kept offsets is found by
+//! stepping from the kept one over the headers before it, at most 31, each
+//! header's payload length giving the next record's offset; the headers
+//! stepped over belong to published records and have their sequence number
+//! checked, and the record returned has its CRC checked on every read.
+//! Iteration carries each record's end to the next and steps over nothing.
 //!
 //! # Durability contract
 //!
@@ -158,6 +177,7 @@ mod error;
 mod index;
 mod inspect;
 mod layout;
+mod mapped;
 #[allow(unsafe_code)]
 mod mmap;
 mod options;
@@ -174,6 +194,7 @@ pub use crate::{
     error::{Error, Result},
     index::Record,
     inspect::{Inspection, inspect},
+    mapped::MappedFile,
     options::{
         DEFAULT_MAX_RECORD_BYTES, DEFAULT_SEGMENT_BYTES, MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES, Options, Recovery,
     },

@@ -12,10 +12,16 @@
 //! drops its scanning slices before it writes. The data directory is locked
 //! against other processes of this crate (see `vfs::Vfs::lock`); other
 //! programs must not modify or truncate segment files while they are open.
+//!
+//! [`map_read_write`] maps the files of [`MappedFile`](crate::MappedFile)
+//! read-write. Their bytes are borrowed through `memmap2::MmapMut`, so the
+//! borrow checker keeps every slice from living across a write through the
+//! map; the mapping itself needs that nothing else writes to or resizes the
+//! file while it is mapped, which `MappedFile` ensures.
 
 use std::{fmt, fs::File, io, sync::Arc};
 
-use memmap2::{MmapOptions, MmapRaw};
+use memmap2::{MmapMut, MmapOptions, MmapRaw};
 
 /// A shared, cloneable view of a mapped file.
 #[derive(Clone)]
@@ -93,6 +99,25 @@ impl Region {
         }
         Ok(())
     }
+}
+
+/// Maps the first `len` bytes of `file`, its whole length, read-write and
+/// shared: writes through the map go to the file's pages in the page cache.
+/// Only for [`MappedFile`](crate::MappedFile), which upholds what the
+/// mapping needs.
+pub(crate) fn map_read_write(file: &File, len: usize) -> io::Result<MmapMut> {
+    // SAFETY: memmap2 leaves it to the caller that, while the map lives, the
+    // file is neither changed by other means (that would change memory
+    // behind the references `MmapMut` hands out) nor truncated (accesses
+    // past the new end would fault with SIGBUS). The one caller,
+    // `MappedFile`, maps its file at the length it just read, after taking
+    // an exclusive `flock` on it that it holds until the map is dropped, so
+    // no second `MappedFile`, in this process or another, maps or writes the
+    // file meanwhile. Once it is mapped, `MappedFile` writes to the file
+    // only through this map and never changes its length, and the sync
+    // handles it gives out are opened read-only. Programs other than ferrox
+    // must not modify the file (module docs of `mapped`).
+    unsafe { MmapOptions::new().len(len).map_mut(file) }
 }
 
 #[cfg(test)]

@@ -70,18 +70,17 @@ struct BadPoint {
 
 /// The result of scanning one segment sequentially.
 struct Scan {
-    offsets: Vec<u32>,
-    first_seq: Option<u64>,
+    /// The segment's records, if it has any.
+    indexed: Option<IndexedSegment>,
     record_bytes: u64,
     /// Where the scan stopped, and why if it is not a clean end.
     stop: usize,
     bad: Option<&'static str>,
 }
 
-fn scan_segment(seg: &Segment, expected: &mut Option<u64>) -> Scan {
+fn scan_segment(seg: &Arc<Segment>, expected: &mut Option<u64>) -> Scan {
     let buf = seg.map.all();
-    let mut scan =
-        Scan { offsets: Vec::new(), first_seq: None, record_bytes: 0, stop: SEGMENT_HEADER_BYTES, bad: None };
+    let mut scan = Scan { indexed: None, record_bytes: 0, stop: SEGMENT_HEADER_BYTES, bad: None };
     loop {
         match decode_record(buf, scan.stop, seg.salt) {
             Slot::Empty => return scan,
@@ -95,9 +94,9 @@ fn scan_segment(seg: &Segment, expected: &mut Option<u64>) -> Scan {
                     return scan;
                 }
                 *expected = Some(header.seq + 1);
-                scan.first_seq.get_or_insert(header.seq);
                 // Segments are at most 4 GiB (checked in `Options`), so offsets fit.
-                scan.offsets.push(u32::try_from(scan.stop).unwrap_or(u32::MAX));
+                let offset = u32::try_from(scan.stop).unwrap_or(u32::MAX);
+                scan.indexed.get_or_insert_with(|| IndexedSegment::new(seg.clone(), header.seq)).push(offset);
                 let bytes = record_bytes(header.payload_len as usize);
                 scan.record_bytes += bytes as u64;
                 scan.stop += bytes;
@@ -161,10 +160,11 @@ pub(crate) fn recover(vfs: &dyn Vfs, dir: &Path, options: &Options, checkpoint: 
             continue;
         }
         let scan = scan_segment(seg, &mut expected);
-        if let Some(first_seq) = scan.first_seq {
-            stats.records += scan.offsets.len() as u64;
+        if let Some(mut entry) = scan.indexed {
+            stats.records += entry.len();
             stats.record_bytes += scan.record_bytes;
-            indexed.push(IndexedSegment { segment: seg.clone(), first_seq, offsets: scan.offsets });
+            entry.shrink();
+            indexed.push(entry);
             log_end = Some((pos, scan.stop));
         } else {
             ended = true;

@@ -79,13 +79,7 @@ impl Vfs for StdFs {
 
     fn create(&self, path: &Path, len: u64) -> io::Result<Arc<dyn VfsFile>> {
         let file = OpenOptions::new().read(true).write(true).create_new(true).open(path)?;
-        let zeros = vec![0u8; ZERO_CHUNK_BYTES];
-        let mut offset = 0u64;
-        while offset < len {
-            let n = usize::try_from((len - offset).min(ZERO_CHUNK_BYTES as u64)).unwrap_or(ZERO_CHUNK_BYTES);
-            file.write_all_at(&zeros[..n], offset)?;
-            offset += n as u64;
-        }
+        write_zeros(&file, len)?;
         Ok(Arc::new(StdFile { file, len }))
     }
 
@@ -118,6 +112,20 @@ impl Vfs for StdFs {
             Err(fs::TryLockError::Error(e)) => Err(e),
         }
     }
+}
+
+/// Writes `len` zero bytes to `file` from offset 0, so that its blocks are
+/// allocated (a sparse file would allocate them at a later write, which
+/// could then meet a full disk).
+pub(crate) fn write_zeros(file: &File, len: u64) -> io::Result<()> {
+    let zeros = vec![0u8; ZERO_CHUNK_BYTES];
+    let mut offset = 0u64;
+    while offset < len {
+        let n = usize::try_from((len - offset).min(ZERO_CHUNK_BYTES as u64)).unwrap_or(ZERO_CHUNK_BYTES);
+        file.write_all_at(&zeros[..n], offset)?;
+        offset += n as u64;
+    }
+    Ok(())
 }
 
 impl VfsFile for StdFile {

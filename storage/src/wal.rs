@@ -18,7 +18,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use crate::{
     checkpoint,
     error::{Error, Result, io_err},
-    index::{Index, Record},
+    index::{Cursor, Index, Located, Record},
     layout::{RecordHeader, SEGMENT_HEADER_BYTES, encode_record, record_bytes},
     options::Options,
     prepare::{Next, Preparer},
@@ -384,15 +384,16 @@ impl Wal {
     /// The durable record `seq`, read in place, or `None` if it is not
     /// retained or not yet synced. Its CRC is checked again on every read.
     pub fn get(&self, seq: u64) -> Result<Option<Record>> {
+        // The lock guard is dropped before the walk to the record.
         let located = self.index.read().locate(seq);
-        located.map(|(segment, offset)| Record::read(segment, seq, offset)).transpose()
+        located.map(Located::read).transpose()
     }
 
     /// Iterates over durable records from `seq` (or the first retained one,
     /// if later), including records synced while iterating.
     pub fn iter_from(&self, seq: u64) -> Iter<'_> {
         let first = self.first_seq();
-        Iter { wal: self, next: seq.max(first) }
+        Iter { wal: self, cursor: Cursor::new(seq.max(first)) }
     }
 
     /// The first retained sequence number (the next one if none is retained).
@@ -478,15 +479,16 @@ fn salt(rng: &mut SplitMix64) -> u64 {
 #[derive(Debug)]
 pub struct Iter<'a> {
     wal: &'a Wal,
-    next: u64,
+    /// Carries each record's end to the next, so iterating steps over no
+    /// record headers to find one.
+    cursor: Cursor,
 }
 
 impl Iterator for Iter<'_> {
     type Item = Result<Record>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let item = self.wal.get(self.next).transpose()?;
-        self.next += 1;
-        Some(item)
+        let located = self.cursor.locate(&self.wal.index.read())?;
+        Some(self.cursor.read(located))
     }
 }

@@ -14,6 +14,7 @@ mod egress;
 mod fhir;
 mod golden;
 mod harness;
+mod history;
 mod https;
 mod in_process;
 mod log_detail;

@@ -14,7 +14,7 @@ use crate::{
     http::{AppCtx, authenticate_admin},
     limits,
     model::{Id, LogStatus, LogType},
-    state::{Log, LogFilter, State},
+    state::{Log, LogFilter, LogRecord},
 };
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -68,31 +68,33 @@ fn attempt_json(a: &crate::model::Attempt) -> Value {
     })
 }
 
-fn log_json(state: &State, log: &Log) -> Value {
-    let message = state.messages.get(&log.message_id);
+fn log_json(log: &LogRecord) -> Value {
     json!({
         "id": log.id.to_string(),
         "message_id": log.message_id,
-        "type": message.map(|m| m.log_type.as_str()),
-        "source_id": message.map(|m| m.source_id.to_string()),
+        "type": log.log_type.map(|t| t.as_str()),
+        "source_id": log.source_id.map(|s| s.to_string()),
         "destination_id": log.destination_id.to_string(),
-        "data_model": message.map(|m| &**state.name(m.data_model)),
-        "event_type": message.map(|m| &**state.name(m.event_type)),
+        "data_model": log.data_model,
+        "event_type": log.event_type,
         "status": log.status.as_str(),
-        "reason": log.reason(),
-        "received_at": message.map(|m| rfc3339(m.received_at_ms)),
+        "reason": log.reason,
+        "received_at": log.received_at_ms.map(rfc3339),
         "updated_at": rfc3339(log.updated_at_ms),
-        "attempts": log.attempts().iter().map(attempt_json).collect::<Vec<_>>(),
+        "attempts": log.attempts.iter().map(attempt_json).collect::<Vec<_>>(),
     })
+}
+
+fn unreadable(e: crate::history::HistoryError) -> ApiError {
+    ApiError::internal(format!("reading the history: {e}"))
 }
 
 async fn list_logs(ctx: web::Data<AppCtx>, req: HttpRequest, query: web::Query<HashMap<String, String>>) -> Reply {
     authenticate_admin(&ctx, &req)?;
     let filter = parse_filter(&query)?;
     let durable = ctx.journal.durable_through();
-    let state = ctx.state.read();
-    let page = state.query_logs(&filter, durable);
-    let logs: Vec<Value> = page.logs.iter().map(|l| log_json(&state, l)).collect();
+    let page = ctx.state.read().query_logs(&filter, durable).map_err(unreadable)?;
+    let logs: Vec<Value> = page.logs.iter().map(log_json).collect();
     let next = page.next.map(|i| format!("{CURSOR_PREFIX}{i:x}"));
     Ok(HttpResponse::Ok().json(json!({ "logs": logs, "next_cursor": next })))
 }
@@ -101,12 +103,9 @@ async fn get_log(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>
     authenticate_admin(&ctx, &req)?;
     let id = path_id(&id)?;
     let durable = ctx.journal.durable_through();
-    let (mut value, position) = {
-        let state = ctx.state.read();
-        let log = state.log(id).filter(|l| l.position <= durable);
-        let log = log.ok_or_else(|| ApiError::not_found(format!("log {id} not found")))?;
-        (log_json(&state, log), log.position)
-    };
+    let log = ctx.state.read().find_log(id, durable).map_err(unreadable)?;
+    let log = log.ok_or_else(|| ApiError::not_found(format!("log {id} not found")))?;
+    let (mut value, position) = (log_json(&log), log.position);
     let payload =
         ctx.journal.message_payload(position).map_err(|e| ApiError::internal(format!("reading the payload: {e}")))?;
     value["payload"] = serde_json::from_slice(&payload)

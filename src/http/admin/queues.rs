@@ -41,7 +41,8 @@ async fn resume(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>)
 async fn on_log(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>, retry: bool) -> Reply {
     authenticate_admin(&ctx, &req)?;
     let id = path_id(&id)?;
-    let destination = ctx.state.read().log(id).map(|l| l.destination_id);
+    let found = ctx.state.read().log_status(id);
+    let destination = found.map_err(|e| ApiError::internal(format!("reading the history: {e}")))?.map(|(d, _)| d);
     let destination = destination.ok_or_else(|| ApiError::not_found(format!("log {id} not found")))?;
     let action = if retry { Action::Retry(id) } else { Action::Skip(id) };
     Ok(HttpResponse::Ok().json(ctx.deliveries.operate(destination, action).await?))
