@@ -458,15 +458,20 @@ impl State {
         if status.is_terminal() {
             self.ending.push_back((position, index));
         }
-        let Some(queue) = self.queues.get_mut(&destination_id) else { return };
         if status.is_terminal() {
+            let Some(queue) = self.queues.get_mut(&destination_id) else { return };
             // Logs finish at the head of their queue, nearly always: O(1).
             if queue.pending.front() == Some(&index) {
                 queue.pending.pop_front();
             } else {
                 queue.pending.retain(|&i| i != index);
             }
-        } else if queue.pending.front() != Some(&index) && !queue.pending.contains(&index) {
+            return;
+        }
+        // A replay may meet a retry before the snapshot that holds the
+        // destination: its queue begins here, as an accepted log's does.
+        let queue = self.queues.entry(destination_id).or_default();
+        if queue.pending.front() != Some(&index) && !queue.pending.contains(&index) {
             // A manual retry of a terminal log: it goes next (SPEC §6).
             queue.pending.push_front(index);
         }
