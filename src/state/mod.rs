@@ -566,68 +566,10 @@ impl State {
     }
 }
 
-/// Everything a replay must rebuild, in a comparable form: what the API
-/// shows of every log, not where it is kept.
 #[cfg(test)]
-#[derive(Debug, PartialEq)]
-pub(crate) struct Fingerprint {
-    sources: Vec<Source>,
-    destinations: Vec<Destination>,
-    subscriptions: Vec<Subscription>,
-    token_key: Option<[u8; 32]>,
-    next_message_id: u64,
-    next_log: usize,
-    logs: Vec<LogRecord>,
-    counts: Vec<u64>,
-    queues: BTreeMap<Id, Queue>,
-    idempotency: BTreeMap<(Id, String), (u64, u64, TimestampMs, BodyHash)>,
-    alerts: Vec<KeptAlert>,
-    alert_channels: BTreeMap<String, u64>,
-    position: u64,
-}
-
+mod fingerprint;
 #[cfg(test)]
-impl State {
-    /// Every log shown, newest first.
-    pub(crate) fn all_logs(&self) -> Vec<LogRecord> {
-        let mut filter = LogFilter { limit: query::MAX_PAGE, ..LogFilter::default() };
-        let mut all = Vec::new();
-        loop {
-            let page = self.query_logs(&filter, u64::MAX).expect("the history reads back");
-            all.extend(page.logs);
-            match page.next {
-                Some(next) => filter.before = Some(next),
-                None => return all,
-            }
-        }
-    }
-
-    pub(crate) fn fingerprint(&self) -> Fingerprint {
-        use LogStatus::*;
-        Fingerprint {
-            sources: self.sources.values().cloned().collect(),
-            destinations: self.destinations.values().cloned().collect(),
-            subscriptions: self.subscriptions.values().cloned().collect(),
-            token_key: self.token_key,
-            next_message_id: self.next_message_id,
-            next_log: self.next_log,
-            logs: self.all_logs(),
-            counts: [Pending, Retrying, ProcessingFailed, Succeeded, Failed, Filtered]
-                .into_iter()
-                .map(|s| self.log_count(s))
-                .collect(),
-            queues: self.queues.iter().map(|(k, v)| (*k, v.clone())).collect(),
-            idempotency: self
-                .idempotency
-                .iter()
-                .map(|(k, e)| (k.clone(), (e.message_id, e.position, e.at_ms, e.body_hash)))
-                .collect(),
-            alerts: self.alerts.clone(),
-            alert_channels: self.alert_channels.clone(),
-            position: self.position,
-        }
-    }
-}
+pub(crate) use self::fingerprint::Fingerprint;
 
 #[cfg(test)]
 mod tests {

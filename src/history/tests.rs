@@ -1,0 +1,84 @@
+//! The history as a whole: find, scan, checkpoint, reopen, release.
+
+use super::*;
+use crate::model::{LogType, TimestampMs};
+
+fn entry(n: u64, status: LogStatus, updated_at_ms: TimestampMs) -> (Entry, Row) {
+    let id = Id(0x1000 + u128::from(n));
+    let entry = Entry {
+        id,
+        destination_id: Id(100 + u128::from(n % 2)),
+        source_id: Id(1),
+        position: 10 * n + 5,
+        message_id: n,
+        received_at_ms: 1_000 + n as i64,
+        updated_at_ms,
+        row: 0,
+        data_model_hash: name_hash("PatientAdmin"),
+        event_type_hash: name_hash("NewPatient"),
+        ended_at: 10 * n + 7,
+        status,
+        log_type: LogType::Async,
+    };
+    let row = Row {
+        id,
+        first_attempt_id: Id(9),
+        status,
+        log_type: LogType::Async,
+        updated_at_ms,
+        data_model: "PatientAdmin".into(),
+        event_type: "NewPatient".into(),
+        reason: None,
+        attempts: Vec::new(),
+    };
+    (entry, row)
+}
+
+#[test]
+fn entries_are_found_searched_checkpointed_and_released() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut history = History::open(dir.path(), 0).expect("opening");
+    assert_eq!(history.rebuilding(), Some(NO_HISTORY));
+    let numbers = [3, 4, CHUNK_LOGS + 1, CHUNK_LOGS + 2];
+    for (i, &n) in numbers.iter().enumerate() {
+        let status = if i == 2 { LogStatus::Failed } else { LogStatus::Succeeded };
+        let (e, row) = entry(n, status, 50 * i as i64);
+        history.put(n, e, &row).expect("writing");
+    }
+    let outcome = history.checkpoint().finish();
+    history.checkpoint_finished(&outcome);
+    assert_eq!(history.checkpointed_through(), 10 * (CHUNK_LOGS + 2) + 7);
+    drop(history);
+
+    let mut history = History::open(dir.path(), 0).expect("reopening");
+    assert_eq!(history.rebuilding(), None, "the checkpointed history is intact");
+    assert_eq!((history.len(), history.count(LogStatus::Failed)), (4, 1));
+    let (n, found) = history.find(Id(0x1000 + u128::from(CHUNK_LOGS + 1))).expect("readable").expect("found");
+    assert_eq!((n, found.status), (CHUNK_LOGS + 1, LogStatus::Failed));
+    assert_eq!(history.row(&found).expect("its row").id, found.id);
+    // A scan reads the blocks that may match, newest first; the caller
+    // filters their entries.
+    let scan = |probe: Probe, below: u64| {
+        let mut seen = Vec::new();
+        history
+            .scan(below, &probe, |n, _| {
+                seen.push(n);
+                ControlFlow::Continue(())
+            })
+            .expect("scanning");
+        seen
+    };
+    let probe = |d: u128| Probe { keys: vec![key::destination(Id(d))], ..Probe::default() };
+    assert_eq!(scan(probe(100), u64::MAX), [CHUNK_LOGS + 2, CHUNK_LOGS + 1, 4, 3]);
+    assert_eq!(scan(probe(100), CHUNK_LOGS + 1), [4, 3], "below a cursor");
+    assert_eq!(scan(probe(555), u64::MAX), Vec::<u64>::new(), "no block holds destination 555");
+    assert_eq!(history.needed_from(60).expect("readable"), Some(10 * (CHUNK_LOGS + 1) + 5));
+    assert_eq!(history.first_at(40).expect("readable"), Some(4));
+
+    // Releasing below the second chunk's first message hides the first
+    // chunk's entries and deletes its file.
+    history.release_below(10 * (CHUNK_LOGS + 1), u64::MAX).expect("releasing");
+    assert_eq!((history.len(), history.first_visible()), (2, CHUNK_LOGS + 1));
+    assert_eq!(history.find(Id(0x1000 + 3)).expect("readable"), None);
+    assert!(!table::chunk_path(&dir.path().join("table"), 0).exists(), "the first chunk's file is gone");
+}
