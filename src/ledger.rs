@@ -142,6 +142,11 @@ impl Ledger {
         self.journal.releasable(position)
     }
 
+    /// Forgets the idempotency keys received before `cutoff_ms`.
+    pub fn forget_keys_before(&self, cutoff_ms: i64) {
+        self.state.0.write().forget_keys_before(cutoff_ms);
+    }
+
     /// Declares records below `position` unneeded and deletes the segments
     /// that hold only such records; returns how many were deleted.
     pub fn release_below(&self, position: u64) -> Result<usize, JournalError> {
@@ -150,6 +155,10 @@ impl Ledger {
         let keep_from = state.memory_logs().next().map_or(u64::MAX, |(n, _)| n as u64);
         if let Err(e) = state.history_mut().release_below(position, keep_from) {
             tracing::warn!(error = %e, "the history could not let go of logs past retention; will try again");
+        }
+        let oldest_key = state.oldest_key_position().unwrap_or(u64::MAX);
+        if let Err(e) = state.history_mut().release_keys_below(oldest_key) {
+            tracing::warn!(error = %e, "the history could not let go of expired idempotency keys; will try again");
         }
         Ok(deleted)
     }

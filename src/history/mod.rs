@@ -79,6 +79,8 @@
 //! entries are deleted with the rows files only they reference, at the
 //! compaction that released them.
 
+mod ahead;
+mod keys;
 mod rows;
 mod table;
 
@@ -88,11 +90,12 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use self::{ahead::Ahead, keys::Keys, rows::Rows, table::Chunk};
 pub use self::{
+    keys::{KeyHash, StoredKey, key_hash},
     rows::Row,
     table::{CHUNK_LOGS, Entry, Probe, key, name_hash},
 };
-use self::{rows::Rows, table::Chunk};
 use crate::model::{Id, LogStatus};
 
 #[derive(Debug, thiserror::Error)]
@@ -114,15 +117,17 @@ const HEADER_MAGIC: &[u8; 8] = b"FRXHIST\0";
 /// directory from a build before the history.
 pub const NO_HISTORY: &str = "there is no history yet";
 /// The history's format. A change needs a new number, and an older
-/// history is rebuilt from the journal rather than read.
-const HISTORY_VERSION: u32 = 1;
-const HEADER_BYTES: usize = 40;
+/// history is rebuilt from the journal rather than read. Version 2 added
+/// the idempotency keys (`keys.rs`) and their end to the header.
+const HISTORY_VERSION: u32 = 2;
+const HEADER_BYTES: usize = 48;
 
 /// What a checkpoint made durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 struct Header {
     applied_through: u64,
     rows_end: u64,
+    keys_end: u64,
 }
 
 impl Header {
@@ -132,24 +137,25 @@ impl Header {
         b[8..12].copy_from_slice(&HISTORY_VERSION.to_le_bytes());
         b[16..24].copy_from_slice(&self.applied_through.to_le_bytes());
         b[24..32].copy_from_slice(&self.rows_end.to_le_bytes());
-        let crc = crc32fast::hash(&b[..36]);
-        b[36..40].copy_from_slice(&crc.to_le_bytes());
+        b[32..40].copy_from_slice(&self.keys_end.to_le_bytes());
+        let crc = crc32fast::hash(&b[..44]);
+        b[44..48].copy_from_slice(&crc.to_le_bytes());
         b
     }
 
     fn decode(b: &[u8]) -> Result<Self, String> {
-        if b.len() != HEADER_BYTES || &b[0..8] != HEADER_MAGIC {
+        if b.len() < 12 || &b[0..8] != HEADER_MAGIC {
             return Err("not a history header".into());
-        }
-        if crc32fast::hash(&b[..36]).to_le_bytes() != b[36..40] {
-            return Err("header checksum mismatch".into());
         }
         let version = u32::from_le_bytes(b[8..12].try_into().map_err(|_| "short")?);
         if version != HISTORY_VERSION {
-            return Err(format!("history version {version} is not known to this build"));
+            return Err(format!("its format (version {version}) is not this build's (version {HISTORY_VERSION})"));
+        }
+        if b.len() != HEADER_BYTES || crc32fast::hash(&b[..44]).to_le_bytes() != b[44..48] {
+            return Err("header checksum mismatch".into());
         }
         let u64_at = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap_or_default());
-        Ok(Self { applied_through: u64_at(16), rows_end: u64_at(24) })
+        Ok(Self { applied_through: u64_at(16), rows_end: u64_at(24), keys_end: u64_at(32) })
     }
 }
 
@@ -159,6 +165,9 @@ pub struct History {
     dir: PathBuf,
     chunks: BTreeMap<u64, Chunk>,
     rows: Rows,
+    keys: Keys,
+    /// The keys read at open, until the state takes them.
+    loaded_keys: Vec<StoredKey>,
     /// What the last checkpoint made durable.
     checkpointed: Header,
     /// The latest journal position written.
@@ -174,6 +183,8 @@ pub struct History {
     counts: [u64; 6],
     /// Why the history is being rebuilt, while it is.
     rebuilding: Option<String>,
+    /// The next table chunk, made ahead.
+    ahead: Ahead,
     _temporary: Option<tempfile::TempDir>,
 }
 
@@ -253,10 +264,13 @@ impl History {
             }
         }
         let rows = Rows::open(&rows_dir, header.rows_end)?;
+        let (keys, loaded_keys) = Keys::open(&dir.join("keys"), header.keys_end, header.applied_through)?;
         let mut history = Self {
             dir: dir.to_path_buf(),
             chunks,
             rows,
+            keys,
+            loaded_keys,
             checkpointed: header,
             applied_through: header.applied_through,
             dirty: BTreeSet::new(),
@@ -265,6 +279,7 @@ impl History {
             first_visible: u64::MAX,
             counts: [0; 6],
             rebuilding: None,
+            ahead: Ahead::default(),
             _temporary: None,
         };
         history.recount()?;
@@ -273,7 +288,7 @@ impl History {
 
     /// An empty history in `dir`, to be rebuilt for the reason given.
     fn empty(dir: &Path, visible_from: u64, reason: String) -> Result<Self, HistoryError> {
-        for sub in ["table", "rows"] {
+        for sub in ["table", "rows", "keys"] {
             let path = dir.join(sub);
             match std::fs::remove_dir_all(&path) {
                 Ok(()) => {}
@@ -285,10 +300,13 @@ impl History {
         let header = Header::default();
         write_header(dir, &header)?;
         let rows = Rows::open(&dir.join("rows"), 0)?;
+        let (keys, _) = Keys::open(&dir.join("keys"), 0, 0)?;
         Ok(Self {
             dir: dir.to_path_buf(),
             chunks: BTreeMap::new(),
             rows,
+            keys,
+            loaded_keys: Vec::new(),
             checkpointed: header,
             applied_through: 0,
             dirty: BTreeSet::new(),
@@ -297,6 +315,7 @@ impl History {
             first_visible: u64::MAX,
             counts: [0; 6],
             rebuilding: Some(reason),
+            ahead: Ahead::default(),
             _temporary: None,
         })
     }
@@ -337,6 +356,10 @@ impl History {
     /// empties the history.
     pub fn reset(&mut self, reason: String) -> Result<(), HistoryError> {
         let temporary = self._temporary.take();
+        // Nothing may be in the making while the directories are emptied.
+        self.ahead.settle();
+        self.rows.settle();
+        self.keys.settle();
         *self = Self::empty(&self.dir, self.visible_from, reason)?;
         self._temporary = temporary;
         Ok(())
@@ -358,6 +381,26 @@ impl History {
         self.applied_through
     }
 
+    /// The idempotency keys read at open, in acceptance order (once).
+    pub fn take_loaded_keys(&mut self) -> Vec<StoredKey> {
+        std::mem::take(&mut self.loaded_keys)
+    }
+
+    /// Remembers an idempotency key on disk. A key that cannot be written
+    /// fails the next checkpoint, so that the history (keys with it) is
+    /// rebuilt from the journal at the next start; memory keeps the key.
+    pub fn put_key(&mut self, key: &StoredKey) {
+        if let Err(e) = self.keys.append(key) {
+            tracing::error!(error = %e, "an idempotency key could not be written to the history");
+            self.failed.get_or_insert_with(|| e.to_string());
+        }
+    }
+
+    /// Deletes the keys files holding only keys accepted before `position`.
+    pub fn release_keys_below(&mut self, position: u64) -> Result<(), HistoryError> {
+        self.keys.delete_below(position)
+    }
+
     /// Writes an ended log: its row, then its entry at log number `n`.
     /// `ended_at` is the journal position of the event that ended it.
     pub fn put(&mut self, n: u64, mut entry: Entry, row: &Row) -> Result<(), HistoryError> {
@@ -367,11 +410,14 @@ impl History {
             std::collections::btree_map::Entry::Occupied(c) => c.into_mut(),
             std::collections::btree_map::Entry::Vacant(slot) => {
                 let dir = self.dir.join("table");
-                let path = table::chunk_path(&dir, number);
-                if path.exists() {
-                    std::fs::remove_file(&path).map_err(HistoryError::io(&path))?;
-                }
-                slot.insert(Chunk::create(&dir, number)?)
+                let chunk = match self.ahead.take(number) {
+                    Some(file) => Chunk::made(number, file),
+                    None => Chunk::create(&dir, number)?,
+                };
+                let next = number + 1;
+                let header = Chunk::header(next).to_vec();
+                self.ahead.prepare(next, table::chunk_path(&dir, next), table::CHUNK_FILE_BYTES as u64, header);
+                slot.insert(chunk)
             }
         };
         if let Ok(Some(old)) = chunk.get(n)
@@ -568,7 +614,8 @@ impl History {
 
     /// Begins a checkpoint: what to sync, and the header to write after.
     pub fn checkpoint(&mut self) -> Checkpoint {
-        let header = Header { applied_through: self.applied_through, rows_end: self.rows.end() };
+        let header =
+            Header { applied_through: self.applied_through, rows_end: self.rows.end(), keys_end: self.keys.end() };
         let dirty = std::mem::take(&mut self.dirty);
         let mut files: Vec<(PathBuf, std::io::Result<std::fs::File>)> = dirty
             .iter()
@@ -578,6 +625,7 @@ impl History {
         for file in self.rows.files_from(self.checkpointed.rows_end) {
             files.push((file.path().to_path_buf(), file.sync_handle()));
         }
+        files.extend(self.keys.take_dirty());
         Checkpoint { dir: self.dir.clone(), header, files, failed: self.failed.clone() }
     }
 

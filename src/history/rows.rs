@@ -9,7 +9,10 @@ use std::{
 
 use ferrox_storage::MappedFile;
 
-use super::HistoryError;
+use super::{
+    HistoryError,
+    ahead::{self, Ahead},
+};
 use crate::model::{Attempt, Id, LogStatus, LogType, TimestampMs};
 
 /// Size of every rows file.
@@ -197,6 +200,8 @@ pub struct Rows {
     files: BTreeMap<u64, MappedFile>,
     /// Offset of the next row.
     end: u64,
+    /// The next file, made ahead.
+    ahead: Ahead,
 }
 
 fn rows_path(dir: &Path, number: u64) -> PathBuf {
@@ -233,7 +238,7 @@ impl Rows {
             }
             files.insert(number, file);
         }
-        let mut rows = Self { dir: dir.to_path_buf(), files, end: end.max(HEADER_BYTES) };
+        let mut rows = Self { dir: dir.to_path_buf(), files, end: end.max(HEADER_BYTES), ahead: Ahead::default() };
         rows.end = rows.valid_end();
         Ok(rows)
     }
@@ -272,6 +277,11 @@ impl Rows {
         self.end
     }
 
+    /// Waits for the file in the making, if any.
+    pub fn settle(&mut self) {
+        self.ahead.settle();
+    }
+
     /// Appends a row; returns its offset.
     pub fn append(&mut self, row: &Row) -> Result<u64, HistoryError> {
         let bytes = row.fit();
@@ -284,12 +294,15 @@ impl Rows {
         let file = match self.files.entry(number) {
             std::collections::btree_map::Entry::Occupied(file) => file.into_mut(),
             std::collections::btree_map::Entry::Vacant(slot) => {
-                let path = rows_path(&self.dir, number);
-                if path.exists() {
-                    std::fs::remove_file(&path).map_err(HistoryError::io(&path))?;
-                }
-                let mut file = MappedFile::create(&path, ROWS_FILE_BYTES).map_err(HistoryError::io(&path))?;
-                file.bytes_mut()[..32].copy_from_slice(&header(number));
+                let file = match self.ahead.take(number) {
+                    Some(file) => file,
+                    None => {
+                        let path = rows_path(&self.dir, number);
+                        ahead::make_now(&path, ROWS_FILE_BYTES, &header(number)).map_err(HistoryError::io(&path))?
+                    }
+                };
+                let next = number + 1;
+                self.ahead.prepare(next, rows_path(&self.dir, next), ROWS_FILE_BYTES, header(next).to_vec());
                 slot.insert(file)
             }
         };

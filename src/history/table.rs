@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use ferrox_storage::MappedFile;
 
-use super::HistoryError;
+use super::{HistoryError, ahead};
 use crate::model::{Id, LogStatus, LogType, TimestampMs};
 
 /// Log numbers per chunk file.
@@ -17,7 +17,7 @@ pub const BLOCK_LOGS: u64 = 1 << 12;
 const BLOCKS: usize = (CHUNK_LOGS / BLOCK_LOGS) as usize;
 pub const ENTRY_BYTES: usize = 128;
 const HEADER_REGION_BYTES: usize = 8192;
-const CHUNK_HEADER_BYTES: usize = 64;
+pub const CHUNK_HEADER_BYTES: usize = 64;
 const SUMMARY_BYTES: usize = 320;
 const SUMMARY_BITS_BYTES: usize = 256;
 const ID_SLOTS: usize = 2 * CHUNK_LOGS as usize;
@@ -204,10 +204,9 @@ pub fn chunk_path(dir: &Path, number: u64) -> PathBuf {
 }
 
 impl Chunk {
-    pub fn create(dir: &Path, number: u64) -> Result<Self, HistoryError> {
-        let path = chunk_path(dir, number);
-        let mut file = MappedFile::create(&path, CHUNK_FILE_BYTES as u64).map_err(HistoryError::io(&path))?;
-        let h = &mut file.bytes_mut()[..CHUNK_HEADER_BYTES];
+    /// The header a new chunk `number` begins with.
+    pub fn header(number: u64) -> [u8; CHUNK_HEADER_BYTES] {
+        let mut h = [0u8; CHUNK_HEADER_BYTES];
         h[0..8].copy_from_slice(MAGIC);
         h[8..12].copy_from_slice(&TABLE_VERSION.to_le_bytes());
         h[16..24].copy_from_slice(&number.to_le_bytes());
@@ -215,7 +214,20 @@ impl Chunk {
         // Bytes 32..40 change as entries are written: outside the CRC.
         let crc = crc32fast::hash(&h[..32]);
         h[60..64].copy_from_slice(&crc.to_le_bytes());
+        h
+    }
+
+    /// Creates chunk `number` now, replacing any file of that name.
+    pub fn create(dir: &Path, number: u64) -> Result<Self, HistoryError> {
+        let path = chunk_path(dir, number);
+        let file =
+            ahead::make_now(&path, CHUNK_FILE_BYTES as u64, &Self::header(number)).map_err(HistoryError::io(&path))?;
         Ok(Self { number, file })
+    }
+
+    /// Chunk `number` in a file made ahead with its header (`ahead.rs`).
+    pub fn made(number: u64, file: MappedFile) -> Self {
+        Self { number, file }
     }
 
     /// Opens chunk `number` and checks its header.

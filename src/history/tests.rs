@@ -82,3 +82,31 @@ fn entries_are_found_searched_checkpointed_and_released() {
     assert_eq!(history.find(Id(0x1000 + 3)).expect("readable"), None);
     assert!(!table::chunk_path(&dir.path().join("table"), 0).exists(), "the first chunk's file is gone");
 }
+
+#[test]
+fn the_next_chunk_is_made_ahead_and_one_left_by_a_crash_is_used() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let table_dir = dir.path().join("table");
+    let mut history = History::open(dir.path(), 0).expect("opening");
+    let (e, row) = entry(5, LogStatus::Succeeded, 10);
+    history.put(5, e, &row).expect("writing");
+    // Writing into chunk 0 starts making chunk 1; wait for it as a crash
+    // right after would find it.
+    history.ahead.settle();
+    history.rows.settle();
+    let made = Chunk::open(&table_dir, 1).expect("chunk 1 was made ahead, with its header");
+    assert_eq!(made.min_row(), None, "and nothing in it");
+    drop(made);
+    let outcome = history.checkpoint().finish();
+    history.checkpoint_finished(&outcome);
+    drop(history);
+
+    let mut history = History::open(dir.path(), 0).expect("a chunk made ahead opens as an empty one");
+    assert_eq!((history.rebuilding(), history.len()), (None, 1));
+    let n = CHUNK_LOGS + 3;
+    let (e, row) = entry(n, LogStatus::Failed, 20);
+    history.put(n, e, &row).expect("writing into the chunk made ahead");
+    let (found, entry) = history.find(Id(0x1000 + u128::from(n))).expect("readable").expect("found");
+    assert_eq!((found, entry.status), (n, LogStatus::Failed));
+    assert_eq!(history.row(&entry).expect("its row").status, LogStatus::Failed);
+}

@@ -23,7 +23,7 @@ pub(crate) struct Fingerprint {
     logs: Vec<LogRecord>,
     counts: Vec<u64>,
     queues: BTreeMap<Id, Queue>,
-    idempotency: BTreeMap<(Id, String), (u64, u64, TimestampMs, BodyHash)>,
+    idempotency: BTreeMap<crate::history::KeyHash, (u64, u64, TimestampMs, BodyHash)>,
     alerts: Vec<KeptAlert>,
     alert_channels: BTreeMap<String, u64>,
     position: u64,
@@ -62,7 +62,7 @@ impl State {
             idempotency: self
                 .idempotency
                 .iter()
-                .map(|(k, e)| (k.clone(), (e.message_id, e.position, e.at_ms, e.body_hash)))
+                .map(|(k, e)| (*k, (e.message_id, e.position, e.at_ms, e.body_hash)))
                 .collect(),
             alerts: self.alerts.clone(),
             alert_channels: self.alert_channels.clone(),

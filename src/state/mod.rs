@@ -27,7 +27,7 @@ pub use self::query::{LogFilter, LogPage, LogRecord};
 use self::tables::{Interner, LogIndex};
 pub use self::tables::{Messages, Name};
 use crate::{
-    history::History,
+    history::{History, KeyHash, StoredKey, key_hash},
     journal::{AlertSend, BodyHash, Event, KeptAlert, MessageView, Replayed, Snapshot},
     model::{Attempt, Destination, Id, LogStatus, LogType, Source, Subscription, TimestampMs},
 };
@@ -72,9 +72,14 @@ pub struct State {
     /// could not: a replay that meets this rebuilds the history.
     pub history_failure: Option<String>,
     pub queues: HashMap<Id, Queue>,
-    idempotency: HashMap<(Id, String), Idempotent>,
+    /// Idempotency keys of the last 24 hours, hashed (`history::key_hash`):
+    /// also on disk, in the history.
+    idempotency: HashMap<KeyHash, Idempotent>,
     /// Keys in acceptance order, to forget them when their window ends.
-    idempotency_order: VecDeque<(TimestampMs, Id, String)>,
+    idempotency_order: VecDeque<(TimestampMs, KeyHash)>,
+    /// The position of the last key remembered: a replay meeting a key
+    /// the history gave back does not remember it twice.
+    last_key_position: u64,
     /// Alerts kept, in the order raised, with how each channel sent them.
     pub alerts: Vec<KeptAlert>,
     /// Each alert channel and the position of the last alert it is done
@@ -187,8 +192,10 @@ pub struct Idempotent {
 }
 
 impl State {
-    pub fn new(history: History) -> Self {
-        Self {
+    /// A state with `history`, remembering the idempotency keys it holds.
+    pub fn new(mut history: History) -> Self {
+        let keys = history.take_loaded_keys();
+        let mut state = Self {
             sources: BTreeMap::new(),
             api_keys: HashMap::new(),
             destinations: BTreeMap::new(),
@@ -208,12 +215,17 @@ impl State {
             queues: HashMap::new(),
             idempotency: HashMap::new(),
             idempotency_order: VecDeque::new(),
+            last_key_position: 0,
             alerts: Vec::new(),
             alert_channels: BTreeMap::new(),
             position: 0,
             snapshot_from: 0,
             replay_snapshot_at: None,
+        };
+        for key in keys {
+            state.remember_key(key);
         }
+        state
     }
 
     /// Applies an event the ledger has just appended at `position`.
@@ -413,11 +425,18 @@ impl State {
                 self.queues.entry(new.destination_id).or_default().pending.push_back(index);
             }
         }
-        if let Some((key, body_hash)) = a.idempotency {
-            let entry = Idempotent { message_id: a.message_id, position, at_ms: a.received_at_ms, body_hash };
-            self.idempotency.insert((a.source_id, key.to_owned()), entry);
-            self.idempotency_order.push_back((a.received_at_ms, a.source_id, key.to_owned()));
-            self.forget_idempotency_before(a.received_at_ms - IDEMPOTENCY_WINDOW_MS);
+        if let Some((key, body_hash)) = a.idempotency
+            && position > self.last_key_position
+        {
+            let key = StoredKey {
+                key: key_hash(a.source_id, key),
+                body_hash,
+                position,
+                message_id: a.message_id,
+                at_ms: a.received_at_ms,
+            };
+            self.history.put_key(&key);
+            self.remember_key(key);
         }
         self.next_message_id = self.next_message_id.max(a.message_id + 1);
         if a.logs.is_empty() {
@@ -483,16 +502,43 @@ impl State {
         queue.pending.iter().filter_map(|i| self.logs.get(i)).find(|l| l.position <= durable)
     }
 
-    fn forget_idempotency_before(&mut self, cutoff_ms: TimestampMs) {
-        while let Some((at, source, key)) = self.idempotency_order.front().cloned() {
+    /// Remembers a key, and forgets those whose window has ended by its
+    /// time. Keys come in acceptance order, from the history at a start
+    /// and from accepted messages after, so memory ends the same either way.
+    fn remember_key(&mut self, key: StoredKey) {
+        let entry = Idempotent {
+            message_id: key.message_id,
+            position: key.position,
+            at_ms: key.at_ms,
+            body_hash: key.body_hash,
+        };
+        self.idempotency.insert(key.key, entry);
+        self.idempotency_order.push_back((key.at_ms, key.key));
+        self.last_key_position = key.position;
+        self.forget_keys_before(key.at_ms - IDEMPOTENCY_WINDOW_MS);
+    }
+
+    /// Forgets the keys received before `cutoff_ms`: as each key comes,
+    /// and at each compaction, by the clock.
+    pub fn forget_keys_before(&mut self, cutoff_ms: TimestampMs) {
+        while let Some(&(at, hash)) = self.idempotency_order.front() {
             if at >= cutoff_ms {
                 break;
             }
             self.idempotency_order.pop_front();
-            if self.idempotency.get(&(source, key.clone())).is_some_and(|e| e.at_ms == at) {
-                self.idempotency.remove(&(source, key));
+            if self.idempotency.get(&hash).is_some_and(|e| e.at_ms == at) {
+                self.idempotency.remove(&hash);
             }
         }
+    }
+
+    /// The position of the oldest idempotency key remembered.
+    pub fn oldest_key_position(&self) -> Option<u64> {
+        // A key used again after its window leaves its older place behind.
+        self.idempotency_order
+            .iter()
+            .find_map(|(at, hash)| self.idempotency.get(hash).filter(|e| e.at_ms == *at))
+            .map(|e| e.position)
     }
 
     /// The text of an interned name.
@@ -506,7 +552,7 @@ impl State {
 
     /// The message an `Idempotency-Key` of `source` named within the window.
     pub fn idempotent(&self, source: Id, key: &str, now_ms: TimestampMs) -> Option<Idempotent> {
-        self.idempotency.get(&(source, key.to_owned())).filter(|e| now_ms - e.at_ms < IDEMPOTENCY_WINDOW_MS).copied()
+        self.idempotency.get(&key_hash(source, key)).filter(|e| now_ms - e.at_ms < IDEMPOTENCY_WINDOW_MS).copied()
     }
 
     /// Log `id`, if it is in memory (not ended, or ended moments ago). An

@@ -11,13 +11,11 @@ use crate::{
 };
 
 impl State {
-    /// The position from which a replay rebuilds what memory holds: the
-    /// logs in memory and the idempotency keys remembered. `u64::MAX` when
-    /// memory holds neither.
+    /// The position from which a replay rebuilds the logs in memory
+    /// (idempotency keys come back from the history). `u64::MAX` when
+    /// memory holds none.
     pub fn replay_floor(&self) -> u64 {
-        let messages = self.messages.iter().map(|m| m.since).min();
-        let keys = self.idempotency.values().map(|e| e.position).min();
-        messages.into_iter().chain(keys).min().unwrap_or(u64::MAX)
+        self.messages.iter().map(|m| m.since).min().unwrap_or(u64::MAX)
     }
 
     /// The position from which the journal must keep every record: the
@@ -25,8 +23,12 @@ impl State {
     /// `retain_after_ms`, or whose idempotency key is still remembered.
     /// `None` when no message needs keeping.
     pub fn needed_from(&self, retain_after_ms: TimestampMs, now_ms: TimestampMs) -> Result<Option<u64>, HistoryError> {
-        let keyed =
-            self.idempotency.values().filter(|e| now_ms - e.at_ms < IDEMPOTENCY_WINDOW_MS).map(|e| e.position).min();
+        let keyed = self
+            .idempotency
+            .values()
+            .filter(|e| now_ms.saturating_sub(e.at_ms) < IDEMPOTENCY_WINDOW_MS)
+            .map(|e| e.position)
+            .min();
         let in_memory = self.messages.iter().map(|m| m.position).min();
         let history = self.history.needed_from(retain_after_ms)?;
         Ok([keyed, in_memory, history].into_iter().flatten().min())
@@ -68,19 +70,10 @@ impl State {
         })
     }
 
-    /// What a snapshot lets go: alerts past retention, and keys accepted
-    /// before `from` (none: `from` is at or below every key kept).
+    /// What a snapshot lets go: alerts past retention.
     pub(super) fn forget_before(&mut self, snapshot: &Snapshot) {
         self.snapshot_from = snapshot.from;
         self.alerts = self.kept_alerts(snapshot.retain_after_ms);
-        let forgotten: Vec<_> =
-            self.idempotency.iter().filter(|(_, e)| e.position < snapshot.from).map(|(k, _)| k.clone()).collect();
-        for key in forgotten {
-            self.idempotency.remove(&key);
-        }
-        let idempotency = &self.idempotency;
-        self.idempotency_order
-            .retain(|(at, source, key)| idempotency.get(&(*source, key.clone())).is_some_and(|e| e.at_ms == *at));
     }
 
     /// Takes everything but messages and logs from a snapshot met in replay.
