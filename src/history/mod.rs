@@ -21,7 +21,16 @@
 //! <data_dir>/history/HEADER                the checkpoint (below)
 //! <data_dir>/history/table/<chunk>.tbl     log numbers chunk·65536 .. +65536
 //! <data_dir>/history/rows/<file>.rows      rows, in the order logs ended
+//! <data_dir>/history/keys/<file>.keys      idempotency keys, in acceptance order
 //! ```
+//!
+//! The keys (`keys.rs`) are not logs: they are the last 24 hours of
+//! `Idempotency-Key`s, kept so that a restart loads them instead of
+//! replaying a day of journal. Memory holds the same keys, hashed.
+//!
+//! Every file is made ahead (`ahead.rs`): when file `n` comes into use,
+//! `n + 1` is created on a thread of its own, so no SEND waits for a file
+//! to be zero-filled and synced.
 //!
 //! Log numbers are dense and in acceptance order (the state numbers every
 //! log as it is accepted, and a replay numbers them the same way), so "newest
@@ -64,6 +73,10 @@
 //! cover: events at or below `applied_through` leave the history alone,
 //! later ones are written again (table writes are idempotent; rows go
 //! again from the header's row end, overwriting rows of the lost tail).
+//!
+//! Keys are written as their messages are applied, before they are
+//! durable: the header records where they end, and only those at or below
+//! `applied_through` are believed at start (the replay gives back the rest).
 //!
 //! At start, the header, every chunk and rows header and every entry's CRC
 //! are checked. The history is rebuilt from the journal (every retained

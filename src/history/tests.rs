@@ -110,3 +110,32 @@ fn the_next_chunk_is_made_ahead_and_one_left_by_a_crash_is_used() {
     assert_eq!((found, entry.status), (n, LogStatus::Failed));
     assert_eq!(history.row(&entry).expect("its row").status, LogStatus::Failed);
 }
+
+#[test]
+fn a_history_of_an_older_format_is_rebuilt_and_keys_come_back_after_a_checkpoint() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut history = History::open(dir.path(), 0).expect("opening");
+    let (e, row) = entry(1, LogStatus::Succeeded, 10);
+    history.put(1, e, &row).expect("writing");
+    let key = StoredKey { key: key_hash(Id(1), "k"), body_hash: [3; 16], position: 15, message_id: 1, at_ms: 5 };
+    history.put_key(&key);
+    let outcome = history.checkpoint().finish();
+    history.checkpoint_finished(&outcome);
+    drop(history);
+    let mut history = History::open(dir.path(), 0).expect("reopening");
+    assert_eq!(history.rebuilding(), None);
+    assert_eq!(history.take_loaded_keys(), [key], "the key at or below the checkpoint (17) comes back");
+    drop(history);
+
+    // A header written by the format before the keys (version 1, 40 bytes).
+    let mut old = [0u8; 40];
+    old[0..8].copy_from_slice(HEADER_MAGIC);
+    old[8..12].copy_from_slice(&1u32.to_le_bytes());
+    let crc = crc32fast::hash(&old[..36]);
+    old[36..40].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(dir.path().join("HEADER"), old).expect("writing an old header");
+    let history = History::open(dir.path(), 0).expect("reopening");
+    let why = history.rebuilding().expect("rebuilt").to_owned();
+    assert!(why.contains("version 1"), "{why}");
+    assert_eq!((history.len(), history.stored(1).expect("readable")), (0, None), "emptied, to be rebuilt");
+}
