@@ -8,6 +8,7 @@ use serde::Deserialize;
 use crate::{
     limits,
     objects::{DestinationRules, DestinationSpec, SourceSpec, SubscriptionSpec, file::Declared},
+    operators::{OperatorSpec, Operators},
 };
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -30,6 +31,8 @@ pub struct Config {
     pub sources: Vec<SourceSpec>,
     pub destinations: Vec<DestinationSpec>,
     pub subscriptions: Vec<SubscriptionSpec>,
+    /// Operators of the operator API besides `admin_token` (SPEC §12).
+    pub operators: Vec<OperatorSpec>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -85,6 +88,7 @@ impl Default for Config {
             sources: Vec::new(),
             destinations: Vec::new(),
             subscriptions: Vec::new(),
+            operators: Vec::new(),
         }
     }
 }
@@ -181,6 +185,7 @@ impl Config {
         if self.admin_token.as_deref().is_some_and(|t| t.len() < 16) {
             return Err("admin_token must be at least 16 characters".into());
         }
+        self.operators().map_err(|e| format!("operators: {e}"))?;
         if let Some(url) = &self.alert_webhook_url {
             crate::objects::validate_url(url, &self.egress()).map_err(|e| format!("alert_webhook_url: {e}"))?;
         }
@@ -188,6 +193,11 @@ impl Config {
             crate::tls::read_ca_file(path)?;
         }
         Ok(())
+    }
+
+    /// The operators: `admin_token` as `admin`, and `[[operators]]`.
+    pub fn operators(&self) -> Result<Operators, String> {
+        Operators::from_config(self.admin_token.as_deref(), &self.operators)
     }
 
     /// The largest WAL record the engine writes: a message of

@@ -16,6 +16,8 @@ pub enum ErrorKind {
     Required,
     /// Authentication failed (401, FHIR `security`).
     Unauthorized,
+    /// Authenticated, but the role does not allow it (403, FHIR `forbidden`).
+    Forbidden,
     /// Unknown object (404, FHIR `not-found`).
     NotFound,
     /// Conflicts with the current state (409, FHIR `conflict`).
@@ -46,6 +48,7 @@ impl ErrorKind {
         match self {
             Self::Invalid | Self::Required => StatusCode::BAD_REQUEST,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::Conflict => StatusCode::CONFLICT,
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -65,6 +68,7 @@ impl ErrorKind {
         match self {
             Self::Invalid | Self::Required => "Validation",
             Self::Unauthorized => "Authentication",
+            Self::Forbidden => "Authorization",
             Self::NotFound => "NotFound",
             Self::Conflict => "Conflict",
             Self::TooLarge => "PayloadTooLarge",
@@ -84,6 +88,7 @@ impl ErrorKind {
             Self::Invalid => "invalid",
             Self::Required => "required",
             Self::Unauthorized => "security",
+            Self::Forbidden => "forbidden",
             Self::NotFound => "not-found",
             Self::Conflict => "conflict",
             Self::TooLarge => "too-long",

@@ -26,6 +26,7 @@ pub mod ledger;
 pub mod limits;
 pub mod model;
 pub mod objects;
+pub mod operators;
 #[cfg(test)]
 mod powerloss;
 pub mod retention;

@@ -266,7 +266,8 @@ async fn build(config: Config, clock: SharedClock, ids: SharedIds) -> anyhow::Re
     let journal = ledger.reader();
     let config = Arc::new(config);
     let throttles = Arc::new(http::Throttles::new(&clock));
-    Ok(AppCtx { state, journal, router, deliveries, config, file, throttles, clock, ids, token_key, tls })
+    let operators = Arc::new(config.operators().map_err(|e| anyhow::anyhow!("operators: {e}"))?);
+    Ok(AppCtx { state, journal, router, deliveries, config, file, throttles, clock, ids, token_key, tls, operators })
 }
 
 /// Checks the configuration file's objects as a whole: what to journal,

@@ -27,6 +27,7 @@ use crate::{
     ledger::{JournalReader, StateReader},
     model::Id,
     objects::file::FileObjects,
+    operators::{Operator, Operators, Role},
     router::Router,
 };
 
@@ -48,6 +49,8 @@ pub struct AppCtx {
     pub token_key: Arc<TokenKey>,
     /// TLS for `https://` destinations (`tls::client_config`).
     pub tls: Arc<rustls::ClientConfig>,
+    /// Who may use the operator API, and for what.
+    pub operators: Arc<Operators>,
 }
 
 impl std::fmt::Debug for AppCtx {
@@ -92,25 +95,36 @@ pub fn client_ip(req: &HttpRequest) -> IpAddr {
     req.peer_addr().map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip())
 }
 
-/// Checks the operator's bearer token against `admin_token`. An address
-/// that sent too many wrong tokens is refused (429) until its limit refills.
-pub fn authenticate_admin(ctx: &AppCtx, req: &HttpRequest) -> Result<(), ApiError> {
+/// The operator whose bearer token came with the request, if their role is
+/// at least `needed` (SPEC §12): 401 for a missing or unknown token, 403
+/// for a role that may not. An address that sent too many wrong tokens is
+/// refused (429) until its limit refills.
+pub fn authorize(ctx: &AppCtx, req: &HttpRequest, needed: Role) -> Result<Operator, ApiError> {
     let ip = client_ip(req);
     ctx.throttles.operator_failures.check(ip)?;
-    let Some(expected) = ctx.config.admin_token.as_deref() else {
-        return Err(ApiError::unauthorized("The operator API is disabled: set admin_token"));
-    };
+    if ctx.operators.is_empty() {
+        return Err(ApiError::unauthorized("The operator API is disabled: set admin_token or add [[operators]]"));
+    }
     let failure = match bearer(req) {
-        Some(token) if constant_time_eq(token.as_bytes(), expected.as_bytes()) => return Ok(()),
-        Some(_) => ApiError::unauthorized("Invalid admin token"),
+        Some(token) => match ctx.operators.find(token) {
+            Some(operator) if operator.role >= needed => return Ok(operator.clone()),
+            Some(operator) => {
+                return Err(ApiError::new(
+                    ErrorKind::Forbidden,
+                    format!(
+                        "Operator '{}' has role '{}'; this needs role '{}'",
+                        operator.name,
+                        operator.role.as_str(),
+                        needed.as_str()
+                    ),
+                ));
+            }
+            None => ApiError::unauthorized("Invalid operator token"),
+        },
         None => ApiError::unauthorized("Missing bearer token"),
     };
     ctx.throttles.operator_failures.take(ip)?;
     Err(failure)
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Requires a JSON content type (415 otherwise).

@@ -25,6 +25,7 @@ mod query;
 mod receiver;
 mod restart;
 mod retention;
+mod roles;
 mod sandbox;
 mod segments;
 mod send;

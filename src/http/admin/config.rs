@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use super::{change, json_body, path_id};
 use crate::{
     error::ApiError,
-    http::{AppCtx, authenticate_admin},
+    http::{AppCtx, authorize},
     ids::IdSource,
     journal::Event,
     model::Id,
@@ -19,6 +19,7 @@ use crate::{
         DestinationRules, DestinationSpec, SourceSpec, SubscriptionSpec, destination_json, file::FileObjects,
         source_json, subscription_json,
     },
+    operators::Role,
     state::State,
 };
 
@@ -185,14 +186,14 @@ fn not_found<K: Kind>(id: Id) -> ApiError {
 }
 
 async fn list<K: Kind>(ctx: web::Data<AppCtx>, req: HttpRequest) -> Reply {
-    authenticate_admin(&ctx, &req)?;
+    authorize(&ctx, &req, Role::Viewer)?;
     let state = ctx.state.read();
     let items: Vec<Value> = K::ids(&state).into_iter().filter_map(|id| K::json(&state, id)).collect();
     Ok(HttpResponse::Ok().json(json!({ K::PLURAL: items, "next_cursor": null })))
 }
 
 async fn get<K: Kind>(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>) -> Reply {
-    authenticate_admin(&ctx, &req)?;
+    authorize(&ctx, &req, Role::Viewer)?;
     let id = path_id(&id)?;
     let value = K::json(&ctx.state.read(), id).ok_or_else(|| not_found::<K>(id))?;
     Ok(HttpResponse::Ok().json(value))
@@ -213,7 +214,7 @@ fn file_refusal<K: Kind>(file: &FileObjects, state: &State, id: Id) -> Result<()
 }
 
 async fn create<K: Kind>(ctx: web::Data<AppCtx>, req: HttpRequest, body: web::Payload) -> Reply {
-    authenticate_admin(&ctx, &req)?;
+    authorize(&ctx, &req, Role::Admin)?;
     let spec: K::Spec = json_body(&ctx, &req, body).await?;
     let defaults = rules(&ctx);
     let value = change(
@@ -231,7 +232,7 @@ async fn create<K: Kind>(ctx: web::Data<AppCtx>, req: HttpRequest, body: web::Pa
 }
 
 async fn put<K: Kind>(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>, body: web::Payload) -> Reply {
-    authenticate_admin(&ctx, &req)?;
+    authorize(&ctx, &req, Role::Admin)?;
     let id = path_id(&id)?;
     let spec: K::Spec = json_body(&ctx, &req, body).await?;
     let defaults = rules(&ctx);
@@ -258,7 +259,7 @@ struct DeleteQuery {
 }
 
 async fn delete<K: Kind>(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>) -> Reply {
-    authenticate_admin(&ctx, &req)?;
+    authorize(&ctx, &req, Role::Admin)?;
     let id = path_id(&id)?;
     let query = web::Query::<DeleteQuery>::from_query(req.query_string())
         .map_err(|e| ApiError::invalid(format!("Invalid query: {e}")))?

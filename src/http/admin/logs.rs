@@ -11,9 +11,10 @@ use crate::{
     clock::{parse_rfc3339, rfc3339},
     delivery::schedule::next_attempt_at,
     error::ApiError,
-    http::{AppCtx, authenticate_admin},
+    http::{AppCtx, authorize},
     limits,
     model::{Id, LogStatus, LogType},
+    operators::Role,
     state::{Log, LogFilter, LogRecord},
 };
 
@@ -90,7 +91,7 @@ fn unreadable(e: crate::history::HistoryError) -> ApiError {
 }
 
 async fn list_logs(ctx: web::Data<AppCtx>, req: HttpRequest, query: web::Query<HashMap<String, String>>) -> Reply {
-    authenticate_admin(&ctx, &req)?;
+    authorize(&ctx, &req, Role::Viewer)?;
     let filter = parse_filter(&query)?;
     let durable = ctx.journal.durable_through();
     let page = ctx.state.read().query_logs(&filter, durable).map_err(unreadable)?;
@@ -100,21 +101,31 @@ async fn list_logs(ctx: web::Data<AppCtx>, req: HttpRequest, query: web::Query<H
 }
 
 async fn get_log(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>) -> Reply {
-    authenticate_admin(&ctx, &req)?;
+    let operator = authorize(&ctx, &req, Role::Viewer)?;
     let id = path_id(&id)?;
     let durable = ctx.journal.durable_through();
     let log = ctx.state.read().find_log(id, durable).map_err(unreadable)?;
     let log = log.ok_or_else(|| ApiError::not_found(format!("log {id} not found")))?;
     let (mut value, position) = (log_json(&log), log.position);
-    let payload =
-        ctx.journal.message_payload(position).map_err(|e| ApiError::internal(format!("reading the payload: {e}")))?;
-    value["payload"] = serde_json::from_slice(&payload)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&payload).into_owned()));
+    // Message bodies hold patient data: only operators with PHI access
+    // read them (SPEC §12); the rest see everything else about the log.
+    if operator.phi_access {
+        let payload = ctx
+            .journal
+            .message_payload(position)
+            .map_err(|e| ApiError::internal(format!("reading the payload: {e}")))?;
+        value["payload"] = serde_json::from_slice(&payload)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&payload).into_owned()));
+        value["payload_redacted"] = Value::Bool(false);
+    } else {
+        value["payload"] = Value::Null;
+        value["payload_redacted"] = Value::Bool(true);
+    }
     Ok(HttpResponse::Ok().json(value))
 }
 
 async fn queue(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>) -> Reply {
-    authenticate_admin(&ctx, &req)?;
+    authorize(&ctx, &req, Role::Viewer)?;
     let id = path_id(&id)?;
     let durable = ctx.journal.durable_through();
     let now = ctx.clock.now_ms();

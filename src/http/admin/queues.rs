@@ -9,8 +9,9 @@ use crate::{
     clock::rfc3339,
     delivery::Action,
     error::ApiError,
-    http::{AppCtx, authenticate_admin},
+    http::{AppCtx, authorize},
     journal::KeptAlert,
+    operators::Role,
     state::State,
 };
 
@@ -25,7 +26,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 type Reply = Result<HttpResponse, ApiError>;
 
 async fn on_destination(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>, action: Action) -> Reply {
-    authenticate_admin(&ctx, &req)?;
+    authorize(&ctx, &req, Role::Operator)?;
     let id = path_id(&id)?;
     Ok(HttpResponse::Ok().json(ctx.deliveries.operate(id, action).await?))
 }
@@ -39,7 +40,7 @@ async fn resume(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>)
 }
 
 async fn on_log(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>, retry: bool) -> Reply {
-    authenticate_admin(&ctx, &req)?;
+    authorize(&ctx, &req, Role::Operator)?;
     let id = path_id(&id)?;
     let found = ctx.state.read().log_status(id);
     let destination = found.map_err(|e| ApiError::internal(format!("reading the history: {e}")))?.map(|(d, _)| d);
@@ -57,7 +58,7 @@ async fn skip(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>) -
 }
 
 async fn alerts(ctx: web::Data<AppCtx>, req: HttpRequest) -> Reply {
-    authenticate_admin(&ctx, &req)?;
+    authorize(&ctx, &req, Role::Viewer)?;
     let durable = ctx.journal.durable_through();
     let state = ctx.state.read();
     let alerts: Vec<Value> =

@@ -1,0 +1,152 @@
+//! Operators of the operator API and their roles (SPEC §12): who may read,
+//! who may act on queues and logs, who may change the configuration, and
+//! who may read message bodies (PHI).
+//!
+//! Tokens are kept only as SHA-256 digests: the configuration file holds
+//! the tokens it declares, the engine's memory holds none. A request's
+//! bearer token is hashed and looked up; a digest gives nothing away about
+//! how close a wrong token came, so the lookup needs no constant-time care.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+/// Shortest operator token accepted.
+pub const MIN_TOKEN_CHARS: usize = 16;
+
+/// What an operator may do; each role may do all a lower one may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Reads everything the operator API shows.
+    Viewer,
+    /// Also pauses, resumes, retries, skips, resends and replays.
+    Operator,
+    /// Also changes sources, destinations, subscriptions and operators.
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Viewer => "viewer",
+            Self::Operator => "operator",
+            Self::Admin => "admin",
+        }
+    }
+}
+
+/// An `[[operators]]` entry of the configuration file.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorSpec {
+    pub name: String,
+    pub token: String,
+    pub role: Role,
+    #[serde(default)]
+    pub phi_access: bool,
+}
+
+/// Who made a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Operator {
+    pub name: String,
+    pub role: Role,
+    /// May read message bodies.
+    pub phi_access: bool,
+}
+
+/// The name `admin_token` goes by.
+pub const ADMIN_NAME: &str = "admin";
+
+/// A token's digest.
+pub type TokenHash = [u8; 32];
+
+pub fn token_hash(token: &str) -> TokenHash {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// The operators, by token digest.
+#[derive(Debug, Clone, Default)]
+pub struct Operators {
+    by_token: HashMap<TokenHash, Operator>,
+}
+
+impl Operators {
+    /// The operators of a configuration: `admin_token` as `admin` (role
+    /// `admin`, PHI access), then each `[[operators]]` entry. Checks names
+    /// and tokens.
+    pub fn from_config(admin_token: Option<&str>, specs: &[OperatorSpec]) -> Result<Self, String> {
+        let mut operators = Self::default();
+        if let Some(token) = admin_token {
+            operators.add(token, Operator { name: ADMIN_NAME.into(), role: Role::Admin, phi_access: true })?;
+        }
+        for spec in specs {
+            let operator = Operator { name: spec.name.clone(), role: spec.role, phi_access: spec.phi_access };
+            operators.add(&spec.token, operator)?;
+        }
+        Ok(operators)
+    }
+
+    fn add(&mut self, token: &str, operator: Operator) -> Result<(), String> {
+        let name = operator.name.clone();
+        let name = &name;
+        if name.trim().is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
+            return Err(format!("operator name '{name}' must be 1 to 100 visible characters"));
+        }
+        if self.by_token.values().any(|o| o.name == *name) {
+            return Err(if name == ADMIN_NAME {
+                "the operator name 'admin' is taken by admin_token".into()
+            } else {
+                format!("two operators are named '{name}'")
+            });
+        }
+        if token.chars().count() < MIN_TOKEN_CHARS {
+            return Err(format!("the token of operator '{name}' must be at least {MIN_TOKEN_CHARS} characters"));
+        }
+        if self.by_token.insert(token_hash(token), operator).is_some() {
+            return Err(format!("operator '{name}' has the same token as another operator"));
+        }
+        Ok(())
+    }
+
+    /// The operator whose token this is.
+    pub fn find(&self, token: &str) -> Option<&Operator> {
+        self.by_token.get(&token_hash(token))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_token.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(name: &str, token: &str, role: Role) -> OperatorSpec {
+        OperatorSpec { name: name.into(), token: token.into(), role, phi_access: false }
+    }
+
+    #[test]
+    fn tokens_find_their_operators_and_bad_lists_are_refused() {
+        let ops = Operators::from_config(
+            Some("admin-token-0123456789"),
+            &[spec("ana", "viewer-token-0123456789", Role::Viewer)],
+        )
+        .expect("valid");
+        assert_eq!(ops.find("admin-token-0123456789").map(|o| (o.role, o.phi_access)), Some((Role::Admin, true)));
+        assert_eq!(ops.find("viewer-token-0123456789").map(|o| o.name.as_str()), Some("ana"));
+        assert_eq!(ops.find("viewer-token-012345678"), None);
+        assert!(Role::Viewer < Role::Operator && Role::Operator < Role::Admin);
+
+        let refused = |specs: &[OperatorSpec]| Operators::from_config(Some("admin-token-0123456789"), specs);
+        assert!(refused(&[spec("x", "short", Role::Viewer)]).unwrap_err().contains("at least 16"));
+        assert!(refused(&[spec("admin", "another-token-0123456", Role::Viewer)]).unwrap_err().contains("admin_token"));
+        assert!(refused(&[spec("x", "admin-token-0123456789", Role::Viewer)]).unwrap_err().contains("same token"));
+        let twice = [spec("x", "token-one-0123456789", Role::Viewer), spec("x", "token-two-0123456789", Role::Admin)];
+        assert!(refused(&twice).unwrap_err().contains("two operators"));
+        assert!(refused(&[spec(" ", "token-one-0123456789", Role::Viewer)]).is_err());
+    }
+}
