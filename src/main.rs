@@ -140,7 +140,7 @@ fn serve(config: Option<PathBuf>, listen: Option<SocketAddr>, data_dir: Option<P
                 println!("ferrox listening on http://{addr}");
             }
         }
-        running.server.await.context("serving HTTP")
+        running.serve().await
     })
 }
 

@@ -50,6 +50,9 @@ pub struct HistoryDone {
     /// Where a replay had to begin, when the checkpoint was taken, to
     /// rebuild what memory held.
     pub floor: u64,
+    /// A snapshot is written when it moves the replay's start by at least
+    /// this many positions (or lets segments go).
+    pub snapshot_after: u64,
 }
 
 /// Takes the history's checkpoint, syncing in the calling thread.
@@ -58,7 +61,7 @@ pub fn checkpoint_history(ledger: &Ledger) -> Result<HistoryDone, HistoryError> 
     let applied_through = checkpoint.applied_through();
     let finished = checkpoint.finish();
     ledger.history_checkpoint_finished(&finished);
-    finished.map(|_| HistoryDone { applied_through, floor })
+    finished.map(|_| HistoryDone { applied_through, floor, snapshot_after: limits::SNAPSHOT_REPLAY_RECORDS })
 }
 
 /// What a compaction plans: a snapshot at a position, and a release.
@@ -86,7 +89,7 @@ pub fn plan(ledger: &Ledger, now_ms: i64, retention_ms: i64, done: HistoryDone) 
             }
         };
         let releases = needed > ledger.released_below() && ledger.releasable(needed) > 0;
-        let advances = from >= state.snapshot_from.saturating_add(limits::SNAPSHOT_REPLAY_RECORDS);
+        let advances = from >= state.snapshot_from.saturating_add(done.snapshot_after);
         if releases {
             release = Some(needed);
         }
@@ -113,6 +116,21 @@ pub fn plan(ledger: &Ledger, now_ms: i64, retention_ms: i64, done: HistoryDone) 
 /// One compaction: checkpoint the history, snapshot, wait for the
 /// snapshot to be durable, release.
 pub async fn compact(ledger: &Ledger, now_ms: i64, retention_ms: i64) -> Result<Compacted, CompactionError> {
+    compact_with(ledger, now_ms, retention_ms, limits::SNAPSHOT_REPLAY_RECORDS).await
+}
+
+/// The compaction of a clean stop: a snapshot however little the replay's
+/// start moves, so that the next start replays only the work in hand.
+pub async fn compact_at_stop(ledger: &Ledger, now_ms: i64, retention_ms: i64) -> Result<Compacted, CompactionError> {
+    compact_with(ledger, now_ms, retention_ms, 1).await
+}
+
+async fn compact_with(
+    ledger: &Ledger,
+    now_ms: i64,
+    retention_ms: i64,
+    snapshot_after: u64,
+) -> Result<Compacted, CompactionError> {
     let (checkpoint, floor) = ledger.history_checkpoint();
     let applied_through = checkpoint.applied_through();
     // Syncing the history's files may take a while: not on an arbiter.
@@ -121,7 +139,7 @@ pub async fn compact(ledger: &Ledger, now_ms: i64, retention_ms: i64) -> Result<
         .map_err(|e| CompactionError::Interrupted(e.to_string()))?;
     ledger.history_checkpoint_finished(&finished);
     finished?;
-    let planned = plan(ledger, now_ms, retention_ms, HistoryDone { applied_through, floor })?;
+    let planned = plan(ledger, now_ms, retention_ms, HistoryDone { applied_through, floor, snapshot_after })?;
     if let Some(position) = planned.snapshot_at {
         ledger.commit(position).await?;
     }

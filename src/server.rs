@@ -35,6 +35,22 @@ pub struct Running {
     pub server: actix_web::dev::Server,
     pub addrs: Vec<SocketAddr>,
     pub ctx: AppCtx,
+    ledger: Ledger,
+}
+
+impl Running {
+    /// Serves until the server is stopped (SIGTERM, SIGINT), then compacts
+    /// once, so that the next start replays only the work in hand rather
+    /// than everything since the last periodic compaction.
+    pub async fn serve(self) -> anyhow::Result<()> {
+        self.server.await.context("serving HTTP")?;
+        let (now_ms, retention_ms) = (self.ctx.clock.now_ms(), self.ctx.config.retention_ms());
+        match retention::compact_at_stop(&self.ledger, now_ms, retention_ms).await {
+            Ok(done) => tracing::info!(snapshot_at = done.snapshot_at, "journal compacted at stop"),
+            Err(e) => tracing::warn!(error = %e, "the compaction at stop failed; the next start replays more"),
+        }
+        Ok(())
+    }
 }
 
 impl std::fmt::Debug for Running {
@@ -122,6 +138,7 @@ fn replay(journal: &dyn Journal, mut state: State) -> anyhow::Result<State> {
     };
     let replayed = journal.replay(from, &mut |position, replayed| {
         state.apply_replayed(position, replayed);
+        state.replayed_at_start += 1;
         state.settle(position).map_err(|e| format!("writing the history: {e}"))
     });
     if let Err(e) = replayed {
@@ -186,7 +203,7 @@ pub async fn start(config: Config, clock: SharedClock, ids: SharedIds) -> anyhow
     actix_web::rt::spawn(starting);
     let built = build(config, clock, ids).await;
     starting_handle.stop(true).await;
-    let ctx = built?;
+    let (ctx, ledger) = built?;
     let app_ctx = ctx.clone();
     let server = HttpServer::new(move || {
         App::new()
@@ -209,12 +226,12 @@ pub async fn start(config: Config, clock: SharedClock, ids: SharedIds) -> anyhow
     .context("serving HTTP on the bound port")?
     .shutdown_timeout(5);
     let addrs = server.addrs();
-    Ok(Running { server: server.run(), addrs, ctx })
+    Ok(Running { server: server.run(), addrs, ctx, ledger })
 }
 
 /// Replays the journal, applies the configuration file and starts every
-/// part of the engine; returns what the HTTP handlers share.
-async fn build(config: Config, clock: SharedClock, ids: SharedIds) -> anyhow::Result<AppCtx> {
+/// part of the engine; returns what the HTTP handlers share, and the ledger.
+async fn build(config: Config, clock: SharedClock, ids: SharedIds) -> anyhow::Result<(AppCtx, Ledger)> {
     let tls = tls::client_config(config.delivery.ca_file.as_deref()).map_err(|e| anyhow::anyhow!(e))?;
     let (journal, state) = recover(&config)?;
     let ledger = Ledger::new(journal, state);
@@ -267,7 +284,9 @@ async fn build(config: Config, clock: SharedClock, ids: SharedIds) -> anyhow::Re
     let config = Arc::new(config);
     let throttles = Arc::new(http::Throttles::new(&clock));
     let operators = Arc::new(config.operators().map_err(|e| anyhow::anyhow!("operators: {e}"))?);
-    Ok(AppCtx { state, journal, router, deliveries, config, file, throttles, clock, ids, token_key, tls, operators })
+    let ctx =
+        AppCtx { state, journal, router, deliveries, config, file, throttles, clock, ids, token_key, tls, operators };
+    Ok((ctx, ledger))
 }
 
 /// Checks the configuration file's objects as a whole: what to journal,

@@ -96,6 +96,11 @@ pub async fn metrics(ctx: web::Data<AppCtx>) -> HttpResponse {
         "# HELP ferrox_logs_in_memory Logs in memory: not ended, or ended moments ago.\n# TYPE ferrox_logs_in_memory gauge"
     );
     let _ = writeln!(out, "ferrox_logs_in_memory {}", state.logs_in_memory());
+    let _ = writeln!(
+        out,
+        "# HELP ferrox_start_replayed_records Journal records the last start replayed.\n# TYPE ferrox_start_replayed_records gauge"
+    );
+    let _ = writeln!(out, "ferrox_start_replayed_records {}", state.replayed_at_start);
     let ahead = ctx.deliveries.ahead_counts();
     let counters = [
         ("started", "Logs whose processing started ahead of their turn in their queue.", &ahead.started),

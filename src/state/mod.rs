@@ -92,6 +92,8 @@ pub struct State {
     /// While replaying after a snapshot: its position. Events before it
     /// touch messages and logs only.
     replay_snapshot_at: Option<u64>,
+    /// Journal records the start replayed (`ferrox_start_replayed_records`).
+    pub replayed_at_start: u64,
 }
 
 impl Default for State {
@@ -221,6 +223,7 @@ impl State {
             position: 0,
             snapshot_from: 0,
             replay_snapshot_at: None,
+            replayed_at_start: 0,
         };
         for key in keys {
             state.remember_key(key);
