@@ -28,6 +28,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub delivery: DeliveryConfig,
     pub storage: StorageConfig,
+    pub alerts: AlertsConfig,
     pub sources: Vec<SourceSpec>,
     pub destinations: Vec<DestinationSpec>,
     pub subscriptions: Vec<SubscriptionSpec>,
@@ -60,6 +61,22 @@ pub struct DeliveryConfig {
     pub transform_memory_mb: u64,
 }
 
+/// `[alerts]` (SPEC §14): where alerts go besides `GET /api/v1/alerts`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    /// `smtp://[user:password@]host:port` (STARTTLS when the server offers
+    /// it) or `smtps://...` (TLS from the start).
+    pub smtp_url: Option<String>,
+    pub email_from: Option<String>,
+    /// Who gets every alert by email: the operators.
+    pub email_to: Vec<String>,
+    /// Replaces the top-level `alert_webhook_url`, which stays accepted.
+    pub webhook_url: Option<String>,
+    /// The console's address, for links in emails.
+    pub public_url: Option<String>,
+}
+
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
@@ -85,6 +102,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             delivery: DeliveryConfig::default(),
             storage: StorageConfig::default(),
+            alerts: AlertsConfig::default(),
             sources: Vec::new(),
             destinations: Vec::new(),
             subscriptions: Vec::new(),
@@ -186,13 +204,25 @@ impl Config {
             return Err("admin_token must be at least 16 characters".into());
         }
         self.operators().map_err(|e| format!("operators: {e}"))?;
-        if let Some(url) = &self.alert_webhook_url {
-            crate::objects::validate_url(url, &self.egress()).map_err(|e| format!("alert_webhook_url: {e}"))?;
+        if let (Some(a), Some(b)) = (&self.alert_webhook_url, &self.alerts.webhook_url)
+            && a != b
+        {
+            return Err("alert_webhook_url and [alerts] webhook_url differ: keep [alerts] webhook_url".into());
         }
+        if let Some(url) = self.webhook_url() {
+            crate::objects::validate_url(url, &self.egress()).map_err(|e| format!("alerts webhook_url: {e}"))?;
+        }
+        crate::alerts::email::check_config(&self.alerts).map_err(|e| format!("[alerts]: {e}"))?;
         if let Some(path) = &self.delivery.ca_file {
             crate::tls::read_ca_file(path)?;
         }
         Ok(())
+    }
+
+    /// Where alerts are POSTed: `[alerts] webhook_url`, else the top-level
+    /// `alert_webhook_url`.
+    pub fn webhook_url(&self) -> Option<&str> {
+        self.alerts.webhook_url.as_deref().or(self.alert_webhook_url.as_deref())
     }
 
     /// The operators: `admin_token` as `admin`, and `[[operators]]`.

@@ -250,7 +250,7 @@ async fn build(config: Config, clock: SharedClock, ids: SharedIds) -> anyhow::Re
         ledger.commit(position).await.context("journaling the configuration file's objects")?;
     }
     let file = Arc::new(plan.owned);
-    let channels = alerts::configured(&config, &tls);
+    let channels = alerts::configured(&config, &tls, ledger.state());
     alerts::open(&ledger, &channels).await.context("opening the alert channels")?;
     alerts::start(ledger.clone(), clock.clone(), channels);
     ledger.spawn_flusher(std::time::Duration::from_millis(limits::FLUSH_INTERVAL_MS));

@@ -20,6 +20,7 @@
 //! raised after that point; one no longer configured is closed
 //! (`AlertChannelClosed`), so its cursor stops holding alerts back.
 
+pub mod email;
 mod poster;
 mod webhook;
 
@@ -67,13 +68,28 @@ impl std::fmt::Debug for ChannelSpec {
 }
 
 /// The channels the configuration asks for.
-pub fn configured(config: &Config, tls: &std::sync::Arc<rustls::ClientConfig>) -> Vec<ChannelSpec> {
+pub fn configured(
+    config: &Config,
+    tls: &std::sync::Arc<rustls::ClientConfig>,
+    state: &crate::ledger::StateReader,
+) -> Vec<ChannelSpec> {
     let mut channels = Vec::new();
-    if let Some(url) = config.alert_webhook_url.clone() {
+    if let Some(url) = config.webhook_url().map(str::to_owned) {
         let (tls, egress) = (tls.clone(), config.egress());
         channels.push(ChannelSpec {
             name: webhook::NAME.to_owned(),
             make: Box::new(move || Box::new(webhook::Webhook::new(url, &tls, egress))),
+        });
+    }
+    if !config.alerts.email_to.is_empty() {
+        let (alerts, state) = (config.alerts.clone(), state.clone());
+        channels.push(ChannelSpec {
+            name: email::NAME.to_owned(),
+            make: Box::new(move || match email::Email::new(&alerts, state) {
+                Ok(email) => Box::new(email) as Box<dyn Channel>,
+                // Checked with the configuration: cannot happen.
+                Err(e) => Box::new(email::Broken(e)),
+            }),
         });
     }
     channels

@@ -77,6 +77,8 @@ pub struct Setup {
     pub transform_timeout_ms: Option<u64>,
     /// `[delivery] transform_memory_mb`.
     pub transform_memory_mb: Option<u64>,
+    /// An `[alerts]` table, as TOML lines after its header.
+    pub alerts: Option<String>,
 }
 
 /// `text` as a TOML basic string (JSON's escapes are TOML's).
@@ -152,6 +154,9 @@ impl Setup {
             if let Some(program) = &d.transform {
                 let _ = writeln!(toml, "transform = {}", quoted(program));
             }
+        }
+        if let Some(alerts) = &self.alerts {
+            let _ = writeln!(toml, "[alerts]\n{alerts}");
         }
         toml
     }

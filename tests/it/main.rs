@@ -1,6 +1,7 @@
 //! Integration tests, one binary: each test starts the real `ferrox`
 //! binary on a temporary data directory and talks to it over HTTP.
 
+mod alert_email;
 mod alerts;
 mod auth;
 mod bad_admin;
@@ -29,6 +30,7 @@ mod roles;
 mod sandbox;
 mod segments;
 mod send;
+mod smtp;
 mod startup;
 mod torture;
 mod virtual_time;
