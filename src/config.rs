@@ -77,6 +77,39 @@ pub struct AlertsConfig {
     pub public_url: Option<String>,
 }
 
+impl AlertsConfig {
+    /// Checks the email settings: an SMTP URL and a sender when there are
+    /// recipients, addresses that parse, URLs of the right schemes.
+    pub fn check(&self) -> Result<(), String> {
+        use lettre::message::Mailbox;
+        for to in &self.email_to {
+            to.parse::<Mailbox>().map_err(|e| format!("email_to '{to}' is not an email address: {e}"))?;
+        }
+        if let Some(from) = &self.email_from {
+            from.parse::<Mailbox>().map_err(|e| format!("email_from '{from}' is not an email address: {e}"))?;
+        }
+        if let Some(text) = &self.smtp_url {
+            let url = url::Url::parse(text).map_err(|e| format!("smtp_url: {e}"))?;
+            if !["smtp", "smtps"].contains(&url.scheme()) {
+                return Err(format!("smtp_url must be smtp:// or smtps://, not {}://", url.scheme()));
+            }
+            if url.host_str().is_none_or(str::is_empty) {
+                return Err("smtp_url has no host".into());
+            }
+        }
+        if let Some(public) = &self.public_url {
+            let parsed = url::Url::parse(public).map_err(|e| format!("public_url '{public}': {e}"))?;
+            if !["http", "https"].contains(&parsed.scheme()) {
+                return Err(format!("public_url '{public}' must be http:// or https://"));
+            }
+        }
+        if !self.email_to.is_empty() && (self.smtp_url.is_none() || self.email_from.is_none()) {
+            return Err("email_to needs smtp_url and email_from".into());
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
@@ -212,7 +245,7 @@ impl Config {
         if let Some(url) = self.webhook_url() {
             crate::objects::validate_url(url, &self.egress()).map_err(|e| format!("alerts webhook_url: {e}"))?;
         }
-        crate::alerts::email::check_config(&self.alerts).map_err(|e| format!("[alerts]: {e}"))?;
+        self.alerts.check().map_err(|e| format!("[alerts]: {e}"))?;
         if let Some(path) = &self.delivery.ca_file {
             crate::tls::read_ca_file(path)?;
         }

@@ -25,30 +25,6 @@ use crate::{clock::rfc3339, config::AlertsConfig, ledger::StateReader, limits, m
 /// The channel's journaled name: the list `[alerts] email_to`.
 pub const NAME: &str = "email";
 
-/// Checks `[alerts]` as far as email goes: an SMTP URL and a sender when
-/// there are recipients, and addresses that parse.
-pub fn check_config(alerts: &AlertsConfig) -> Result<(), String> {
-    for to in &alerts.email_to {
-        to.parse::<Mailbox>().map_err(|e| format!("email_to '{to}' is not an email address: {e}"))?;
-    }
-    if let Some(from) = &alerts.email_from {
-        from.parse::<Mailbox>().map_err(|e| format!("email_from '{from}' is not an email address: {e}"))?;
-    }
-    if let Some(url) = &alerts.smtp_url {
-        transport(url)?;
-    }
-    if let Some(public) = &alerts.public_url {
-        let parsed = url::Url::parse(public).map_err(|e| format!("public_url '{public}': {e}"))?;
-        if !["http", "https"].contains(&parsed.scheme()) {
-            return Err(format!("public_url '{public}' must be http:// or https://"));
-        }
-    }
-    if !alerts.email_to.is_empty() && (alerts.smtp_url.is_none() || alerts.email_from.is_none()) {
-        return Err("email_to needs smtp_url and email_from".into());
-    }
-    Ok(())
-}
-
 /// The SMTP transport an `smtp://` or `smtps://` URL asks for.
 fn transport(text: &str) -> Result<AsyncSmtpTransport<Tokio1Executor>, String> {
     let url = url::Url::parse(text).map_err(|e| format!("smtp_url: {e}"))?;
@@ -88,7 +64,7 @@ impl std::fmt::Debug for Email {
 
 impl Email {
     pub fn new(alerts: &AlertsConfig, state: StateReader) -> Result<Self, String> {
-        check_config(alerts)?;
+        alerts.check()?;
         let parse = |a: &String| a.parse::<Mailbox>().map_err(|e| e.to_string());
         Ok(Self {
             transport: transport(alerts.smtp_url.as_deref().ok_or("no smtp_url")?)?,
