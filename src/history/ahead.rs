@@ -61,6 +61,27 @@ impl Ahead {
         }
     }
 
+    /// File `number` of a series (`path` and `header` name and begin each):
+    /// the one made ahead if there is one, else made now; and the next one
+    /// started.
+    pub fn next_of(
+        &mut self,
+        number: u64,
+        len: u64,
+        path: impl Fn(u64) -> PathBuf,
+        header: impl Fn(u64) -> Vec<u8>,
+    ) -> Result<MappedFile, (PathBuf, io::Error)> {
+        let file = match self.take(number) {
+            Some(file) => file,
+            None => {
+                let at = path(number);
+                make_now(&at, len, &header(number)).map_err(|e| (at, e))?
+            }
+        };
+        self.prepare(number + 1, path(number + 1), len, header(number + 1));
+        Ok(file)
+    }
+
     /// Waits for the file in the making, if any, and drops it (it stays on
     /// disk). Called before the directory is emptied.
     pub fn settle(&mut self) {

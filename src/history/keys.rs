@@ -32,10 +32,7 @@ use std::{
 use ferrox_storage::MappedFile;
 use sha2::{Digest, Sha256};
 
-use super::{
-    HistoryError,
-    ahead::{self, Ahead},
-};
+use super::{HistoryError, ahead::Ahead};
 use crate::{
     journal::BodyHash,
     model::{Id, TimestampMs},
@@ -232,16 +229,9 @@ impl Keys {
         let file = match self.files.entry(number) {
             std::collections::btree_map::Entry::Occupied(file) => file.into_mut(),
             std::collections::btree_map::Entry::Vacant(slot) => {
-                let file = match self.ahead.take(number) {
-                    Some(file) => file,
-                    None => {
-                        let path = keys_path(&self.dir, number);
-                        ahead::make_now(&path, FILE_BYTES, &header(number)).map_err(HistoryError::io(&path))?
-                    }
-                };
-                let next = number + 1;
-                self.ahead.prepare(next, keys_path(&self.dir, next), FILE_BYTES, header(next).to_vec());
-                slot.insert(file)
+                let dir = &self.dir;
+                let made = self.ahead.next_of(number, FILE_BYTES, |n| keys_path(dir, n), |n| header(n).to_vec());
+                slot.insert(made.map_err(|(path, e)| HistoryError::io(&path)(e))?)
             }
         };
         let start = (self.end % FILE_BYTES) as usize;

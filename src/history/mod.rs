@@ -93,6 +93,7 @@
 //! compaction that released them.
 
 mod ahead;
+mod checkpoint;
 mod keys;
 mod rows;
 mod table;
@@ -103,7 +104,14 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use self::{ahead::Ahead, keys::Keys, rows::Rows, table::Chunk};
+pub use self::checkpoint::{Checkpoint, Finished, NO_HISTORY};
+use self::{
+    ahead::Ahead,
+    checkpoint::{Header, write_header},
+    keys::Keys,
+    rows::Rows,
+    table::Chunk,
+};
 pub use self::{
     keys::{KeyHash, StoredKey, key_hash},
     rows::Row,
@@ -122,53 +130,6 @@ pub enum HistoryError {
 impl HistoryError {
     fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Self + '_ {
         move |source| Self::Io { path: path.to_path_buf(), source }
-    }
-}
-
-const HEADER_MAGIC: &[u8; 8] = b"FRXHIST\0";
-/// Why a history is built when there was none: a first start, or a data
-/// directory from a build before the history.
-pub const NO_HISTORY: &str = "there is no history yet";
-/// The history's format. A change needs a new number, and an older
-/// history is rebuilt from the journal rather than read. Version 2 added
-/// the idempotency keys (`keys.rs`) and their end to the header.
-const HISTORY_VERSION: u32 = 2;
-const HEADER_BYTES: usize = 48;
-
-/// What a checkpoint made durable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-struct Header {
-    applied_through: u64,
-    rows_end: u64,
-    keys_end: u64,
-}
-
-impl Header {
-    fn encode(&self) -> [u8; HEADER_BYTES] {
-        let mut b = [0u8; HEADER_BYTES];
-        b[0..8].copy_from_slice(HEADER_MAGIC);
-        b[8..12].copy_from_slice(&HISTORY_VERSION.to_le_bytes());
-        b[16..24].copy_from_slice(&self.applied_through.to_le_bytes());
-        b[24..32].copy_from_slice(&self.rows_end.to_le_bytes());
-        b[32..40].copy_from_slice(&self.keys_end.to_le_bytes());
-        let crc = crc32fast::hash(&b[..44]);
-        b[44..48].copy_from_slice(&crc.to_le_bytes());
-        b
-    }
-
-    fn decode(b: &[u8]) -> Result<Self, String> {
-        if b.len() < 12 || &b[0..8] != HEADER_MAGIC {
-            return Err("not a history header".into());
-        }
-        let version = u32::from_le_bytes(b[8..12].try_into().map_err(|_| "short")?);
-        if version != HISTORY_VERSION {
-            return Err(format!("its format (version {version}) is not this build's (version {HISTORY_VERSION})"));
-        }
-        if b.len() != HEADER_BYTES || crc32fast::hash(&b[..44]).to_le_bytes() != b[44..48] {
-            return Err("header checksum mismatch".into());
-        }
-        let u64_at = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap_or_default());
-        Ok(Self { applied_through: u64_at(16), rows_end: u64_at(24), keys_end: u64_at(32) })
     }
 }
 
@@ -199,52 +160,6 @@ pub struct History {
     /// The next table chunk, made ahead.
     ahead: Ahead,
     _temporary: Option<tempfile::TempDir>,
-}
-
-/// Files to sync and the header to write once they are: a checkpoint
-/// taken under the state lock and finished outside it.
-#[derive(Debug)]
-pub struct Checkpoint {
-    dir: PathBuf,
-    header: Header,
-    files: Vec<(PathBuf, std::io::Result<std::fs::File>)>,
-    failed: Option<String>,
-}
-
-impl Checkpoint {
-    /// The journal position the checkpoint covers.
-    pub fn applied_through(&self) -> u64 {
-        self.header.applied_through
-    }
-
-    /// Syncs the files, then replaces the header. Give the outcome to
-    /// `History::checkpoint_finished`.
-    pub fn finish(self) -> Result<Finished, HistoryError> {
-        if let Some(failed) = self.failed {
-            return Err(HistoryError::Damaged(format!(
-                "an earlier checkpoint failed ({failed}); the history is rebuilt at the next start"
-            )));
-        }
-        for (path, file) in self.files {
-            file.and_then(|f| f.sync_data()).map_err(HistoryError::io(&path))?;
-        }
-        write_header(&self.dir, &self.header)?;
-        Ok(Finished(self.header))
-    }
-}
-
-/// A checkpoint made durable.
-#[derive(Debug)]
-pub struct Finished(Header);
-
-fn write_header(dir: &Path, header: &Header) -> Result<(), HistoryError> {
-    use std::io::Write;
-    let path = dir.join("HEADER");
-    let tmp = dir.join("HEADER.tmp");
-    let mut file = std::fs::File::create(&tmp).map_err(HistoryError::io(&tmp))?;
-    file.write_all(&header.encode()).and_then(|()| file.sync_data()).map_err(HistoryError::io(&tmp))?;
-    std::fs::rename(&tmp, &path).map_err(HistoryError::io(&path))?;
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(HistoryError::io(dir))
 }
 
 impl History {
@@ -423,14 +338,10 @@ impl History {
             std::collections::btree_map::Entry::Occupied(c) => c.into_mut(),
             std::collections::btree_map::Entry::Vacant(slot) => {
                 let dir = self.dir.join("table");
-                let chunk = match self.ahead.take(number) {
-                    Some(file) => Chunk::made(number, file),
-                    None => Chunk::create(&dir, number)?,
-                };
-                let next = number + 1;
-                let header = Chunk::header(next).to_vec();
-                self.ahead.prepare(next, table::chunk_path(&dir, next), table::CHUNK_FILE_BYTES as u64, header);
-                slot.insert(chunk)
+                let len = table::CHUNK_FILE_BYTES as u64;
+                let made =
+                    self.ahead.next_of(number, len, |n| table::chunk_path(&dir, n), |n| Chunk::header(n).to_vec());
+                slot.insert(Chunk::made(number, made.map_err(|(path, e)| HistoryError::io(&path)(e))?))
             }
         };
         if let Ok(Some(old)) = chunk.get(n)

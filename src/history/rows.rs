@@ -9,10 +9,7 @@ use std::{
 
 use ferrox_storage::MappedFile;
 
-use super::{
-    HistoryError,
-    ahead::{self, Ahead},
-};
+use super::{HistoryError, ahead::Ahead};
 use crate::model::{Attempt, Id, LogStatus, LogType, TimestampMs};
 
 /// Size of every rows file.
@@ -294,16 +291,9 @@ impl Rows {
         let file = match self.files.entry(number) {
             std::collections::btree_map::Entry::Occupied(file) => file.into_mut(),
             std::collections::btree_map::Entry::Vacant(slot) => {
-                let file = match self.ahead.take(number) {
-                    Some(file) => file,
-                    None => {
-                        let path = rows_path(&self.dir, number);
-                        ahead::make_now(&path, ROWS_FILE_BYTES, &header(number)).map_err(HistoryError::io(&path))?
-                    }
-                };
-                let next = number + 1;
-                self.ahead.prepare(next, rows_path(&self.dir, next), ROWS_FILE_BYTES, header(next).to_vec());
-                slot.insert(file)
+                let dir = &self.dir;
+                let made = self.ahead.next_of(number, ROWS_FILE_BYTES, |n| rows_path(dir, n), |n| header(n).to_vec());
+                slot.insert(made.map_err(|(path, e)| HistoryError::io(&path)(e))?)
             }
         };
         let start = (at % ROWS_FILE_BYTES) as usize;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use ferrox_storage::MappedFile;
 
-use super::{HistoryError, ahead};
+use super::HistoryError;
 use crate::model::{Id, LogStatus, LogType, TimestampMs};
 
 /// Log numbers per chunk file.
@@ -218,10 +218,11 @@ impl Chunk {
     }
 
     /// Creates chunk `number` now, replacing any file of that name.
+    #[cfg(test)]
     pub fn create(dir: &Path, number: u64) -> Result<Self, HistoryError> {
         let path = chunk_path(dir, number);
-        let file =
-            ahead::make_now(&path, CHUNK_FILE_BYTES as u64, &Self::header(number)).map_err(HistoryError::io(&path))?;
+        let file = super::ahead::make_now(&path, CHUNK_FILE_BYTES as u64, &Self::header(number))
+            .map_err(HistoryError::io(&path))?;
         Ok(Self { number, file })
     }
 

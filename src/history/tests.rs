@@ -1,6 +1,6 @@
 //! The history as a whole: find, scan, checkpoint, reopen, release.
 
-use super::*;
+use super::{checkpoint::HEADER_MAGIC, *};
 use crate::model::{LogType, TimestampMs};
 
 fn entry(n: u64, status: LogStatus, updated_at_ms: TimestampMs) -> (Entry, Row) {

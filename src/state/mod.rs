@@ -13,6 +13,7 @@
 //! durable. A log's status changes are shown as recorded; the ledger's
 //! flusher syncs them within milliseconds.
 
+mod keys;
 mod query;
 mod retain;
 mod settle;
@@ -23,12 +24,13 @@ use std::{
     sync::Arc,
 };
 
+pub use self::keys::Idempotent;
 pub use self::query::{LogFilter, LogPage, LogRecord};
 use self::tables::{Interner, LogIndex};
 pub use self::tables::{Messages, Name};
 use crate::{
     history::{History, KeyHash, StoredKey, key_hash},
-    journal::{AlertSend, BodyHash, Event, KeptAlert, MessageView, Replayed, Snapshot},
+    journal::{AlertSend, Event, KeptAlert, MessageView, Replayed, Snapshot},
     model::{Attempt, Destination, Id, LogStatus, LogType, Source, Subscription, TimestampMs},
 };
 
@@ -182,15 +184,6 @@ pub struct Queue {
     pub pending: VecDeque<usize>,
     /// Set while an operator has paused the destination: when and why.
     pub paused: Option<(TimestampMs, String)>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Idempotent {
-    pub message_id: u64,
-    pub position: u64,
-    pub at_ms: TimestampMs,
-    /// The digest of the body that came with the key.
-    pub body_hash: BodyHash,
 }
 
 impl State {
@@ -505,45 +498,6 @@ impl State {
         queue.pending.iter().filter_map(|i| self.logs.get(i)).find(|l| l.position <= durable)
     }
 
-    /// Remembers a key, and forgets those whose window has ended by its
-    /// time. Keys come in acceptance order, from the history at a start
-    /// and from accepted messages after, so memory ends the same either way.
-    fn remember_key(&mut self, key: StoredKey) {
-        let entry = Idempotent {
-            message_id: key.message_id,
-            position: key.position,
-            at_ms: key.at_ms,
-            body_hash: key.body_hash,
-        };
-        self.idempotency.insert(key.key, entry);
-        self.idempotency_order.push_back((key.at_ms, key.key));
-        self.last_key_position = key.position;
-        self.forget_keys_before(key.at_ms - IDEMPOTENCY_WINDOW_MS);
-    }
-
-    /// Forgets the keys received before `cutoff_ms`: as each key comes,
-    /// and at each compaction, by the clock.
-    pub fn forget_keys_before(&mut self, cutoff_ms: TimestampMs) {
-        while let Some(&(at, hash)) = self.idempotency_order.front() {
-            if at >= cutoff_ms {
-                break;
-            }
-            self.idempotency_order.pop_front();
-            if self.idempotency.get(&hash).is_some_and(|e| e.at_ms == at) {
-                self.idempotency.remove(&hash);
-            }
-        }
-    }
-
-    /// The position of the oldest idempotency key remembered.
-    pub fn oldest_key_position(&self) -> Option<u64> {
-        // A key used again after its window leaves its older place behind.
-        self.idempotency_order
-            .iter()
-            .find_map(|(at, hash)| self.idempotency.get(hash).filter(|e| e.at_ms == *at))
-            .map(|e| e.position)
-    }
-
     /// The text of an interned name.
     pub fn name(&self, name: Name) -> &Arc<str> {
         self.names.get(name)
@@ -551,11 +505,6 @@ impl State {
 
     pub fn source_by_api_key(&self, api_key: &str) -> Option<&Source> {
         self.api_keys.get(api_key).and_then(|id| self.sources.get(id))
-    }
-
-    /// The message an `Idempotency-Key` of `source` named within the window.
-    pub fn idempotent(&self, source: Id, key: &str, now_ms: TimestampMs) -> Option<Idempotent> {
-        self.idempotency.get(&key_hash(source, key)).filter(|e| now_ms - e.at_ms < IDEMPOTENCY_WINDOW_MS).copied()
     }
 
     /// Log `id`, if it is in memory (not ended, or ended moments ago). An
