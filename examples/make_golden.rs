@@ -67,6 +67,9 @@ fn main() {
     expected["tokens"] = tokens;
     expected["written_by"] = json!(version(&bin));
     engine.stop();
+    // The history is derived data, rebuilt from the journal at start: the
+    // golden directory holds the journal only.
+    std::fs::remove_dir_all(data.join("history")).expect("removing the history");
     let text = serde_json::to_string_pretty(&expected).expect("encoding expected.json");
     std::fs::write(out.join("expected.json"), text + "\n").expect("writing expected.json");
     eprintln!("wrote {}", out.display());
@@ -522,5 +525,6 @@ fn capture(engine: &Engine) -> Value {
         "logs": details,
         "queues": queues,
         "alerts": engine.admin("GET", "/alerts", None)["alerts"],
+        "audit": engine.admin("GET", "/audit?limit=1000", None)["audit"],
     })
 }

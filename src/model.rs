@@ -178,6 +178,22 @@ impl AlertKind {
     }
 }
 
+/// A change made through the operator API, and who made it (SPEC §12).
+/// Never holds a secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub id: Id,
+    pub at_ms: TimestampMs,
+    /// The operator's name.
+    pub operator: String,
+    /// What was done: `source.create`, `destination.pause`, `log.retry`, ...
+    pub action: String,
+    /// The ID of the object it was done to.
+    pub target: String,
+    /// A few words more: the object's name, a forced delete.
+    pub detail: String,
+}
+
 /// An alert about a destination's queue (SPEC §6).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Alert {

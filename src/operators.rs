@@ -12,6 +12,8 @@ use std::collections::HashMap;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use crate::model::{AuditEntry, Id, TimestampMs};
+
 /// Shortest operator token accepted.
 pub const MIN_TOKEN_CHARS: usize = 16;
 
@@ -55,6 +57,47 @@ pub struct Operator {
     pub role: Role,
     /// May read message bodies.
     pub phi_access: bool,
+}
+
+/// What an operator is about to change, for the audit trail: journaled
+/// with the change, once it is decided (SPEC §12).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditDraft {
+    pub operator: String,
+    pub action: String,
+    /// The object's ID; for a creation, taken from the answer.
+    pub target: Option<String>,
+    pub detail: String,
+}
+
+impl AuditDraft {
+    pub fn new(operator: &Operator, action: &str, target: Option<String>) -> Self {
+        Self { operator: operator.name.clone(), action: action.to_owned(), target, detail: String::new() }
+    }
+
+    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = detail.into();
+        self
+    }
+
+    /// The entry to journal, with its ID and time; `answer` is the change's
+    /// answer, which names a created object.
+    pub fn entry(self, id: Id, at_ms: TimestampMs, answer: &serde_json::Value) -> AuditEntry {
+        let named = answer.get("id").and_then(|v| v.as_str()).map(str::to_owned);
+        let name = answer.get("name").and_then(|v| v.as_str());
+        let detail = match (self.detail.is_empty(), name) {
+            (true, Some(name)) => format!("name '{name}'"),
+            _ => self.detail,
+        };
+        AuditEntry {
+            id,
+            at_ms,
+            operator: self.operator,
+            action: self.action,
+            target: self.target.or(named).unwrap_or_default(),
+            detail,
+        }
+    }
 }
 
 /// The name `admin_token` goes by.

@@ -402,6 +402,16 @@ mod tests {
                 Op::Pause { dest } => {
                     let destination_id = Id(100 + u128::from(dest));
                     record(&ledger, Event::QueuePaused { destination_id, at_ms: now_ms, reason: "operator".into() });
+                    // As through the operator API: with its audit entry.
+                    let entry = crate::model::AuditEntry {
+                        id: fresh(),
+                        at_ms: now_ms,
+                        operator: "night-shift".into(),
+                        action: "destination.pause".into(),
+                        target: destination_id.to_string(),
+                        detail: String::new(),
+                    };
+                    record(&ledger, Event::Audited(entry));
                 }
                 Op::Resume { dest } => {
                     record(&ledger, Event::QueueResumed { destination_id: Id(100 + u128::from(dest)), at_ms: now_ms });

@@ -19,6 +19,7 @@ use crate::{
     ledger::Ledger,
     limits,
     model::{Attempt, Id, LogStatus, LogType},
+    operators::AuditDraft,
     state::State,
 };
 
@@ -297,6 +298,9 @@ pub type Decide = dyn FnOnce(&State, &dyn IdSource) -> Result<(Option<Event>, Va
 /// router so that concurrent changes cannot interleave.
 pub struct Change {
     pub decide: Box<Decide>,
+    /// Who asks, for the audit trail: journaled with the change, if there
+    /// is one.
+    pub audit: Option<AuditDraft>,
 }
 
 impl std::fmt::Debug for Change {
@@ -319,7 +323,14 @@ impl Handler<Change> for Router {
             Err(e) => return Box::pin(async move { Err(e) }),
         };
         let Some(event) = event else { return Box::pin(async move { Ok(answer) }) };
-        match self.append(&event) {
+        let audited = match msg.audit {
+            Some(draft) => {
+                let entry = draft.entry(self.ids.id(), self.clock.now_ms(), &answer);
+                self.append(&event).and_then(|_| self.append(&Event::Audited(entry)))
+            }
+            None => self.append(&event),
+        };
+        match audited {
             Ok(position) => {
                 let commit = self.ledger.commit(position);
                 let deliveries = self.deliveries.clone();

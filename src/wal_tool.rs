@@ -87,13 +87,14 @@ fn describe(event: &Event) -> String {
             b.subscriptions.len()
         ),
         Event::Snapshot(s) => format!(
-            "Snapshot from={} sources={} destinations={} subscriptions={} paused={} alerts={} next_message_id={}",
+            "Snapshot from={} sources={} destinations={} subscriptions={} paused={} alerts={} audit={} next_message_id={}",
             s.from,
             s.sources.len(),
             s.destinations.len(),
             s.subscriptions.len(),
             s.paused.len(),
             s.alerts.len(),
+            s.audit.len(),
             s.next_message_id
         ),
         other => format!("{other:?}"),

@@ -36,6 +36,7 @@ use crate::{
     ledger::Ledger,
     limits,
     model::Id,
+    operators::AuditDraft,
 };
 
 /// What every destination actor shares.
@@ -136,10 +137,10 @@ impl Deliveries {
     }
 
     /// Runs an operator action on a destination's queue.
-    pub async fn operate(&self, destination: Id, action: Action) -> Result<Value, ApiError> {
+    pub async fn operate(&self, destination: Id, action: Action, audit: Option<AuditDraft>) -> Result<Value, ApiError> {
         let addr = self.actor(destination);
         let addr = addr.ok_or_else(|| ApiError::not_found(format!("destination {destination} not found")))?;
-        match addr.send(Operate(action)).await {
+        match addr.send(Operate { action, audit }).await {
             Ok(result) => result,
             Err(e) => Err(ApiError::internal(format!("the destination's actor is not running: {e}"))),
         }

@@ -10,6 +10,7 @@ use crate::{
     error::ApiError,
     journal::Event,
     model::{Id, LogStatus},
+    operators::AuditDraft,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,7 +22,12 @@ pub enum Action {
 }
 
 #[derive(Debug)]
-pub struct Operate(pub Action);
+pub struct Operate {
+    pub action: Action,
+    /// Who asks, for the audit trail: journaled after the action's events,
+    /// if it has any (a pause of a paused queue changes nothing).
+    pub audit: Option<AuditDraft>,
+}
 
 impl Message for Operate {
     type Result = Result<Value, ApiError>;
@@ -31,11 +37,16 @@ impl Handler<Operate> for DestinationActor {
     type Result = ResponseFuture<Result<Value, ApiError>>;
 
     fn handle(&mut self, msg: Operate, ctx: &mut Self::Context) -> Self::Result {
-        let decided = self.decide(msg.0, ctx);
-        let events = match decided {
+        let decided = self.decide(msg.action, ctx);
+        let mut events = match decided {
             Ok(events) => events,
             Err(e) => return Box::pin(async move { Err(e) }),
         };
+        let answer = json!({ "destination_id": self.id().to_string(), "action": format!("{:?}", msg.action) });
+        if let Some(draft) = msg.audit.filter(|_| !events.is_empty()) {
+            let shared = self.shared();
+            events.push(Event::Audited(draft.entry(shared.ids.id(), shared.clock.now_ms(), &answer)));
+        }
         self.forget_prepared();
         let ledger = self.shared().ledger.clone();
         let mut last = None;
@@ -50,7 +61,6 @@ impl Handler<Operate> for DestinationActor {
         }
         self.wake(ctx);
         let commit = last.map(|p| ledger.commit(p));
-        let answer = json!({ "destination_id": self.id().to_string(), "action": format!("{:?}", msg.0) });
         Box::pin(async move {
             if let Some(commit) = commit {
                 commit.await?;

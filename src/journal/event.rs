@@ -4,7 +4,9 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::model::{Alert, Attempt, Destination, Id, LogStatus, LogType, Source, Subscription, TimestampMs};
+use crate::model::{
+    Alert, Attempt, AuditEntry, Destination, Id, LogStatus, LogType, Source, Subscription, TimestampMs,
+};
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {
@@ -68,6 +70,9 @@ pub enum Event {
         at_ms: TimestampMs,
         refused: Option<String>,
     },
+    /// A change made through the operator API, journaled with who made it,
+    /// right after the change's own events and in the same commit.
+    Audited(AuditEntry),
     /// Everything but messages and their logs, as of this event, and the
     /// position from which the journal still holds every message the
     /// engine keeps; see `crate::retention`.
@@ -87,7 +92,7 @@ pub struct ConfigBatch {
 /// before records below `from` are released. Replay reads messages, their
 /// logs' attempts and statuses from `from` on, and everything else from
 /// here (see `State::apply_replayed`).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Default)]
 pub struct Snapshot {
     /// Every message the engine keeps was accepted at or after this
     /// position; records below it are no longer needed.
@@ -107,6 +112,9 @@ pub struct Snapshot {
     pub alerts: Vec<KeptAlert>,
     /// Each alert channel and the position of the last alert it is done with.
     pub alert_channels: Vec<(String, u64)>,
+    /// The audit trail within retention, with the positions it was
+    /// journaled at (snapshot version 2; empty in older snapshots).
+    pub audit: Vec<(u64, AuditEntry)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -25,6 +25,7 @@ pub(crate) struct Fingerprint {
     queues: BTreeMap<Id, Queue>,
     idempotency: BTreeMap<crate::history::KeyHash, (u64, u64, TimestampMs, BodyHash)>,
     alerts: Vec<KeptAlert>,
+    audit: Vec<(u64, crate::model::AuditEntry)>,
     alert_channels: BTreeMap<String, u64>,
     position: u64,
 }
@@ -65,6 +66,7 @@ impl State {
                 .map(|(k, e)| (*k, (e.message_id, e.position, e.at_ms, e.body_hash)))
                 .collect(),
             alerts: self.alerts.clone(),
+            audit: self.audit.clone(),
             alert_channels: self.alert_channels.clone(),
             position: self.position,
         }

@@ -25,13 +25,13 @@ use std::{
 };
 
 pub use self::keys::Idempotent;
-pub use self::query::{LogFilter, LogPage, LogRecord};
+pub use self::query::{LogFilter, LogPage, LogRecord, MAX_PAGE};
 use self::tables::{Interner, LogIndex};
 pub use self::tables::{Messages, Name};
 use crate::{
     history::{History, KeyHash, StoredKey, key_hash},
     journal::{AlertSend, Event, KeptAlert, MessageView, Replayed, Snapshot},
-    model::{Attempt, Destination, Id, LogStatus, LogType, Source, Subscription, TimestampMs},
+    model::{Attempt, AuditEntry, Destination, Id, LogStatus, LogType, Source, Subscription, TimestampMs},
 };
 
 /// How long an `Idempotency-Key` is remembered (SPEC §3: 24 h).
@@ -84,6 +84,9 @@ pub struct State {
     last_key_position: u64,
     /// Alerts kept, in the order raised, with how each channel sent them.
     pub alerts: Vec<KeptAlert>,
+    /// The audit trail within retention, oldest first, with the positions
+    /// its entries were journaled at.
+    pub audit: Vec<(u64, AuditEntry)>,
     /// Each alert channel and the position of the last alert it is done
     /// with (sent, or refused for good).
     pub alert_channels: BTreeMap<String, u64>,
@@ -212,6 +215,7 @@ impl State {
             idempotency_order: VecDeque::new(),
             last_key_position: 0,
             alerts: Vec::new(),
+            audit: Vec::new(),
             alert_channels: BTreeMap::new(),
             position: 0,
             snapshot_from: 0,
@@ -298,6 +302,7 @@ impl State {
 
     fn apply_config_or_delivery(&mut self, event: &Event) {
         match event {
+            Event::Audited(entry) => self.audit.push((self.position, entry.clone())),
             Event::SourceUpserted(s) => self.upsert_source(s),
             Event::SourceDeleted { id } => {
                 if let Some(old) = self.sources.remove(id) {

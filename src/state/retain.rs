@@ -67,13 +67,15 @@ impl State {
             paused,
             alerts: self.kept_alerts(retain_after_ms),
             alert_channels: self.alert_channels.iter().map(|(c, p)| (c.clone(), *p)).collect(),
+            audit: self.audit.iter().filter(|(_, e)| e.at_ms >= retain_after_ms).cloned().collect(),
         })
     }
 
-    /// What a snapshot lets go: alerts past retention.
+    /// What a snapshot lets go: alerts and audit entries past retention.
     pub(super) fn forget_before(&mut self, snapshot: &Snapshot) {
         self.snapshot_from = snapshot.from;
         self.alerts = self.kept_alerts(snapshot.retain_after_ms);
+        self.audit.retain(|(_, e)| e.at_ms >= snapshot.retain_after_ms);
     }
 
     /// Takes everything but messages and logs from a snapshot met in replay.
@@ -98,6 +100,7 @@ impl State {
             }
         }
         self.alerts = snapshot.alerts.clone();
+        self.audit = snapshot.audit.clone();
         self.alert_channels = snapshot.alert_channels.iter().cloned().collect();
     }
 

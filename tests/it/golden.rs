@@ -96,6 +96,10 @@ fn check(dir: &Path) {
         assert_contains(&format!("{name}: queue {id}"), queue, &admin(&server, &format!("/destinations/{id}/queue")));
     }
     assert_contains(&format!("{name}: alerts"), &expected["alerts"], &admin(&server, "/alerts")["alerts"]);
+    // Directories from before the audit trail (format 2) have none.
+    if let Some(audit) = expected.get("audit") {
+        assert_contains(&format!("{name}: audit"), audit, &admin(&server, "/audit?limit=1000")["audit"]);
+    }
 
     // Tokens the old build issued still work: the key that signs them came
     // through.

@@ -3,6 +3,7 @@
 
 mod alert_email;
 mod alerts;
+mod audit;
 mod auth;
 mod bad_admin;
 mod bad_input;

@@ -9,12 +9,12 @@ use crate::{
     harness::{ADMIN_TOKEN, LAB, Options, Server},
 };
 
-const VIEWER: &str = "viewer-token-0123456789abcdef";
-const OPERATOR: &str = "operator-token-0123456789abcdef";
-const ADMIN2: &str = "second-admin-token-0123456789ab";
+pub(crate) const VIEWER: &str = "viewer-token-0123456789abcdef";
+pub(crate) const OPERATOR: &str = "operator-token-0123456789abcdef";
+pub(crate) const ADMIN2: &str = "second-admin-token-0123456789ab";
 const OPERATOR_PHI: &str = "operator-phi-token-0123456789ab";
 
-fn operators_toml() -> String {
+pub(crate) fn operators_toml() -> String {
     [
         ("vera", VIEWER, "viewer", false),
         ("otto", OPERATOR, "operator", false),
@@ -28,7 +28,7 @@ fn operators_toml() -> String {
     .collect()
 }
 
-fn start() -> Server {
+pub(crate) fn start() -> Server {
     Server::start_with(&Options { top_level: Some(operators_toml()), ..Options::default() })
 }
 

@@ -19,7 +19,7 @@ use crate::{
         DestinationRules, DestinationSpec, SourceSpec, SubscriptionSpec, destination_json, file::FileObjects,
         source_json, subscription_json,
     },
-    operators::Role,
+    operators::{AuditDraft, Role},
     state::State,
 };
 
@@ -214,7 +214,8 @@ fn file_refusal<K: Kind>(file: &FileObjects, state: &State, id: Id) -> Result<()
 }
 
 async fn create<K: Kind>(ctx: web::Data<AppCtx>, req: HttpRequest, body: web::Payload) -> Reply {
-    authorize(&ctx, &req, Role::Admin)?;
+    let operator = authorize(&ctx, &req, Role::Admin)?;
+    let audit = AuditDraft::new(&operator, &format!("{}.create", K::SINGULAR), None);
     let spec: K::Spec = json_body(&ctx, &req, body).await?;
     let defaults = rules(&ctx);
     let value = change(
@@ -226,14 +227,16 @@ async fn create<K: Kind>(ctx: web::Data<AppCtx>, req: HttpRequest, body: web::Pa
             let (event, value) = K::upsert(&spec, None, state, ids, &defaults)?;
             Ok((Some(event), value))
         }),
+        audit,
     )
     .await?;
     Ok(HttpResponse::Created().json(value))
 }
 
 async fn put<K: Kind>(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>, body: web::Payload) -> Reply {
-    authorize(&ctx, &req, Role::Admin)?;
+    let operator = authorize(&ctx, &req, Role::Admin)?;
     let id = path_id(&id)?;
+    let audit = AuditDraft::new(&operator, &format!("{}.update", K::SINGULAR), Some(id.to_string()));
     let spec: K::Spec = json_body(&ctx, &req, body).await?;
     let defaults = rules(&ctx);
     let file = ctx.file.clone();
@@ -246,6 +249,7 @@ async fn put<K: Kind>(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<St
             let (event, value) = K::upsert(&spec, Some(id), state, ids, &defaults)?;
             Ok((Some(event), value))
         }),
+        audit,
     )
     .await?;
     Ok(HttpResponse::Ok().json(value))
@@ -259,11 +263,15 @@ struct DeleteQuery {
 }
 
 async fn delete<K: Kind>(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>) -> Reply {
-    authorize(&ctx, &req, Role::Admin)?;
+    let operator = authorize(&ctx, &req, Role::Admin)?;
     let id = path_id(&id)?;
     let query = web::Query::<DeleteQuery>::from_query(req.query_string())
         .map_err(|e| ApiError::invalid(format!("Invalid query: {e}")))?
         .into_inner();
+    let mut audit = AuditDraft::new(&operator, &format!("{}.delete", K::SINGULAR), Some(id.to_string()));
+    if query.force {
+        audit = audit.detail("force=true");
+    }
     let file = ctx.file.clone();
     change(
         &ctx,
@@ -275,6 +283,7 @@ async fn delete<K: Kind>(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path
             }
             Ok((Some(K::deleted(id)), value))
         }),
+        audit,
     )
     .await?;
     Ok(HttpResponse::NoContent().finish())

@@ -1,6 +1,7 @@
 //! The operator API, `/api/v1` (SPEC §6), behind `admin_token`. Errors
 //! answer in the Redox shape with module `Admin`.
 
+mod audit;
 mod config;
 mod logs;
 mod queues;
@@ -13,6 +14,7 @@ use super::{AppCtx, read_body, require_json};
 use crate::{
     error::{ApiError, ErrorKind},
     model::Id,
+    operators::AuditDraft,
     router::{Change, Decide},
 };
 
@@ -21,6 +23,7 @@ use crate::{
 const ADMIN_BODY_BYTES: usize = 1 << 20;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
+    audit::routes(cfg);
     config::routes(cfg);
     logs::routes(cfg);
     queues::routes(cfg);
@@ -37,9 +40,10 @@ fn path_id(text: &str) -> Result<Id, ApiError> {
     Id::parse(text).ok_or_else(|| ApiError::not_found(format!("'{text}' is not an ID")))
 }
 
-/// Runs a configuration change through the router; answers once durable.
-async fn change(ctx: &AppCtx, decide: Box<Decide>) -> Result<Value, ApiError> {
-    match ctx.router.send(Change { decide }).await {
+/// Runs a configuration change through the router, journaled with its
+/// audit entry; answers once durable.
+async fn change(ctx: &AppCtx, decide: Box<Decide>, audit: AuditDraft) -> Result<Value, ApiError> {
+    match ctx.router.send(Change { decide, audit: Some(audit) }).await {
         Ok(result) => result,
         Err(e) => Err(ApiError::new(ErrorKind::Unavailable, format!("The router is not running: {e}"))),
     }

@@ -11,7 +11,7 @@ use crate::{
     error::ApiError,
     http::{AppCtx, authorize},
     journal::KeptAlert,
-    operators::Role,
+    operators::{AuditDraft, Role},
     state::State,
 };
 
@@ -26,9 +26,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 type Reply = Result<HttpResponse, ApiError>;
 
 async fn on_destination(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>, action: Action) -> Reply {
-    authorize(&ctx, &req, Role::Operator)?;
+    let operator = authorize(&ctx, &req, Role::Operator)?;
     let id = path_id(&id)?;
-    Ok(HttpResponse::Ok().json(ctx.deliveries.operate(id, action).await?))
+    let name = if action == Action::Pause { "destination.pause" } else { "destination.resume" };
+    let audit = AuditDraft::new(&operator, name, Some(id.to_string()));
+    Ok(HttpResponse::Ok().json(ctx.deliveries.operate(id, action, Some(audit)).await?))
 }
 
 async fn pause(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>) -> Reply {
@@ -40,13 +42,15 @@ async fn resume(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>)
 }
 
 async fn on_log(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>, retry: bool) -> Reply {
-    authorize(&ctx, &req, Role::Operator)?;
+    let operator = authorize(&ctx, &req, Role::Operator)?;
     let id = path_id(&id)?;
     let found = ctx.state.read().log_status(id);
     let destination = found.map_err(|e| ApiError::internal(format!("reading the history: {e}")))?.map(|(d, _)| d);
     let destination = destination.ok_or_else(|| ApiError::not_found(format!("log {id} not found")))?;
     let action = if retry { Action::Retry(id) } else { Action::Skip(id) };
-    Ok(HttpResponse::Ok().json(ctx.deliveries.operate(destination, action).await?))
+    let name = if retry { "log.retry" } else { "log.skip" };
+    let audit = AuditDraft::new(&operator, name, Some(id.to_string())).detail(format!("destination {destination}"));
+    Ok(HttpResponse::Ok().json(ctx.deliveries.operate(destination, action, Some(audit)).await?))
 }
 
 async fn retry(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>) -> Reply {

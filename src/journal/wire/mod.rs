@@ -26,8 +26,9 @@
 //! | 14 | `AlertRaised` | 1 |
 //! | 15 | `AlertChannelOpened` | 1 |
 //! | 16 | `AlertSent` | 1 |
-//! | 17 | `Snapshot` | 1 |
+//! | 17 | `Snapshot` | 1, 2 (2 adds the audit trail) |
 //! | 18 | `AlertChannelClosed` | 1 |
+//! | 19 | `AuditRecorded` | 1 |
 //!
 //! # How the format evolves
 //!
@@ -52,6 +53,7 @@
 
 mod v0;
 mod v1;
+mod v2;
 
 use rkyv::util::AlignedVec;
 
@@ -69,7 +71,7 @@ pub enum DecodeError {
 }
 
 /// Version 1's record type names, by type code.
-const V1_NAMES: [&str; 18] = [
+const V1_NAMES: [&str; 19] = [
     "SourceUpserted",
     "SourceDeleted",
     "DestinationUpserted",
@@ -88,6 +90,7 @@ const V1_NAMES: [&str; 18] = [
     "AlertSent",
     "Snapshot",
     "AlertChannelClosed",
+    "AuditRecorded",
 ];
 
 fn kind_of(type_code: u8, version: u8) -> u16 {
@@ -115,7 +118,11 @@ pub fn describe_kind(kind: u16) -> String {
 
 /// The newest wire form of `event`: its record kind and bytes.
 pub fn encode(event: &Event) -> Result<(u16, AlignedVec), String> {
-    let (type_code, bytes) = v1::encode(event).map_err(|e| format!("encoding {}: {e}", event_name(event)))?;
+    let failed = |e: rkyv::rancor::Error| format!("encoding {}: {e}", event_name(event));
+    if let Event::Snapshot(snapshot) = event {
+        return Ok((kind_of(v1::types::SNAPSHOT, 2), v2::encode_snapshot(snapshot).map_err(failed)?));
+    }
+    let (type_code, bytes) = v1::encode(event).map_err(failed)?;
     Ok((kind_of(type_code, 1), bytes))
 }
 
@@ -138,6 +145,7 @@ fn event_name(event: &Event) -> &'static str {
         Event::AlertChannelOpened { .. } => "AlertChannelOpened",
         Event::AlertChannelClosed { .. } => "AlertChannelClosed",
         Event::AlertSent { .. } => "AlertSent",
+        Event::Audited(_) => "AuditRecorded",
         Event::Snapshot(_) => "Snapshot",
     }
 }
@@ -154,6 +162,7 @@ pub fn decode(kind: u16, bytes: &[u8]) -> Result<Replayed<'_>, DecodeError> {
     match (kind, split(kind)) {
         (v0::EVENT_KIND | v0::SNAPSHOT_KIND, _) => v0::decode(kind, bytes).map_err(DecodeError::Invalid),
         (_, (type_code, 1)) => v1::decode(type_code, bytes).ok_or_else(|| unknown(kind))?.map_err(DecodeError::Invalid),
+        (_, (v1::types::SNAPSHOT, 2)) => v2::decode_snapshot(bytes).map(Replayed::Event).map_err(DecodeError::Invalid),
         _ => Err(unknown(kind)),
     }
 }
@@ -187,10 +196,11 @@ pub fn message_payload(kind: u16, bytes: &[u8]) -> Result<&[u8], DecodeError> {
     }
 }
 
-/// Every version-1 record kind, for tests and fuzzing.
+/// Every record kind this build reads, for tests and fuzzing.
 pub fn known_kinds() -> Vec<u16> {
     let mut kinds = vec![v0::EVENT_KIND, v0::SNAPSHOT_KIND];
     kinds.extend((1..=V1_NAMES.len() as u8).map(|t| kind_of(t, 1)));
+    kinds.push(kind_of(v1::types::SNAPSHOT, 2));
     kinds
 }
 
@@ -199,7 +209,10 @@ mod tests {
     use super::*;
     use crate::{
         journal::{Accepted, AlertSend, ConfigBatch, KeptAlert, Keyed, NewLog, PausedQueue, Snapshot, body_hash},
-        model::{Alert, AlertKind, Attempt, Destination, Environment, Id, LogStatus, LogType, Source, Subscription},
+        model::{
+            Alert, AlertKind, Attempt, AuditEntry, Destination, Environment, Id, LogStatus, LogType, Source,
+            Subscription,
+        },
     };
 
     fn id(n: u128) -> Id {
@@ -288,6 +301,7 @@ mod tests {
                 paused: vec![PausedQueue { destination_id: id(2), at_ms: 5, reason: "r".into() }],
                 alerts: vec![KeptAlert { position: 8, alert, sent: Vec::new() }],
                 alert_channels: Vec::new(),
+                audit: Vec::new(),
             }),
         ]
     }
@@ -298,6 +312,7 @@ mod tests {
         let Event::Snapshot(mut snapshot) = events.pop().expect("a snapshot") else { panic!("not a snapshot") };
         snapshot.alerts[0].sent.push(AlertSend { channel: "webhook".into(), at_ms: 11, refused: Some("400".into()) });
         snapshot.alert_channels.push(("webhook".into(), 8));
+        snapshot.audit.push((14, audit_entry()));
         events.push(Event::Snapshot(snapshot));
         let Event::SourceUpserted(source) = events[0].clone() else { panic!("not a source") };
         let Event::DestinationUpserted(destination) = events[2].clone() else { panic!("not a destination") };
@@ -312,8 +327,34 @@ mod tests {
             Event::AlertChannelOpened { channel: "webhook".into(), after: 3 },
             Event::AlertChannelClosed { channel: "email:ops".into() },
             Event::AlertSent { channel: "webhook".into(), alert_position: 8, at_ms: 12, refused: None },
+            Event::Audited(audit_entry()),
         ]);
         events
+    }
+
+    fn audit_entry() -> AuditEntry {
+        AuditEntry {
+            id: id(7),
+            at_ms: 1_796_400_003_000,
+            operator: "night-shift".into(),
+            action: "destination.pause".into(),
+            target: id(2).to_string(),
+            detail: "name 'Lab'".into(),
+        }
+    }
+
+    #[test]
+    fn a_version_1_snapshot_reads_with_an_empty_audit_trail() {
+        let Some(Event::Snapshot(mut snapshot)) = samples().into_iter().find(|e| matches!(e, Event::Snapshot(_)))
+        else {
+            panic!("no snapshot sample")
+        };
+        let (type_code, bytes) = v1::encode(&Event::Snapshot(snapshot.clone())).expect("encodes");
+        let kind = kind_of(type_code, 1);
+        snapshot.audit.clear();
+        assert_eq!(decode_event(kind, &bytes), Ok(Event::Snapshot(snapshot)));
+        assert!(is_snapshot(kind));
+        assert_eq!(encode(&Event::Snapshot(Default::default())).map(|(k, _)| split(k)), Ok((17, 2)));
     }
 
     #[test]
@@ -362,7 +403,9 @@ mod tests {
         unique.dedup();
         assert_eq!(unique.len(), kinds.len(), "two events share a record kind");
         assert_eq!(describe_kind(0x0901), "MessageAccepted version 1 (kind 0x0901)");
-        assert_eq!(known_kinds().len(), 2 + V1_NAMES.len());
+        // Format 0, version 1 of every type, and version 2 of the snapshot.
+        assert_eq!(known_kinds().len(), 2 + V1_NAMES.len() + 1);
+        assert_eq!(describe_kind(0x1102), "Snapshot version 2 (kind 0x1102)");
     }
 
     #[test]

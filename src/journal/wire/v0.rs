@@ -307,6 +307,7 @@ fn alert(a: &ArchivedAlert) -> model::Alert {
 
 fn snapshot(a: &ArchivedV0Snapshot) -> Snapshot {
     Snapshot {
+        audit: Vec::new(),
         from: a.from.to_native(),
         first_log_index: a.first_log_index.to_native(),
         retain_after_ms: a.retain_after_ms.to_native(),

@@ -4,9 +4,9 @@ use rkyv::rancor;
 
 use super::{
     ArchivedAlert, ArchivedAlertChannelClosed, ArchivedAlertChannelOpened, ArchivedAlertSent, ArchivedAttemptRecorded,
-    ArchivedConfigurationApplied, ArchivedDeleted, ArchivedDestination, ArchivedLogStatusChanged,
-    ArchivedMessageAccepted, ArchivedNewLog, ArchivedQueuePaused, ArchivedQueueResumed, ArchivedSnapshot,
-    ArchivedSource, ArchivedSubscription, ArchivedTokenKeyCreated, types,
+    ArchivedAuditRecorded, ArchivedConfigurationApplied, ArchivedDeleted, ArchivedDestination,
+    ArchivedLogStatusChanged, ArchivedMessageAccepted, ArchivedNewLog, ArchivedQueuePaused, ArchivedQueueResumed,
+    ArchivedSnapshot, ArchivedSource, ArchivedSubscription, ArchivedTokenKeyCreated, types,
 };
 use crate::{
     journal::{
@@ -18,7 +18,7 @@ use crate::{
 
 type Decoded<T> = Result<T, String>;
 
-fn access<T>(bytes: &[u8]) -> Decoded<&T>
+pub fn access<T>(bytes: &[u8]) -> Decoded<&T>
 where
     T: rkyv::Portable + for<'a> rkyv::bytecheck::CheckBytes<rkyv::api::high::HighValidator<'a, rancor::Error>>,
 {
@@ -129,7 +129,7 @@ fn message_view<'a>(a: &'a ArchivedMessageAccepted<'_>) -> Decoded<MessageView<'
     })
 }
 
-fn from_snapshot(a: &ArchivedSnapshot) -> Decoded<DomainSnapshot> {
+pub fn from_snapshot(a: &ArchivedSnapshot) -> Decoded<DomainSnapshot> {
     let alerts = a
         .alerts
         .iter()
@@ -169,7 +169,19 @@ fn from_snapshot(a: &ArchivedSnapshot) -> Decoded<DomainSnapshot> {
             .collect(),
         alerts,
         alert_channels: a.alert_channels.iter().map(|c| (c.channel.to_string(), c.through.to_native())).collect(),
+        audit: Vec::new(),
     })
+}
+
+pub fn from_audit(a: &ArchivedAuditRecorded) -> model::AuditEntry {
+    model::AuditEntry {
+        id: id(&a.id),
+        at_ms: a.at_ms.to_native(),
+        operator: a.operator.to_string(),
+        action: a.action.to_string(),
+        target: a.target.to_string(),
+        detail: a.detail.to_string(),
+    }
 }
 
 /// Reads a version-1 record of type `type_code`; `None` if this version
@@ -253,6 +265,7 @@ pub fn decode(type_code: u8, bytes: &[u8]) -> Option<Decoded<Replayed<'_>>> {
             refused: r.refused.as_ref().map(|r| r.to_string()),
         })),
         SNAPSHOT => event(access::<ArchivedSnapshot>(bytes).and_then(from_snapshot).map(Event::Snapshot)),
+        AUDIT_RECORDED => event(access::<ArchivedAuditRecorded>(bytes).map(|a| Event::Audited(from_audit(a)))),
         _ => None,
     }
 }

@@ -3,9 +3,9 @@
 use rkyv::{Serialize, rancor, util::AlignedVec};
 
 use super::{
-    Alert, AlertChannelClosed, AlertChannelOpened, AlertSendRecord, AlertSent, Attempt, AttemptRecorded, ChannelCursor,
-    ConfigurationApplied, Deleted, Destination, Idempotency, KeptAlertRecord, LogStatusChanged, MessageAccepted,
-    NewLog, QueuePaused, QueueResumed, Snapshot, Source, Subscription, TokenKeyCreated, types,
+    Alert, AlertChannelClosed, AlertChannelOpened, AlertSendRecord, AlertSent, Attempt, AttemptRecorded, AuditRecorded,
+    ChannelCursor, ConfigurationApplied, Deleted, Destination, Idempotency, KeptAlertRecord, LogStatusChanged,
+    MessageAccepted, NewLog, QueuePaused, QueueResumed, Snapshot, Source, Subscription, TokenKeyCreated, types,
 };
 use crate::{
     journal::{Accepted, Event, Snapshot as DomainSnapshot},
@@ -97,7 +97,7 @@ fn alert(a: &model::Alert) -> Alert {
     }
 }
 
-fn snapshot(s: &DomainSnapshot) -> Snapshot {
+pub fn snapshot(s: &DomainSnapshot) -> Snapshot {
     Snapshot {
         from: s.from,
         first_log_index: s.first_log_index,
@@ -151,7 +151,7 @@ fn message(a: &Accepted) -> MessageAccepted<'_> {
     }
 }
 
-fn to_bytes<T>(value: &T) -> Result<AlignedVec, rancor::Error>
+pub fn to_bytes<T>(value: &T) -> Result<AlignedVec, rancor::Error>
 where
     T: for<'a> Serialize<
         rkyv::api::high::HighSerializer<AlignedVec, rkyv::ser::allocator::ArenaHandle<'a>, rancor::Error>,
@@ -216,6 +216,20 @@ pub fn encode(event: &Event) -> Result<(u8, AlignedVec), rancor::Error> {
             };
             (ALERT_SENT, to_bytes(&record)?)
         }
+        Event::Audited(entry) => (AUDIT_RECORDED, to_bytes(&audit(entry))?),
+        // Written as version 2 (`wire::v2`); version 1 only for tests that
+        // read it back.
         Event::Snapshot(s) => (SNAPSHOT, to_bytes(&snapshot(s))?),
     })
+}
+
+pub fn audit(a: &model::AuditEntry) -> AuditRecorded {
+    AuditRecorded {
+        id: a.id.0,
+        at_ms: a.at_ms,
+        operator: a.operator.clone(),
+        action: a.action.clone(),
+        target: a.target.clone(),
+        detail: a.detail.clone(),
+    }
 }

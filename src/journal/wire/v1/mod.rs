@@ -14,8 +14,8 @@ mod encode;
 use rkyv::{Archive, Serialize, with::InlineAsBox};
 
 pub use self::{
-    decode::{accepted, decode, message_payload},
-    encode::encode,
+    decode::{accepted, access as decode_access, decode, from_audit, from_snapshot, message_payload},
+    encode::{audit, encode, snapshot, to_bytes},
 };
 
 /// The record types: the high byte of a record kind.
@@ -38,6 +38,7 @@ pub mod types {
     pub const ALERT_SENT: u8 = 16;
     pub const SNAPSHOT: u8 = 17;
     pub const ALERT_CHANNEL_CLOSED: u8 = 18;
+    pub const AUDIT_RECORDED: u8 = 19;
 }
 
 #[derive(Archive, Serialize)]
@@ -224,4 +225,16 @@ pub struct AlertSendRecord {
 pub struct ChannelCursor {
     pub channel: String,
     pub through: u64,
+}
+
+/// A change made through the operator API (type 19, added with snapshot
+/// version 2).
+#[derive(Archive, Serialize)]
+pub struct AuditRecorded {
+    pub id: u128,
+    pub at_ms: i64,
+    pub operator: String,
+    pub action: String,
+    pub target: String,
+    pub detail: String,
 }

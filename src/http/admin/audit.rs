@@ -1,0 +1,63 @@
+//! The audit trail (SPEC §12): `GET /api/v1/audit`, newest first, paged
+//! like `/logs` (`limit`, `cursor`; the answer's `next_cursor`).
+
+use std::collections::HashMap;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde_json::{Value, json};
+
+use crate::{
+    clock::rfc3339,
+    error::ApiError,
+    http::{AppCtx, authorize},
+    limits,
+    operators::Role,
+    state::MAX_PAGE,
+};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/audit", web::get().to(audit));
+}
+
+const CURSOR_PREFIX: &str = "a";
+
+async fn audit(
+    ctx: web::Data<AppCtx>,
+    req: HttpRequest,
+    query: web::Query<HashMap<String, String>>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&ctx, &req, Role::Viewer)?;
+    let (mut limit, mut before) = (limits::DEFAULT_LOG_PAGE, u64::MAX);
+    for (key, value) in query.iter() {
+        let bad = || ApiError::invalid(format!("Invalid value '{value}' for '{key}'"));
+        match key.as_str() {
+            "limit" => limit = value.parse().ok().filter(|&n| n > 0).ok_or_else(bad)?,
+            "cursor" => {
+                let position = value.strip_prefix(CURSOR_PREFIX).and_then(|n| u64::from_str_radix(n, 16).ok());
+                before = position.ok_or_else(bad)?;
+            }
+            _ => return Err(ApiError::invalid(format!("Unknown query parameter '{key}'"))),
+        }
+    }
+    let limit = limit.min(MAX_PAGE);
+    let durable = ctx.journal.durable_through();
+    let state = ctx.state.read();
+    let mut entries = state.audit.iter().rev().filter(|(p, _)| *p <= durable && *p < before);
+    let page: Vec<&(u64, crate::model::AuditEntry)> = entries.by_ref().take(limit).collect();
+    let more = entries.next().is_some();
+    let next = page.last().filter(|_| more).map(|(p, _)| format!("{CURSOR_PREFIX}{p:x}"));
+    let audit: Vec<Value> = page
+        .iter()
+        .map(|(_, e)| {
+            json!({
+                "id": e.id.to_string(),
+                "at": rfc3339(e.at_ms),
+                "operator": e.operator,
+                "action": e.action,
+                "target": e.target,
+                "detail": e.detail,
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "audit": audit, "next_cursor": next })))
+}
