@@ -188,6 +188,7 @@ fn objects() -> Vec<Event> {
         name: "EHR".into(),
         api_key: API_KEY.into(),
         secret_hash: auth::hash_secret(SECRET, &ids),
+        alert_emails: Vec::new(),
     };
     let mut events = vec![Event::TokenKeyCreated { key }, Event::SourceUpserted(source)];
     for n in 0..DESTINATIONS {
@@ -200,6 +201,9 @@ fn objects() -> Vec<Event> {
             signing_secret: SIGNING_SECRET.into(),
             timeout_ms: TIMEOUT_MS,
             enabled: true,
+            alert_emails: Vec::new(),
+            alert_depth: None,
+            alert_age_ms: None,
         }));
     }
     for n in 0..DESTINATIONS {

@@ -21,7 +21,7 @@ pub(crate) fn new_logs(state: &State, mask: u64, mut fresh: impl FnMut() -> Id) 
 }
 
 pub(crate) fn source() -> Source {
-    Source { id: Id(1), name: "s".into(), api_key: "k".into(), secret_hash: "h".into() }
+    Source { id: Id(1), name: "s".into(), api_key: "k".into(), secret_hash: "h".into(), alert_emails: Vec::new() }
 }
 
 /// Destination `n`; `version` tells one of its configurations from another.
@@ -35,6 +35,9 @@ pub(crate) fn destination(n: u128, version: u64) -> Destination {
         signing_secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
         timeout_ms: 1000,
         enabled: true,
+        alert_emails: Vec::new(),
+        alert_depth: None,
+        alert_age_ms: None,
     }
 }
 

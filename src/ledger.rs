@@ -150,8 +150,13 @@ impl Ledger {
     /// Declares records below `position` unneeded and deletes the segments
     /// that hold only such records; returns how many were deleted.
     pub fn release_below(&self, position: u64) -> Result<usize, JournalError> {
-        let deleted = self.journal.release_below(position)?;
+        // Under the state lock, so no operator brings back a log of a
+        // message being released (a retry, a resend): a message with a log
+        // in memory since the compaction planned keeps its records.
         let mut state = self.state.0.write();
+        let in_memory = state.messages.iter().map(|m| m.position).min().unwrap_or(u64::MAX);
+        let position = position.min(in_memory);
+        let deleted = self.journal.release_below(position)?;
         let keep_from = state.memory_logs().next().map_or(u64::MAX, |(n, _)| n as u64);
         if let Err(e) = state.history_mut().release_below(position, keep_from) {
             tracing::warn!(error = %e, "the history could not let go of logs past retention; will try again");

@@ -18,6 +18,10 @@ pub const ROUTER_MAILBOX: usize = 4096;
 pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 256;
 /// Most destinations one message may fan out to.
 pub const MAX_LOGS_PER_MESSAGE: usize = 256;
+/// Most logs one replay resends (SPEC §13): its event is one journal
+/// record (about 100 bytes a log, well within the largest record), and an
+/// operator sees the count before sending more.
+pub const MAX_REPLAY_LOGS: usize = 100_000;
 /// Default page of `GET /api/v1/logs` when no `limit` is given.
 pub const DEFAULT_LOG_PAGE: usize = 100;
 /// Bodies waiting for the processing pool. Beyond this, destination

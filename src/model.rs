@@ -37,6 +37,8 @@ pub struct Source {
     /// `pbkdf2-sha256$<rounds>$<salt hex>$<digest hex>` of the secret; the secret itself is
     /// never stored.
     pub secret_hash: String,
+    /// Who hears of its messages' processing failures (SPEC §14).
+    pub alert_emails: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -76,6 +78,12 @@ pub struct Destination {
     pub signing_secret: String,
     pub timeout_ms: u64,
     pub enabled: bool,
+    /// Who hears of its queue's alerts (SPEC §14).
+    pub alert_emails: Vec<String>,
+    /// Pending logs past which its queue is backlogged.
+    pub alert_depth: Option<u64>,
+    /// Age of the oldest pending log past which its queue is backlogged.
+    pub alert_age_ms: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -166,6 +174,8 @@ pub enum AlertKind {
     QueuePaused,
     ProcessingFailed,
     QueueRecovered,
+    /// A queue crossed its `alert_depth` or `alert_age_ms`.
+    QueueBacklog,
 }
 
 impl AlertKind {
@@ -174,8 +184,46 @@ impl AlertKind {
             Self::QueuePaused => "QueuePaused",
             Self::ProcessingFailed => "ProcessingFailed",
             Self::QueueRecovered => "QueueRecovered",
+            Self::QueueBacklog => "QueueBacklog",
         }
     }
+}
+
+/// What an operator may do; each role may do all a lower one may (SPEC §12).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Reads everything the operator API shows.
+    Viewer,
+    /// Also pauses, resumes, retries, skips, resends and replays.
+    Operator,
+    /// Also changes sources, destinations, subscriptions and operators.
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Viewer => "viewer",
+            Self::Operator => "operator",
+            Self::Admin => "admin",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Viewer, Self::Operator, Self::Admin].into_iter().find(|r| r.as_str() == text)
+    }
+}
+
+/// An operator made through the operator API: its token only as a
+/// SHA-256 digest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OperatorRecord {
+    pub name: String,
+    pub token_hash: [u8; 32],
+    pub role: Role,
+    pub phi_access: bool,
+    pub created_at_ms: TimestampMs,
 }
 
 /// A change made through the operator API, and who made it (SPEC §12).

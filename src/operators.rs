@@ -17,27 +17,7 @@ use crate::model::{AuditEntry, Id, TimestampMs};
 /// Shortest operator token accepted.
 pub const MIN_TOKEN_CHARS: usize = 16;
 
-/// What an operator may do; each role may do all a lower one may.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Reads everything the operator API shows.
-    Viewer,
-    /// Also pauses, resumes, retries, skips, resends and replays.
-    Operator,
-    /// Also changes sources, destinations, subscriptions and operators.
-    Admin,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Viewer => "viewer",
-            Self::Operator => "operator",
-            Self::Admin => "admin",
-        }
-    }
-}
+pub use crate::model::Role;
 
 /// An `[[operators]]` entry of the configuration file.
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -15,7 +15,7 @@ use crate::{
     error::{ApiError, ErrorKind},
     ids::{IdSource, SharedIds},
     inbound::{DestinationRef, Inbound},
-    journal::{Accepted, CommitFuture, Event, Keyed, NewLog},
+    journal::{Accepted, CommitFuture, Event, Keyed, NewLog, Resent},
     ledger::Ledger,
     limits,
     model::{Attempt, Id, LogStatus, LogType},
@@ -347,6 +347,74 @@ impl Handler<Change> for Router {
     }
 }
 
+/// Logs an operator sends again to one destination (SPEC §13): one
+/// journaled action, with its audit entry, answered once durable.
+pub struct Resend {
+    pub resent: Resent,
+    pub audit: AuditDraft,
+    pub answer: Value,
+}
+
+impl std::fmt::Debug for Resend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resend").field("logs", &self.resent.logs.len()).finish_non_exhaustive()
+    }
+}
+
+impl Message for Resend {
+    type Result = ChangeResult;
+}
+
+impl Handler<Resend> for Router {
+    type Result = ResponseFuture<ChangeResult>;
+
+    fn handle(&mut self, msg: Resend, _ctx: &mut Self::Context) -> Self::Result {
+        let destination = msg.resent.destination_id;
+        let mut refused = None;
+        // Decided under the state lock, which releasing records also
+        // takes: every message resent is still in the journal, and stays.
+        let recorded = self.ledger.record_with(|state, _| {
+            let released = self.ledger.released_below();
+            if !state.destinations.contains_key(&destination) {
+                refused = Some(ApiError::not_found(format!("destination {destination} not found")));
+                return None;
+            }
+            if let Some(gone) = msg.resent.logs.iter().find(|l| l.message_position < released) {
+                refused = Some(ApiError::conflict(format!(
+                    "log {} is past retention: its message is no longer kept",
+                    gone.resent_from
+                )));
+                return None;
+            }
+            Some(Event::LogsResent(msg.resent))
+        });
+        let audited = match (recorded, refused) {
+            (_, Some(e)) => Err(e),
+            (Ok(None), None) => Err(ApiError::internal("the resend was not recorded")),
+            (Ok(Some(_)), None) => {
+                let entry = msg.audit.entry(self.ids.id(), self.clock.now_ms(), &msg.answer);
+                self.append(&Event::Audited(entry))
+            }
+            (Err(e), None) => Err(e.into()),
+        };
+        let answer = msg.answer;
+        match audited {
+            Ok(position) => {
+                let commit = self.ledger.commit(position);
+                let deliveries = self.deliveries.clone();
+                Box::pin(async move {
+                    commit.await?;
+                    if let Some(deliveries) = deliveries {
+                        deliveries.wake(destination);
+                    }
+                    Ok(answer)
+                })
+            }
+            Err(e) => Box::pin(async move { Err(e) }),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -422,6 +490,7 @@ mod tests {
                 name: "s".into(),
                 api_key: "k".into(),
                 secret_hash: "h".into(),
+                alert_emails: Vec::new(),
             }),
             Event::DestinationUpserted(Destination {
                 id: dest,
@@ -432,6 +501,9 @@ mod tests {
                 signing_secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
                 timeout_ms: 1000,
                 enabled: true,
+                alert_emails: Vec::new(),
+                alert_depth: None,
+                alert_age_ms: None,
             }),
             Event::SubscriptionUpserted(Subscription {
                 id: Id(3),

@@ -168,7 +168,7 @@ fn announce_rebuild(reason: &str, from: u64) {
 
 /// The number of the first log accepted at or after `start`, given that
 /// the snapshot's `from` has `first_log_index`: counted back over the
-/// messages in between.
+/// logs made in between (accepted or resent).
 fn first_log_before(journal: &dyn Journal, start: u64, snapshot: &Snapshot) -> anyhow::Result<u64> {
     const DONE: &str = "reached the snapshot's start";
     let mut between = 0u64;
@@ -177,8 +177,10 @@ fn first_log_before(journal: &dyn Journal, start: u64, snapshot: &Snapshot) -> a
             if position >= snapshot.from {
                 return Err(DONE.into());
             }
-            if let Replayed::Message(view) = replayed {
-                between += view.logs.len() as u64;
+            match replayed {
+                Replayed::Message(view) => between += view.logs.len() as u64,
+                Replayed::Event(Event::LogsResent(resent)) => between += resent.logs.len() as u64,
+                Replayed::Event(_) => {}
             }
             Ok(())
         })

@@ -97,6 +97,9 @@ mod tests {
             signing_secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
             timeout_ms: 1000,
             enabled: true,
+            alert_emails: Vec::new(),
+            alert_depth: None,
+            alert_age_ms: None,
         };
         let ids = AttemptIds {
             log_id: "msg_p5jXN8AQM9LWM0D4loKWxJek".into(),

@@ -32,9 +32,12 @@
 //! `n + 1` is created on a thread of its own, so no SEND waits for a file
 //! to be zero-filled and synced.
 //!
-//! Log numbers are dense and in acceptance order (the state numbers every
-//! log as it is accepted, and a replay numbers them the same way), so "newest
-//! first" is "highest number first", and the API's cursors are log numbers.
+//! Log numbers are dense and in the order logs were made (the state numbers
+//! every log as it is accepted or resent, and a replay numbers them the same
+//! way), so "newest first" is "highest number first", and the API's cursors
+//! are log numbers. A resent log (SPEC §13) is a new log of an old message:
+//! its number and `created_at` are those of the resend, its `position` its
+//! message's; it leaves retention with its message.
 //!
 //! A **table chunk** (`table.rs`) is one fixed-size file, zero-filled when
 //! created and memory-mapped:
@@ -42,8 +45,8 @@
 //! | offset | bytes | what |
 //! |---|---|---|
 //! | 0 | 64 | header: magic `FRXHTAB\0`, version, chunk number, CRC; the lowest row offset referenced (outside the CRC) |
-//! | 64 | 16 × 320 | one summary per block of 4096 entries: a 2048-bit filter of destination, source, status, destination+status, data model and event type; entry count; earliest and latest `received_at`; latest `updated_at`; highest message position |
-//! | 8192 | 65536 × 128 | entries by log number: log, destination and source IDs, message position and ID, times, row offset, name hashes, ending position, status, type, version, CRC-32 |
+//! | 64 | 16 × 320 | one summary per block of 4096 entries: a 2048-bit filter of destination, source, status, destination+status, data model and event type; entry count; earliest and latest `received_at`; latest `updated_at`; highest position an entry was made at |
+//! | 8192 | 65536 × 128 | entries by log number: log, destination and source IDs, message position and ID, times, row offset, name hashes, ending position, status, type, version, the position a resent log was made at (0 for any other), CRC-32 |
 //! | 8 MiB + 8192 | 131072 × 16 | open-addressing hash of log IDs (low 64 bits → number in chunk), at most half full |
 //!
 //! A **row** (`rows.rs`) holds the rest: names, reason and every attempt
@@ -456,12 +459,12 @@ impl History {
         Ok(found.map(|(_, e)| e.position))
     }
 
-    /// The lowest log number whose entry's message was accepted at or
-    /// after `position`, among entries not past retention.
+    /// The lowest log number of an entry made at or after `position`
+    /// (accepted, or resent), among entries not past retention.
     pub fn first_at(&self, position: u64) -> Result<Option<u64>, HistoryError> {
         let found = self.first_entry(
             |chunk, block| chunk.block_position_max(block).is_some_and(|p| p >= position),
-            |e| e.position >= position,
+            |e| e.created_at >= position,
         )?;
         Ok(found.map(|(n, _)| n))
     }

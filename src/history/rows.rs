@@ -18,7 +18,10 @@ const HEADER_BYTES: u64 = 4096;
 const FRAME_BYTES: usize = 8;
 const MAGIC: &[u8; 8] = b"FRXHROW\0";
 const ROWS_VERSION: u32 = 1;
+/// Rows of version 1 have no `resent_from`; version 2 (written only for
+/// resent logs) ends with it.
 const ROW_VERSION: u8 = 1;
+const RESENT_ROW_VERSION: u8 = 2;
 /// Largest row kept whole; a larger one keeps its attempts but drops the
 /// oldest attempts' response bodies (see `Row::fit`).
 pub const MAX_ROW_BYTES: usize = (ROWS_FILE_BYTES - HEADER_BYTES) as usize - FRAME_BYTES;
@@ -36,6 +39,8 @@ pub struct Row {
     pub reason: Option<String>,
     /// Each attempt with the journal position that recorded it.
     pub attempts: Vec<(u64, Attempt)>,
+    /// The log this one was sent again from (SPEC §13).
+    pub resent_from: Option<Id>,
 }
 
 struct Writer(Vec<u8>);
@@ -101,7 +106,7 @@ impl<'a> Reader<'a> {
 impl Row {
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer(Vec::with_capacity(128));
-        w.u8(ROW_VERSION);
+        w.u8(if self.resent_from.is_some() { RESENT_ROW_VERSION } else { ROW_VERSION });
         w.u8(super::table::status_code_of(self.status));
         w.u8(match self.log_type {
             LogType::Async => 1,
@@ -123,13 +128,16 @@ impl Row {
             w.text(a.error.as_deref());
             w.text(a.response.as_deref());
         }
+        if let Some(from) = self.resent_from {
+            w.u128(from.0);
+        }
         w.0
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, String> {
         let mut r = Reader(bytes);
         let version = r.u8()?;
-        if version != ROW_VERSION {
+        if version != ROW_VERSION && version != RESENT_ROW_VERSION {
             return Err(format!("row version {version} is not known to this build"));
         }
         let status = super::table::status_of(r.u8()?).ok_or("unknown status code")?;
@@ -161,10 +169,22 @@ impl Row {
             };
             attempts.push((position, attempt));
         }
+        let resent_from = if version == RESENT_ROW_VERSION { Some(Id(r.u128()?)) } else { None };
         if !r.0.is_empty() {
             return Err("bytes after the row".into());
         }
-        Ok(Self { id, first_attempt_id, status, log_type, updated_at_ms, data_model, event_type, reason, attempts })
+        Ok(Self {
+            id,
+            first_attempt_id,
+            status,
+            log_type,
+            updated_at_ms,
+            data_model,
+            event_type,
+            reason,
+            attempts,
+            resent_from,
+        })
     }
 
     /// The row's bytes, within `MAX_ROW_BYTES`: a log retried for a very
@@ -357,6 +377,7 @@ mod tests {
             data_model: "PatientAdmin".into(),
             event_type: "NewPatient".into(),
             reason: Some("skipped by an operator".into()),
+            resent_from: None,
             attempts: (0..attempts)
                 .map(|i| {
                     let attempt = Attempt {

@@ -56,6 +56,10 @@ pub struct Entry {
     pub ended_at: u64,
     pub status: LogStatus,
     pub log_type: LogType,
+    /// Journal position of the event that made it: its message's
+    /// `position`, or later for a resent log. Stored as 0 when equal to
+    /// `position`, so entries written before resends existed read the same.
+    pub created_at: u64,
 }
 
 pub fn status_code_of(s: LogStatus) -> u8 {
@@ -87,6 +91,8 @@ impl Entry {
             LogType::Query => 2,
         };
         b[106] = ENTRY_VERSION;
+        let created_at = if self.created_at == self.position { 0 } else { self.created_at };
+        b[108..116].copy_from_slice(&created_at.to_le_bytes());
         let crc = crc32fast::hash(&b[..124]);
         b[124..].copy_from_slice(&crc.to_le_bytes());
         b
@@ -119,6 +125,10 @@ impl Entry {
             data_model_hash: u32_at(88),
             event_type_hash: u32_at(92),
             ended_at: u64_at(96),
+            created_at: match u64_at(108) {
+                0 => u64_at(48),
+                at => at,
+            },
             status: status_of(b[104]).ok_or("unknown status code")?,
             log_type: match b[105] {
                 1 => LogType::Async,
@@ -308,9 +318,9 @@ impl Chunk {
         let count = u32::from_le_bytes(s[256..260].try_into().unwrap_or_default());
         let read = |s: &[u8], i: usize| i64::from_le_bytes(s[i..i + 8].try_into().unwrap_or_default());
         let max_position = if count == 0 {
-            e.position
+            e.created_at
         } else {
-            u64::from_le_bytes(s[288..296].try_into().unwrap_or_default()).max(e.position)
+            u64::from_le_bytes(s[288..296].try_into().unwrap_or_default()).max(e.created_at)
         };
         let (min_received, max_received, max_updated) = if count == 0 {
             (e.received_at_ms, e.received_at_ms, e.updated_at_ms)
@@ -324,7 +334,8 @@ impl Chunk {
         s[288..296].copy_from_slice(&max_position.to_le_bytes());
     }
 
-    /// The highest message position of any entry of block `block`.
+    /// The highest position any entry of block `block` was made at
+    /// (`Entry::created_at`).
     pub fn block_position_max(&self, block: usize) -> Option<u64> {
         let at = CHUNK_HEADER_BYTES + block * SUMMARY_BYTES;
         let s = &self.file.bytes()[at..at + SUMMARY_BYTES];
@@ -435,6 +446,7 @@ mod tests {
             ended_at: 20 + n,
             status: if n.is_multiple_of(5) { LogStatus::Failed } else { LogStatus::Succeeded },
             log_type: LogType::Async,
+            created_at: if n == 3 { 500 } else { 10 + n },
         }
     }
 

@@ -19,6 +19,7 @@ fn entry(n: u64, status: LogStatus, updated_at_ms: TimestampMs) -> (Entry, Row) 
         ended_at: 10 * n + 7,
         status,
         log_type: LogType::Async,
+        created_at: 10 * n + 5,
     };
     let row = Row {
         id,
@@ -30,6 +31,7 @@ fn entry(n: u64, status: LogStatus, updated_at_ms: TimestampMs) -> (Entry, Row) 
         event_type: "NewPatient".into(),
         reason: None,
         attempts: Vec::new(),
+        resent_from: None,
     };
     (entry, row)
 }

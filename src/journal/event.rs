@@ -5,7 +5,7 @@
 use sha2::{Digest, Sha256};
 
 use crate::model::{
-    Alert, Attempt, AuditEntry, Destination, Id, LogStatus, LogType, Source, Subscription, TimestampMs,
+    Alert, Attempt, AuditEntry, Destination, Id, LogStatus, LogType, OperatorRecord, Source, Subscription, TimestampMs,
 };
 
 #[derive(Clone, Debug, PartialEq)]
@@ -70,6 +70,14 @@ pub enum Event {
         at_ms: TimestampMs,
         refused: Option<String>,
     },
+    /// An operator made or changed through the operator API.
+    OperatorUpserted(OperatorRecord),
+    OperatorDeleted {
+        name: String,
+    },
+    /// Logs sent again by an operator (SPEC §13): new logs of old messages,
+    /// at the tail of one destination's queue, in this order.
+    LogsResent(Resent),
     /// A change made through the operator API, journaled with who made it,
     /// right after the change's own events and in the same commit.
     Audited(AuditEntry),
@@ -115,6 +123,37 @@ pub struct Snapshot {
     /// The audit trail within retention, with the positions it was
     /// journaled at (snapshot version 2; empty in older snapshots).
     pub audit: Vec<(u64, AuditEntry)>,
+    /// Operators made through the operator API (version 3).
+    pub operators: Vec<OperatorRecord>,
+    /// Destinations whose queue is past a threshold, with a `QueueBacklog`
+    /// alert not yet followed by `QueueRecovered` (version 3).
+    pub backlogged: Vec<Id>,
+}
+
+/// Logs an operator sent again to one destination.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Resent {
+    pub destination_id: Id,
+    pub at_ms: TimestampMs,
+    pub logs: Vec<ResentLog>,
+}
+
+/// A new log of an old message. It carries what the state keeps of the
+/// message, so a replay rebuilds it without the message's own record.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ResentLog {
+    pub id: Id,
+    pub attempt_id: Id,
+    /// The log it was sent again from.
+    pub resent_from: Id,
+    pub message_id: u64,
+    /// Where the message was accepted in the journal.
+    pub message_position: u64,
+    pub log_type: LogType,
+    pub source_id: Id,
+    pub data_model: String,
+    pub event_type: String,
+    pub received_at_ms: TimestampMs,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -18,7 +18,7 @@ use ferrox_storage::{Committer, Options, Wal, vfs::Vfs};
 pub use self::{
     event::{
         Accepted, AlertSend, BodyHash, ConfigBatch, Event, KeptAlert, Keyed, MessageView, NewLog, PausedQueue,
-        Replayed, Snapshot, body_hash,
+        Replayed, Resent, ResentLog, Snapshot, body_hash,
     },
     wire::{DecodeError, decode, decode_event, describe_kind, encode, is_snapshot, known_kinds, message_payload},
 };

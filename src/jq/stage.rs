@@ -118,7 +118,7 @@ impl Processing {
             self.ahead.clear();
             return Vec::new();
         }
-        let mut logs = queue.pending.iter().filter_map(|&i| state.log_at(i)).filter(|l| l.position <= durable);
+        let mut logs = queue.pending.iter().filter_map(|&i| state.log_at(i)).filter(|l| l.created_at() <= durable);
         let Some(head) = logs.next() else { return Vec::new() };
         let waiting = matches!(head.status, LogStatus::Pending | LogStatus::Retrying);
         if queue.paused.is_some() || !dest.enabled || !waiting {

@@ -30,6 +30,9 @@ pub struct SourceSpec {
     pub name: String,
     pub api_key: Option<String>,
     pub secret: Option<String>,
+    /// Who hears of its messages' processing failures (SPEC §14).
+    #[serde(default)]
+    pub alert_emails: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -43,6 +46,13 @@ pub struct DestinationSpec {
     pub signing_secret: Option<String>,
     pub timeout_ms: Option<u64>,
     pub enabled: Option<bool>,
+    /// Who hears of its queue's alerts (SPEC §14).
+    #[serde(default)]
+    pub alert_emails: Vec<String>,
+    /// Pending logs past which the queue is backlogged.
+    pub alert_depth: Option<u64>,
+    /// Age of the oldest pending log past which the queue is backlogged.
+    pub alert_age_ms: Option<u64>,
 }
 
 /// A subscription names its source and destination by ID (`source_id`,
@@ -131,7 +141,35 @@ impl SourceSpec {
                 (auth::hash_secret(&secret, ids), Some(secret))
             }
         };
-        Ok((Source { id, name: self.name.clone(), api_key, secret_hash }, generated))
+        let alert_emails = alert_emails(&self.alert_emails)?;
+        Ok((Source { id, name: self.name.clone(), api_key, secret_hash, alert_emails }, generated))
+    }
+}
+
+/// Most addresses one object's `alert_emails` may list.
+pub const MAX_ALERT_EMAILS: usize = 20;
+
+/// Checks a list of alert email addresses: each a plain `user@domain`.
+pub fn alert_emails(list: &[String]) -> Result<Vec<String>, ApiError> {
+    if list.len() > MAX_ALERT_EMAILS {
+        return Err(ApiError::invalid(format!("alert_emails lists more than {MAX_ALERT_EMAILS} addresses")));
+    }
+    let mut checked: Vec<String> = Vec::with_capacity(list.len());
+    for address in list {
+        address
+            .parse::<lettre::Address>()
+            .map_err(|e| ApiError::invalid(format!("alert_emails: '{address}' is not an email address: {e}")))?;
+        if !checked.contains(address) {
+            checked.push(address.clone());
+        }
+    }
+    Ok(checked)
+}
+
+fn positive(field: &str, value: Option<u64>) -> Result<Option<u64>, ApiError> {
+    match value {
+        Some(0) => Err(ApiError::invalid(format!("{field} must be at least 1"))),
+        v => Ok(v),
     }
 }
 
@@ -183,6 +221,9 @@ impl DestinationSpec {
             signing_secret,
             timeout_ms,
             enabled: self.enabled.unwrap_or(true),
+            alert_emails: alert_emails(&self.alert_emails)?,
+            alert_depth: positive("alert_depth", self.alert_depth)?,
+            alert_age_ms: positive("alert_age_ms", self.alert_age_ms)?,
         })
     }
 }
@@ -297,7 +338,7 @@ pub(crate) fn resolve_end<'a>(
 /// JSON views of stored objects. The source's secret is write-only: it
 /// appears only in the create response, when it was generated.
 pub fn source_json(s: &Source, generated_secret: Option<&str>) -> Value {
-    let mut v = json!({ "id": s.id.to_string(), "name": s.name, "api_key": s.api_key });
+    let mut v = json!({ "id": s.id.to_string(), "name": s.name, "api_key": s.api_key, "alert_emails": s.alert_emails });
     if let Some(secret) = generated_secret {
         v["secret"] = json!(secret);
     }
@@ -314,6 +355,9 @@ pub fn destination_json(d: &Destination) -> Value {
         "signing_secret": d.signing_secret,
         "timeout_ms": d.timeout_ms,
         "enabled": d.enabled,
+        "alert_emails": d.alert_emails,
+        "alert_depth": d.alert_depth,
+        "alert_age_ms": d.alert_age_ms,
     })
 }
 

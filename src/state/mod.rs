@@ -20,7 +20,7 @@ mod settle;
 mod tables;
 
 use std::{
-    collections::{BTreeMap, HashMap, VecDeque},
+    collections::{BTreeMap, BTreeSet, HashMap, VecDeque},
     sync::Arc,
 };
 
@@ -30,8 +30,11 @@ use self::tables::{Interner, LogIndex};
 pub use self::tables::{Messages, Name};
 use crate::{
     history::{History, KeyHash, StoredKey, key_hash},
-    journal::{AlertSend, Event, KeptAlert, MessageView, Replayed, Snapshot},
-    model::{Attempt, AuditEntry, Destination, Id, LogStatus, LogType, Source, Subscription, TimestampMs},
+    journal::{AlertSend, Event, KeptAlert, MessageView, Replayed, Resent, Snapshot},
+    model::{
+        AlertKind, Attempt, AuditEntry, Destination, Id, LogStatus, LogType, OperatorRecord, Source, Subscription,
+        TimestampMs,
+    },
 };
 
 /// How long an `Idempotency-Key` is remembered (SPEC §3: 24 h).
@@ -90,6 +93,11 @@ pub struct State {
     /// Each alert channel and the position of the last alert it is done
     /// with (sent, or refused for good).
     pub alert_channels: BTreeMap<String, u64>,
+    /// Operators made through the operator API, by name.
+    pub operators: BTreeMap<String, OperatorRecord>,
+    /// Destinations with a `QueueBacklog` alert not yet followed by a
+    /// `QueueRecovered` (SPEC §14).
+    pub backlogged: BTreeSet<Id>,
     /// Position of the last event applied.
     pub position: u64,
     /// The `from` of the last snapshot applied.
@@ -155,6 +163,9 @@ struct LogDetail {
     reason: Option<Box<str>>,
     /// Its status in the history, when it was brought back from there.
     shadowed: Option<LogStatus>,
+    /// For a resent log: the log it was sent again from, the position of
+    /// the event that made it and when (SPEC §13).
+    resent: Option<(Id, u64, TimestampMs)>,
 }
 
 impl Log {
@@ -164,6 +175,22 @@ impl Log {
 
     pub fn reason(&self) -> Option<&str> {
         self.detail.as_ref()?.reason.as_deref()
+    }
+
+    /// The log it was sent again from, if it is a resent log.
+    pub fn resent_from(&self) -> Option<Id> {
+        self.detail.as_ref()?.resent.map(|(from, _, _)| from)
+    }
+
+    /// The position of the event that made it: its message's, or the
+    /// resend's. Once this is durable, so is the log.
+    pub fn created_at(&self) -> u64 {
+        self.detail.as_ref().and_then(|d| d.resent).map_or(self.position, |(_, at, _)| at)
+    }
+
+    /// When it was resent, if it was.
+    pub fn resent_at_ms(&self) -> Option<TimestampMs> {
+        self.detail.as_ref()?.resent.map(|(_, _, at_ms)| at_ms)
     }
 
     fn push_attempt(&mut self, position: u64, attempt: Attempt) {
@@ -217,6 +244,8 @@ impl State {
             alerts: Vec::new(),
             audit: Vec::new(),
             alert_channels: BTreeMap::new(),
+            operators: BTreeMap::new(),
+            backlogged: BTreeSet::new(),
             position: 0,
             snapshot_from: 0,
             replay_snapshot_at: None,
@@ -265,6 +294,8 @@ impl State {
         self.position = position;
         let event = match replayed {
             Replayed::Message(view) => return self.accept(position, view),
+            // Resent logs are made like accepted ones, before the snapshot too.
+            Replayed::Event(Event::LogsResent(resent)) => return self.resend(position, &resent),
             Replayed::Event(event) => event,
         };
         if self.replay_snapshot_at.is_some_and(|at| position < at) {
@@ -303,6 +334,13 @@ impl State {
     fn apply_config_or_delivery(&mut self, event: &Event) {
         match event {
             Event::Audited(entry) => self.audit.push((self.position, entry.clone())),
+            Event::LogsResent(resent) => self.resend(self.position, resent),
+            Event::OperatorUpserted(o) => {
+                self.operators.insert(o.name.clone(), o.clone());
+            }
+            Event::OperatorDeleted { name } => {
+                self.operators.remove(name);
+            }
             Event::SourceUpserted(s) => self.upsert_source(s),
             Event::SourceDeleted { id } => {
                 if let Some(old) = self.sources.remove(id) {
@@ -313,6 +351,7 @@ impl State {
             Event::DestinationUpserted(d) => self.upsert_destination(d),
             Event::DestinationDeleted { id } => {
                 self.destinations.remove(id);
+                self.backlogged.remove(id);
                 self.subscriptions.retain(|_, s| s.destination_id != *id);
                 self.end_queue(*id);
             }
@@ -353,6 +392,15 @@ impl State {
                 }
             }
             Event::AlertRaised(alert) => {
+                match alert.kind {
+                    AlertKind::QueueBacklog => {
+                        self.backlogged.insert(alert.destination_id);
+                    }
+                    AlertKind::QueueRecovered if alert.log_id.is_none() => {
+                        self.backlogged.remove(&alert.destination_id);
+                    }
+                    _ => {}
+                }
                 self.alerts.push(KeptAlert { position: self.position, alert: alert.clone(), sent: Vec::new() })
             }
             Event::AlertChannelOpened { channel, after } => {
@@ -457,6 +505,52 @@ impl State {
         self.messages.insert(message);
     }
 
+    /// Makes resent logs: new logs of old messages, at the tail of their
+    /// destination's queue. Each message comes back to memory if it left.
+    fn resend(&mut self, position: u64, r: &Resent) {
+        for l in &r.logs {
+            let index = self.next_log;
+            self.next_log += 1;
+            let detail = LogDetail { resent: Some((l.resent_from, position, r.at_ms)), ..LogDetail::default() };
+            self.logs.insert(
+                index,
+                Log {
+                    id: l.id,
+                    message_id: l.message_id,
+                    position: l.message_position,
+                    destination_id: r.destination_id,
+                    first_attempt_id: l.attempt_id,
+                    status: LogStatus::Pending,
+                    updated_at_ms: r.at_ms,
+                    ended_at: 0,
+                    detail: Some(Box::new(detail)),
+                },
+            );
+            self.memory_counts[LogStatus::Pending as usize] += 1;
+            self.log_index.insert(l.id, index);
+            if l.log_type == LogType::Async {
+                self.queues.entry(r.destination_id).or_default().pending.push_back(index);
+            }
+            match self.messages.get_mut(&l.message_id) {
+                Some(message) => message.logs_in_memory += 1,
+                None => {
+                    let message = Message {
+                        id: l.message_id,
+                        position: l.message_position,
+                        log_type: l.log_type,
+                        source_id: l.source_id,
+                        data_model: self.names.intern(&l.data_model),
+                        event_type: self.names.intern(&l.event_type),
+                        received_at_ms: l.received_at_ms,
+                        logs_in_memory: 1,
+                        since: position,
+                    };
+                    self.messages.insert(message);
+                }
+            }
+        }
+    }
+
     fn set_status(&mut self, log_id: Id, status: LogStatus, at_ms: TimestampMs, reason: Option<String>) {
         let index = match self.index_of(log_id) {
             Some(index) => index,
@@ -500,7 +594,13 @@ impl State {
     /// The first durable log in a destination's queue.
     pub fn queue_head(&self, destination: Id, durable: u64) -> Option<&Log> {
         let queue = self.queues.get(&destination)?;
-        queue.pending.iter().filter_map(|i| self.logs.get(i)).find(|l| l.position <= durable)
+        queue.pending.iter().filter_map(|i| self.logs.get(i)).find(|l| l.created_at() <= durable)
+    }
+
+    /// When a log joined its queue: when its message was received, or
+    /// when it was resent. `None` if its message is not in memory.
+    pub fn queued_at(&self, log: &Log) -> Option<TimestampMs> {
+        log.resent_at_ms().or_else(|| self.messages.get(&log.message_id).map(|m| m.received_at_ms))
     }
 
     /// The text of an interned name.

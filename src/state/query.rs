@@ -49,6 +49,8 @@ pub struct LogRecord {
     pub received_at_ms: Option<TimestampMs>,
     pub updated_at_ms: TimestampMs,
     pub attempts: Vec<Attempt>,
+    /// The log it was sent again from (SPEC §13).
+    pub resent_from: Option<Id>,
 }
 
 #[derive(Debug)]
@@ -102,7 +104,7 @@ impl State {
             .logs
             .range(..below)
             .rev()
-            .filter(|(_, l)| l.position <= durable && self.log_matches(l, filter))
+            .filter(|(_, l)| l.created_at() <= durable && self.log_matches(l, filter))
             .take(limit)
             .map(|(n, l)| self.memory_record(*n, l))
             .collect();
@@ -110,7 +112,7 @@ impl State {
         let mut failure = None;
         self.history.scan(below as u64, &filter.probe(), |n, entry| {
             let index = usize::try_from(n).unwrap_or(usize::MAX);
-            if entry.position > durable || self.in_memory(index) || !filter.admits(&entry) {
+            if entry.created_at > durable || self.in_memory(index) || !filter.admits(&entry) {
                 return ControlFlow::Continue(());
             }
             let record = match self.history.row(&entry) {

@@ -34,9 +34,10 @@ impl State {
         Ok([keyed, in_memory, history].into_iter().flatten().min())
     }
 
-    /// The number of the first log accepted at or after `position`.
+    /// The number of the first log made (accepted or resent) at or after
+    /// `position`.
     pub fn first_log_at(&self, position: u64) -> Result<u64, HistoryError> {
-        let in_memory = self.logs.iter().find(|(_, l)| l.position >= position).map(|(n, _)| *n as u64);
+        let in_memory = self.logs.iter().find(|(_, l)| l.created_at() >= position).map(|(n, _)| *n as u64);
         let history = self.history.first_at(position)?;
         Ok([in_memory, history].into_iter().flatten().min().unwrap_or(self.next_log as u64))
     }
@@ -68,6 +69,8 @@ impl State {
             alerts: self.kept_alerts(retain_after_ms),
             alert_channels: self.alert_channels.iter().map(|(c, p)| (c.clone(), *p)).collect(),
             audit: self.audit.iter().filter(|(_, e)| e.at_ms >= retain_after_ms).cloned().collect(),
+            operators: self.operators.values().cloned().collect(),
+            backlogged: self.backlogged.iter().copied().collect(),
         })
     }
 
@@ -101,6 +104,8 @@ impl State {
         }
         self.alerts = snapshot.alerts.clone();
         self.audit = snapshot.audit.clone();
+        self.operators = snapshot.operators.iter().map(|o| (o.name.clone(), o.clone())).collect();
+        self.backlogged = snapshot.backlogged.iter().copied().collect();
         self.alert_channels = snapshot.alert_channels.iter().cloned().collect();
     }
 

@@ -78,6 +78,7 @@ impl State {
             ended_at: log.ended_at,
             status: log.status,
             log_type: message.log_type,
+            created_at: log.created_at(),
         };
         let detail = log.detail.as_deref();
         let attempts = detail
@@ -92,6 +93,7 @@ impl State {
             event_type: event_type.to_string(),
             reason: log.reason().map(str::to_owned),
             attempts,
+            resent_from: log.resent_from(),
         };
         Ok((entry, row))
     }
@@ -121,6 +123,9 @@ impl State {
             attempt_positions,
             reason: row.reason.map(String::into_boxed_str),
             shadowed: Some(entry.status),
+            // A resent log comes back from the history only once it has
+            // ended, so when it joined its queue no longer matters.
+            resent: row.resent_from.map(|from| (from, entry.created_at, entry.updated_at_ms)),
         };
         let log = Log {
             id,
@@ -175,6 +180,7 @@ impl State {
             received_at_ms: message.map(|m| m.received_at_ms),
             updated_at_ms: log.updated_at_ms,
             attempts: log.attempts().to_vec(),
+            resent_from: log.resent_from(),
         }
     }
 
@@ -195,6 +201,7 @@ impl State {
             received_at_ms: Some(entry.received_at_ms),
             updated_at_ms: entry.updated_at_ms,
             attempts: row.attempts.into_iter().map(|(_, a)| a).collect(),
+            resent_from: row.resent_from,
         }
     }
 
@@ -203,10 +210,10 @@ impl State {
     pub fn find_log(&self, id: Id, durable: u64) -> Result<Option<LogRecord>, HistoryError> {
         if let Some(index) = self.index_of(id) {
             let log = &self.logs[&index];
-            return Ok((log.position <= durable).then(|| self.memory_record(index, log)));
+            return Ok((log.created_at() <= durable).then(|| self.memory_record(index, log)));
         }
         let Some((n, entry)) = self.history.find(id)? else { return Ok(None) };
-        if entry.position > durable {
+        if entry.created_at > durable {
             return Ok(None);
         }
         let row = self.history.row(&entry)?;

@@ -25,6 +25,7 @@ mod look_ahead;
 mod operator;
 mod query;
 mod receiver;
+mod resend;
 mod restart;
 mod retention;
 mod roles;

@@ -69,7 +69,7 @@ fn attempt_json(a: &crate::model::Attempt) -> Value {
     })
 }
 
-fn log_json(log: &LogRecord) -> Value {
+pub(super) fn log_json(log: &LogRecord) -> Value {
     json!({
         "id": log.id.to_string(),
         "message_id": log.message_id,
@@ -83,6 +83,7 @@ fn log_json(log: &LogRecord) -> Value {
         "received_at": log.received_at_ms.map(rfc3339),
         "updated_at": rfc3339(log.updated_at_ms),
         "attempts": log.attempts.iter().map(attempt_json).collect::<Vec<_>>(),
+        "resent_from": log.resent_from.map(|id| id.to_string()),
     })
 }
 
@@ -136,13 +137,13 @@ async fn queue(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>) 
     let pending: Vec<&Log> = state
         .queues
         .get(&id)
-        .map(|q| q.pending.iter().filter_map(|&i| state.log_at(i)).filter(|l| l.position <= durable).collect())
+        .map(|q| q.pending.iter().filter_map(|&i| state.log_at(i)).filter(|l| l.created_at() <= durable).collect())
         .unwrap_or_default();
     let disabled = state.destinations.get(&id).is_some_and(|d| !d.enabled);
     let paused = state.queues.get(&id).and_then(|q| q.paused.clone());
     let paused = paused.or_else(|| disabled.then(|| (now, "destination disabled".to_owned())));
     let head = pending.first();
-    let oldest = head.and_then(|l| state.messages.get(&l.message_id)).map(|m| (now - m.received_at_ms).max(0));
+    let oldest = pending.iter().filter_map(|l| state.queued_at(l)).min().map(|at| (now - at).max(0));
     let halted = head.is_some_and(|l| l.status == LogStatus::ProcessingFailed);
     let retrying = head.is_some_and(|l| l.status == LogStatus::Retrying);
     let queue_state = if halted {

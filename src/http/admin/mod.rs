@@ -5,6 +5,7 @@ mod audit;
 mod config;
 mod logs;
 mod queues;
+mod resend;
 
 use actix_web::{HttpRequest, web};
 use serde::de::DeserializeOwned;
@@ -27,6 +28,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     config::routes(cfg);
     logs::routes(cfg);
     queues::routes(cfg);
+    resend::routes(cfg);
 }
 
 /// Parses a JSON body into `T`; unknown fields are a 400 naming them.

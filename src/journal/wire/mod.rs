@@ -10,25 +10,31 @@
 //! | type | record | versions |
 //! |---|---|---|
 //! | 0 | format 0: kind 1 any event but a snapshot, kind 2 a snapshot (one rkyv enum, before versioning) | read only |
-//! | 1 | `SourceUpserted` | 1 |
+//! | 1 | `SourceUpserted` | 1, 2 (2 adds `alert_emails`) |
 //! | 2 | `SourceDeleted` | 1 |
-//! | 3 | `DestinationUpserted` | 1 |
+//! | 3 | `DestinationUpserted` | 1, 2 (2 adds `alert_emails`, `alert_depth`, `alert_age_ms`) |
 //! | 4 | `DestinationDeleted` | 1 |
 //! | 5 | `SubscriptionUpserted` | 1 |
 //! | 6 | `SubscriptionDeleted` | 1 |
-//! | 7 | `ConfigurationApplied` | 1 |
+//! | 7 | `ConfigurationApplied` | 1, 2 (2 holds sources and destinations of version 2) |
 //! | 8 | `TokenKeyCreated` | 1 |
 //! | 9 | `MessageAccepted` | 1 |
 //! | 10 | `AttemptRecorded` | 1 |
 //! | 11 | `LogStatusChanged` | 1 |
 //! | 12 | `QueuePaused` | 1 |
 //! | 13 | `QueueResumed` | 1 |
-//! | 14 | `AlertRaised` | 1 |
+//! | 14 | `AlertRaised` | 1, 2 (2 may be `QueueBacklog`) |
 //! | 15 | `AlertChannelOpened` | 1 |
 //! | 16 | `AlertSent` | 1 |
-//! | 17 | `Snapshot` | 1, 2 (2 adds the audit trail) |
+//! | 17 | `Snapshot` | 1, 2 (2 adds the audit trail), 3 (3 adds alert settings, operators, backlogged queues) |
 //! | 18 | `AlertChannelClosed` | 1 |
 //! | 19 | `AuditRecorded` | 1 |
+//! | 20 | `OperatorUpserted` | 1 |
+//! | 21 | `OperatorDeleted` | 1 |
+//! | 22 | `LogsResent` | 1 |
+//!
+//! Format 1 is every type's version 1; format 2 added snapshot version 2
+//! and type 19 (`v2`); format 3 the rest of the newest versions (`v3`).
 //!
 //! # How the format evolves
 //!
@@ -54,6 +60,7 @@
 mod v0;
 mod v1;
 mod v2;
+mod v3;
 
 use rkyv::util::AlignedVec;
 
@@ -70,8 +77,8 @@ pub enum DecodeError {
     Invalid(String),
 }
 
-/// Version 1's record type names, by type code.
-const V1_NAMES: [&str; 19] = [
+/// The record types' names, by type code.
+const V1_NAMES: [&str; 22] = [
     "SourceUpserted",
     "SourceDeleted",
     "DestinationUpserted",
@@ -91,6 +98,9 @@ const V1_NAMES: [&str; 19] = [
     "Snapshot",
     "AlertChannelClosed",
     "AuditRecorded",
+    "OperatorUpserted",
+    "OperatorDeleted",
+    "LogsResent",
 ];
 
 fn kind_of(type_code: u8, version: u8) -> u16 {
@@ -119,11 +129,17 @@ pub fn describe_kind(kind: u16) -> String {
 /// The newest wire form of `event`: its record kind and bytes.
 pub fn encode(event: &Event) -> Result<(u16, AlignedVec), String> {
     let failed = |e: rkyv::rancor::Error| format!("encoding {}: {e}", event_name(event));
-    if let Event::Snapshot(snapshot) = event {
-        return Ok((kind_of(v1::types::SNAPSHOT, 2), v2::encode_snapshot(snapshot).map_err(failed)?));
+    if let Some(written) = v3::encode(event) {
+        let (type_code, version, bytes) = written.map_err(failed)?;
+        return Ok((kind_of(type_code, version), bytes));
     }
-    let (type_code, bytes) = v1::encode(event).map_err(failed)?;
-    Ok((kind_of(type_code, 1), bytes))
+    match v1::encode(event) {
+        Some(written) => {
+            let (type_code, bytes) = written.map_err(failed)?;
+            Ok((kind_of(type_code, 1), bytes))
+        }
+        None => Err(format!("no record type is written for {}", event_name(event))),
+    }
 }
 
 fn event_name(event: &Event) -> &'static str {
@@ -146,6 +162,9 @@ fn event_name(event: &Event) -> &'static str {
         Event::AlertChannelClosed { .. } => "AlertChannelClosed",
         Event::AlertSent { .. } => "AlertSent",
         Event::Audited(_) => "AuditRecorded",
+        Event::OperatorUpserted(_) => "OperatorUpserted",
+        Event::OperatorDeleted { .. } => "OperatorDeleted",
+        Event::LogsResent(_) => "LogsResent",
         Event::Snapshot(_) => "Snapshot",
     }
 }
@@ -161,9 +180,13 @@ fn unknown(kind: u16) -> DecodeError {
 pub fn decode(kind: u16, bytes: &[u8]) -> Result<Replayed<'_>, DecodeError> {
     match (kind, split(kind)) {
         (v0::EVENT_KIND | v0::SNAPSHOT_KIND, _) => v0::decode(kind, bytes).map_err(DecodeError::Invalid),
-        (_, (type_code, 1)) => v1::decode(type_code, bytes).ok_or_else(|| unknown(kind))?.map_err(DecodeError::Invalid),
+        (_, (type_code, 1)) if type_code < v3::types::OPERATOR_UPSERTED => {
+            v1::decode(type_code, bytes).ok_or_else(|| unknown(kind))?.map_err(DecodeError::Invalid)
+        }
         (_, (v1::types::SNAPSHOT, 2)) => v2::decode_snapshot(bytes).map(Replayed::Event).map_err(DecodeError::Invalid),
-        _ => Err(unknown(kind)),
+        (_, (type_code, version)) => {
+            v3::decode(type_code, version, bytes).ok_or_else(|| unknown(kind))?.map_err(DecodeError::Invalid)
+        }
     }
 }
 
@@ -199,8 +222,9 @@ pub fn message_payload(kind: u16, bytes: &[u8]) -> Result<&[u8], DecodeError> {
 /// Every record kind this build reads, for tests and fuzzing.
 pub fn known_kinds() -> Vec<u16> {
     let mut kinds = vec![v0::EVENT_KIND, v0::SNAPSHOT_KIND];
-    kinds.extend((1..=V1_NAMES.len() as u8).map(|t| kind_of(t, 1)));
+    kinds.extend((1..v3::types::OPERATOR_UPSERTED).map(|t| kind_of(t, 1)));
     kinds.push(kind_of(v1::types::SNAPSHOT, 2));
+    kinds.extend(v3::KINDS.iter().map(|&(t, v)| kind_of(t, v)));
     kinds
 }
 
@@ -208,10 +232,13 @@ pub fn known_kinds() -> Vec<u16> {
 mod tests {
     use super::*;
     use crate::{
-        journal::{Accepted, AlertSend, ConfigBatch, KeptAlert, Keyed, NewLog, PausedQueue, Snapshot, body_hash},
+        journal::{
+            Accepted, AlertSend, ConfigBatch, KeptAlert, Keyed, NewLog, PausedQueue, Resent, ResentLog, Snapshot,
+            body_hash,
+        },
         model::{
-            Alert, AlertKind, Attempt, AuditEntry, Destination, Environment, Id, LogStatus, LogType, Source,
-            Subscription,
+            Alert, AlertKind, Attempt, AuditEntry, Destination, Environment, Id, LogStatus, LogType, OperatorRecord,
+            Role, Source, Subscription,
         },
     };
 
@@ -223,7 +250,7 @@ mod tests {
     /// from them by the build of that format.
     fn format_0_samples() -> Vec<Event> {
         let source =
-            Source { id: id(1), name: "EHR".into(), api_key: "key".into(), secret_hash: "pbkdf2$1$aa$bb".into() };
+            Source { id: id(1), name: "EHR".into(), api_key: "key".into(), secret_hash: "pbkdf2$1$aa$bb".into(), alert_emails: Vec::new() };
         let destination = Destination {
             id: id(2),
             name: "Lab".into(),
@@ -233,6 +260,9 @@ mod tests {
             signing_secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
             timeout_ms: 1234,
             enabled: false,
+            alert_emails: Vec::new(),
+            alert_depth: None,
+            alert_age_ms: None,
         };
         let subscription = Subscription {
             id: id(3),
@@ -302,6 +332,8 @@ mod tests {
                 alerts: vec![KeptAlert { position: 8, alert, sent: Vec::new() }],
                 alert_channels: Vec::new(),
                 audit: Vec::new(),
+                operators: Vec::new(),
+                backlogged: Vec::new(),
             }),
         ]
     }
@@ -309,13 +341,21 @@ mod tests {
     /// Every event this build writes, with every optional part filled.
     fn samples() -> Vec<Event> {
         let mut events = format_0_samples();
+        let Event::SourceUpserted(mut source) = events[0].clone() else { panic!("not a source") };
+        source.alert_emails = vec!["ehr-team@example.org".into()];
+        let Event::DestinationUpserted(mut destination) = events[2].clone() else { panic!("not a destination") };
+        destination.alert_emails = vec!["lab@example.org".into(), "it@example.org".into()];
+        (destination.alert_depth, destination.alert_age_ms) = (Some(500), Some(60_000));
+        events[0] = Event::SourceUpserted(source.clone());
+        events[2] = Event::DestinationUpserted(destination.clone());
         let Event::Snapshot(mut snapshot) = events.pop().expect("a snapshot") else { panic!("not a snapshot") };
         snapshot.alerts[0].sent.push(AlertSend { channel: "webhook".into(), at_ms: 11, refused: Some("400".into()) });
         snapshot.alert_channels.push(("webhook".into(), 8));
         snapshot.audit.push((14, audit_entry()));
+        (snapshot.sources, snapshot.destinations) = (vec![source.clone()], vec![destination.clone()]);
+        snapshot.operators.push(operator_record());
+        snapshot.backlogged.push(id(2));
         events.push(Event::Snapshot(snapshot));
-        let Event::SourceUpserted(source) = events[0].clone() else { panic!("not a source") };
-        let Event::DestinationUpserted(destination) = events[2].clone() else { panic!("not a destination") };
         let Event::SubscriptionUpserted(subscription) = events[4].clone() else { panic!("not a subscription") };
         events.extend([
             Event::ConfigurationApplied(ConfigBatch {
@@ -328,8 +368,46 @@ mod tests {
             Event::AlertChannelClosed { channel: "email:ops".into() },
             Event::AlertSent { channel: "webhook".into(), alert_position: 8, at_ms: 12, refused: None },
             Event::Audited(audit_entry()),
+            Event::OperatorUpserted(operator_record()),
+            Event::OperatorDeleted { name: "night-shift".into() },
+            Event::LogsResent(Resent {
+                destination_id: id(2),
+                at_ms: 1_796_400_004_000,
+                logs: (0..3)
+                    .map(|n| ResentLog {
+                        id: id(20 + n),
+                        attempt_id: id(30 + n),
+                        resent_from: id(6),
+                        message_id: 42 + n as u64,
+                        message_position: 9 + n as u64,
+                        log_type: if n == 2 { LogType::Query } else { LogType::Async },
+                        source_id: id(1),
+                        data_model: "PatientAdmin".into(),
+                        event_type: if n == 1 { "Arrival".into() } else { "NewPatient".into() },
+                        received_at_ms: 1_796_400_000_000 + n as i64,
+                    })
+                    .collect(),
+            }),
+            Event::AlertRaised(Alert {
+                id: id(8),
+                kind: AlertKind::QueueBacklog,
+                destination_id: id(2),
+                log_id: None,
+                at_ms: 1_796_400_005_000,
+                text: "600 logs pending".into(),
+            }),
         ]);
         events
+    }
+
+    fn operator_record() -> OperatorRecord {
+        OperatorRecord {
+            name: "night-shift".into(),
+            token_hash: [7; 32],
+            role: Role::Operator,
+            phi_access: true,
+            created_at_ms: 1_796_400_003_500,
+        }
     }
 
     fn audit_entry() -> AuditEntry {
@@ -344,17 +422,30 @@ mod tests {
     }
 
     #[test]
-    fn a_version_1_snapshot_reads_with_an_empty_audit_trail() {
-        let Some(Event::Snapshot(mut snapshot)) = samples().into_iter().find(|e| matches!(e, Event::Snapshot(_)))
+    fn older_snapshots_read_with_what_they_lack_empty() {
+        let Some(Event::Snapshot(snapshot)) = samples().into_iter().find(|e| matches!(e, Event::Snapshot(_)))
         else {
             panic!("no snapshot sample")
         };
-        let (type_code, bytes) = v1::encode(&Event::Snapshot(snapshot.clone())).expect("encodes");
+        let (type_code, bytes) = v1::encode(&Event::Snapshot(snapshot.clone())).expect("a type").expect("encodes");
         let kind = kind_of(type_code, 1);
-        snapshot.audit.clear();
-        assert_eq!(decode_event(kind, &bytes), Ok(Event::Snapshot(snapshot)));
+        let mut older = snapshot.clone();
+        older.audit.clear();
+        older.operators.clear();
+        older.backlogged.clear();
+        for s in &mut older.sources {
+            s.alert_emails.clear();
+        }
+        for d in &mut older.destinations {
+            (d.alert_emails, d.alert_depth, d.alert_age_ms) = (Vec::new(), None, None);
+        }
+        assert_eq!(decode_event(kind, &bytes), Ok(Event::Snapshot(older.clone())));
         assert!(is_snapshot(kind));
-        assert_eq!(encode(&Event::Snapshot(Default::default())).map(|(k, _)| split(k)), Ok((17, 2)));
+        // Version 2 keeps the audit trail and nothing of format 3.
+        let bytes = v2::encode_snapshot(&snapshot).expect("encodes");
+        older.audit = snapshot.audit.clone();
+        assert_eq!(decode_event(kind_of(17, 2), &bytes), Ok(Event::Snapshot(older)));
+        assert_eq!(encode(&Event::Snapshot(Default::default())).map(|(k, _)| split(k)), Ok((17, 3)));
     }
 
     #[test]
@@ -403,8 +494,10 @@ mod tests {
         unique.dedup();
         assert_eq!(unique.len(), kinds.len(), "two events share a record kind");
         assert_eq!(describe_kind(0x0901), "MessageAccepted version 1 (kind 0x0901)");
-        // Format 0, version 1 of every type, and version 2 of the snapshot.
-        assert_eq!(known_kinds().len(), 2 + V1_NAMES.len() + 1);
+        // Format 0, version 1 of the first 19 types, version 2 of the
+        // snapshot, and what format 3 added.
+        assert_eq!(known_kinds().len(), 2 + 19 + 1 + v3::KINDS.len());
+        assert_eq!(describe_kind(0x1601), "LogsResent version 1 (kind 0x1601)");
         assert_eq!(describe_kind(0x1102), "Snapshot version 2 (kind 0x1102)");
     }
 

@@ -236,6 +236,7 @@ fn source(a: &ArchivedSource) -> model::Source {
         name: a.name.to_string(),
         api_key: a.api_key.to_string(),
         secret_hash: a.secret_hash.to_string(),
+        alert_emails: Vec::new(),
     }
 }
 
@@ -253,6 +254,9 @@ fn destination(a: &ArchivedDestination) -> model::Destination {
         signing_secret: a.signing_secret.to_string(),
         timeout_ms: a.timeout_ms.to_native(),
         enabled: a.enabled,
+        alert_emails: Vec::new(),
+        alert_depth: None,
+        alert_age_ms: None,
     }
 }
 
@@ -308,6 +312,8 @@ fn alert(a: &ArchivedAlert) -> model::Alert {
 fn snapshot(a: &ArchivedV0Snapshot) -> Snapshot {
     Snapshot {
         audit: Vec::new(),
+        operators: Vec::new(),
+        backlogged: Vec::new(),
         from: a.from.to_native(),
         first_log_index: a.first_log_index.to_native(),
         retain_after_ms: a.retain_after_ms.to_native(),

@@ -1,7 +1,8 @@
 //! Version 2 of the snapshot (type 17): version 1's snapshot and the audit
-//! trail within retention (SPEC §12). Frozen once released, like `v1`.
+//! trail within retention (SPEC §12). Frozen once released, like `v1`;
+//! read, and nested in version 3 (`v3`).
 
-use rkyv::{Archive, Serialize, rancor, util::AlignedVec};
+use rkyv::{Archive, Serialize};
 
 use super::v1;
 use crate::journal::{Event, Snapshot as DomainSnapshot};
@@ -21,14 +22,23 @@ pub struct AuditKept {
     pub entry: v1::AuditRecorded,
 }
 
-pub fn encode_snapshot(s: &DomainSnapshot) -> Result<AlignedVec, rancor::Error> {
+pub fn snapshot(s: &DomainSnapshot) -> Snapshot {
     let audit = s.audit.iter().map(|(position, e)| AuditKept { position: *position, entry: v1::audit(e) }).collect();
-    v1::to_bytes(&Snapshot { base: v1::snapshot(s), audit })
+    Snapshot { base: v1::snapshot(s), audit }
+}
+
+/// Writes version 2, for tests that read it back: the current build writes version 3.
+#[cfg(test)]
+pub fn encode_snapshot(s: &DomainSnapshot) -> Result<rkyv::util::AlignedVec, rkyv::rancor::Error> {
+    v1::to_bytes(&snapshot(s))
+}
+
+pub fn from_snapshot(a: &ArchivedSnapshot) -> Decoded<DomainSnapshot> {
+    let mut snapshot = v1::from_snapshot(&a.base)?;
+    snapshot.audit = a.audit.iter().map(|k| (k.position.to_native(), v1::from_audit(&k.entry))).collect();
+    Ok(snapshot)
 }
 
 pub fn decode_snapshot(bytes: &[u8]) -> Decoded<Event> {
-    let a = v1::decode_access::<ArchivedSnapshot>(bytes)?;
-    let mut snapshot = v1::from_snapshot(&a.base)?;
-    snapshot.audit = a.audit.iter().map(|k| (k.position.to_native(), v1::from_audit(&k.entry))).collect();
-    Ok(Event::Snapshot(snapshot))
+    v1::decode_access::<ArchivedSnapshot>(bytes).and_then(from_snapshot).map(Event::Snapshot)
 }

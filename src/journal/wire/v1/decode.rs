@@ -63,20 +63,22 @@ fn alert_kind_of(code: u8) -> Decoded<AlertKind> {
         1 => Ok(AlertKind::QueuePaused),
         2 => Ok(AlertKind::ProcessingFailed),
         3 => Ok(AlertKind::QueueRecovered),
+        4 => Ok(AlertKind::QueueBacklog),
         _ => Err(format!("unknown alert kind code {code}")),
     }
 }
 
-fn from_source(a: &ArchivedSource) -> model::Source {
+pub fn from_source(a: &ArchivedSource) -> model::Source {
     model::Source {
         id: id(&a.id),
         name: a.name.to_string(),
         api_key: a.api_key.to_string(),
         secret_hash: a.secret_hash.to_string(),
+        alert_emails: Vec::new(),
     }
 }
 
-fn from_destination(a: &ArchivedDestination) -> Decoded<model::Destination> {
+pub fn from_destination(a: &ArchivedDestination) -> Decoded<model::Destination> {
     Ok(model::Destination {
         id: id(&a.id),
         name: a.name.to_string(),
@@ -86,10 +88,13 @@ fn from_destination(a: &ArchivedDestination) -> Decoded<model::Destination> {
         signing_secret: a.signing_secret.to_string(),
         timeout_ms: a.timeout_ms.to_native(),
         enabled: a.enabled,
+        alert_emails: Vec::new(),
+        alert_depth: None,
+        alert_age_ms: None,
     })
 }
 
-fn from_subscription(a: &ArchivedSubscription) -> model::Subscription {
+pub fn from_subscription(a: &ArchivedSubscription) -> model::Subscription {
     model::Subscription {
         id: id(&a.id),
         source_id: id(&a.source_id),
@@ -101,7 +106,7 @@ fn from_subscription(a: &ArchivedSubscription) -> model::Subscription {
     }
 }
 
-fn from_alert(a: &ArchivedAlert) -> Decoded<model::Alert> {
+pub fn from_alert(a: &ArchivedAlert) -> Decoded<model::Alert> {
     Ok(model::Alert {
         id: id(&a.id),
         kind: alert_kind_of(a.kind)?,
@@ -170,6 +175,8 @@ pub fn from_snapshot(a: &ArchivedSnapshot) -> Decoded<DomainSnapshot> {
         alerts,
         alert_channels: a.alert_channels.iter().map(|c| (c.channel.to_string(), c.through.to_native())).collect(),
         audit: Vec::new(),
+        operators: Vec::new(),
+        backlogged: Vec::new(),
     })
 }
 

@@ -43,14 +43,15 @@ fn alert_kind_code(k: AlertKind) -> u8 {
         AlertKind::QueuePaused => 1,
         AlertKind::ProcessingFailed => 2,
         AlertKind::QueueRecovered => 3,
+        AlertKind::QueueBacklog => 4,
     }
 }
 
-fn source(s: &model::Source) -> Source {
+pub fn source(s: &model::Source) -> Source {
     Source { id: s.id.0, name: s.name.clone(), api_key: s.api_key.clone(), secret_hash: s.secret_hash.clone() }
 }
 
-fn destination(d: &model::Destination) -> Destination {
+pub fn destination(d: &model::Destination) -> Destination {
     Destination {
         id: d.id.0,
         name: d.name.clone(),
@@ -63,7 +64,7 @@ fn destination(d: &model::Destination) -> Destination {
     }
 }
 
-fn subscription(s: &model::Subscription) -> Subscription {
+pub fn subscription(s: &model::Subscription) -> Subscription {
     Subscription {
         id: s.id.0,
         source_id: s.source_id.0,
@@ -86,7 +87,7 @@ fn attempt(a: &model::Attempt) -> Attempt {
     }
 }
 
-fn alert(a: &model::Alert) -> Alert {
+pub fn alert(a: &model::Alert) -> Alert {
     Alert {
         id: a.id.0,
         kind: alert_kind_code(a.kind),
@@ -160,16 +161,18 @@ where
     rkyv::to_bytes::<rancor::Error>(value)
 }
 
-/// The record type and bytes of `event`.
-pub fn encode(event: &Event) -> Result<(u8, AlignedVec), rancor::Error> {
+/// The record type and bytes of `event`; `None` for an event version 1
+/// has no type for.
+pub fn encode(event: &Event) -> Option<Result<(u8, AlignedVec), rancor::Error>> {
     use types::*;
-    Ok(match event {
-        Event::SourceUpserted(s) => (SOURCE_UPSERTED, to_bytes(&source(s))?),
-        Event::SourceDeleted { id } => (SOURCE_DELETED, to_bytes(&Deleted { id: id.0 })?),
-        Event::DestinationUpserted(d) => (DESTINATION_UPSERTED, to_bytes(&destination(d))?),
-        Event::DestinationDeleted { id } => (DESTINATION_DELETED, to_bytes(&Deleted { id: id.0 })?),
-        Event::SubscriptionUpserted(s) => (SUBSCRIPTION_UPSERTED, to_bytes(&subscription(s))?),
-        Event::SubscriptionDeleted { id } => (SUBSCRIPTION_DELETED, to_bytes(&Deleted { id: id.0 })?),
+    let encoded = |type_code: u8, bytes: Result<AlignedVec, rancor::Error>| Some(bytes.map(|b| (type_code, b)));
+    match event {
+        Event::SourceUpserted(s) => encoded(SOURCE_UPSERTED, to_bytes(&source(s))),
+        Event::SourceDeleted { id } => encoded(SOURCE_DELETED, to_bytes(&Deleted { id: id.0 })),
+        Event::DestinationUpserted(d) => encoded(DESTINATION_UPSERTED, to_bytes(&destination(d))),
+        Event::DestinationDeleted { id } => encoded(DESTINATION_DELETED, to_bytes(&Deleted { id: id.0 })),
+        Event::SubscriptionUpserted(s) => encoded(SUBSCRIPTION_UPSERTED, to_bytes(&subscription(s))),
+        Event::SubscriptionDeleted { id } => encoded(SUBSCRIPTION_DELETED, to_bytes(&Deleted { id: id.0 })),
         Event::ConfigurationApplied(batch) => {
             let record = ConfigurationApplied {
                 origin: batch.origin.clone(),
@@ -177,12 +180,12 @@ pub fn encode(event: &Event) -> Result<(u8, AlignedVec), rancor::Error> {
                 destinations: batch.destinations.iter().map(destination).collect(),
                 subscriptions: batch.subscriptions.iter().map(subscription).collect(),
             };
-            (CONFIGURATION_APPLIED, to_bytes(&record)?)
+            encoded(CONFIGURATION_APPLIED, to_bytes(&record))
         }
-        Event::TokenKeyCreated { key } => (TOKEN_KEY_CREATED, to_bytes(&TokenKeyCreated { key: *key })?),
-        Event::MessageAccepted(a) => (MESSAGE_ACCEPTED, to_bytes(&message(a))?),
+        Event::TokenKeyCreated { key } => encoded(TOKEN_KEY_CREATED, to_bytes(&TokenKeyCreated { key: *key })),
+        Event::MessageAccepted(a) => encoded(MESSAGE_ACCEPTED, to_bytes(&message(a))),
         Event::AttemptRecorded { log_id, attempt: a } => {
-            (ATTEMPT_RECORDED, to_bytes(&AttemptRecorded { log_id: log_id.0, attempt: attempt(a) })?)
+            encoded(ATTEMPT_RECORDED, to_bytes(&AttemptRecorded { log_id: log_id.0, attempt: attempt(a) }))
         }
         Event::LogStatusChanged { log_id, status, at_ms, reason } => {
             let record = LogStatusChanged {
@@ -191,21 +194,21 @@ pub fn encode(event: &Event) -> Result<(u8, AlignedVec), rancor::Error> {
                 at_ms: *at_ms,
                 reason: reason.clone(),
             };
-            (LOG_STATUS_CHANGED, to_bytes(&record)?)
+            encoded(LOG_STATUS_CHANGED, to_bytes(&record))
         }
         Event::QueuePaused { destination_id, at_ms, reason } => {
             let record = QueuePaused { destination_id: destination_id.0, at_ms: *at_ms, reason: reason.clone() };
-            (QUEUE_PAUSED, to_bytes(&record)?)
+            encoded(QUEUE_PAUSED, to_bytes(&record))
         }
         Event::QueueResumed { destination_id, at_ms } => {
-            (QUEUE_RESUMED, to_bytes(&QueueResumed { destination_id: destination_id.0, at_ms: *at_ms })?)
+            encoded(QUEUE_RESUMED, to_bytes(&QueueResumed { destination_id: destination_id.0, at_ms: *at_ms }))
         }
-        Event::AlertRaised(a) => (ALERT_RAISED, to_bytes(&alert(a))?),
+        Event::AlertRaised(a) => encoded(ALERT_RAISED, to_bytes(&alert(a))),
         Event::AlertChannelOpened { channel, after } => {
-            (ALERT_CHANNEL_OPENED, to_bytes(&AlertChannelOpened { channel: channel.clone(), after: *after })?)
+            encoded(ALERT_CHANNEL_OPENED, to_bytes(&AlertChannelOpened { channel: channel.clone(), after: *after }))
         }
         Event::AlertChannelClosed { channel } => {
-            (ALERT_CHANNEL_CLOSED, to_bytes(&AlertChannelClosed { channel: channel.clone() })?)
+            encoded(ALERT_CHANNEL_CLOSED, to_bytes(&AlertChannelClosed { channel: channel.clone() }))
         }
         Event::AlertSent { channel, alert_position, at_ms, refused } => {
             let record = AlertSent {
@@ -214,13 +217,14 @@ pub fn encode(event: &Event) -> Result<(u8, AlignedVec), rancor::Error> {
                 at_ms: *at_ms,
                 refused: refused.clone(),
             };
-            (ALERT_SENT, to_bytes(&record)?)
+            encoded(ALERT_SENT, to_bytes(&record))
         }
-        Event::Audited(entry) => (AUDIT_RECORDED, to_bytes(&audit(entry))?),
+        Event::Audited(entry) => encoded(AUDIT_RECORDED, to_bytes(&audit(entry))),
         // Written as version 2 (`wire::v2`); version 1 only for tests that
         // read it back.
-        Event::Snapshot(s) => (SNAPSHOT, to_bytes(&snapshot(s))?),
-    })
+        Event::Snapshot(s) => encoded(SNAPSHOT, to_bytes(&snapshot(s))),
+        Event::OperatorUpserted(_) | Event::OperatorDeleted { .. } | Event::LogsResent(_) => None,
+    }
 }
 
 pub fn audit(a: &model::AuditEntry) -> AuditRecorded {

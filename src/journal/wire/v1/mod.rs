@@ -14,8 +14,11 @@ mod encode;
 use rkyv::{Archive, Serialize, with::InlineAsBox};
 
 pub use self::{
-    decode::{accepted, access as decode_access, decode, from_audit, from_snapshot, message_payload},
-    encode::{audit, encode, snapshot, to_bytes},
+    decode::{
+        accepted, access as decode_access, decode, from_alert, from_audit, from_destination, from_snapshot,
+        from_source, from_subscription, message_payload,
+    },
+    encode::{alert, audit, destination, encode, snapshot, source, subscription, to_bytes},
 };
 
 /// The record types: the high byte of a record kind.
@@ -165,7 +168,8 @@ pub struct QueueResumed {
 #[derive(Archive, Serialize)]
 pub struct Alert {
     pub id: u128,
-    /// 1 QueuePaused, 2 ProcessingFailed, 3 QueueRecovered.
+    /// 1 QueuePaused, 2 ProcessingFailed, 3 QueueRecovered; 4 QueueBacklog
+    /// only in `AlertRaised` version 2 and snapshots of version 3.
     pub kind: u8,
     pub destination_id: u128,
     pub log_id: Option<u128>,
