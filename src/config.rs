@@ -106,6 +106,9 @@ impl AlertsConfig {
         if !self.email_to.is_empty() && (self.smtp_url.is_none() || self.email_from.is_none()) {
             return Err("email_to needs smtp_url and email_from".into());
         }
+        if self.smtp_url.is_some() && self.email_from.is_none() {
+            return Err("smtp_url needs email_from".into());
+        }
         Ok(())
     }
 }

@@ -78,6 +78,9 @@ pub const OUTCOME_RETRY_MAX_MS: u64 = 2_000;
 /// How often an alert channel with nothing to send looks for a new alert:
 /// alerts come once per episode, so a fraction of a second late is soon.
 pub const ALERT_POLL_MS: u64 = 200;
+/// How often the queues with `alert_depth` or `alert_age_ms` are looked
+/// at: a backlog is an alert of minutes, a second late is on time.
+pub const BACKLOG_CHECK_MS: u64 = 1000;
 /// First wait before an alert is sent again through a channel that failed.
 pub const ALERT_RETRY_MIN_MS: u64 = 500;
 /// Longest wait between tries of one alert: a channel that is down is

@@ -90,10 +90,28 @@ pub fn token_hash(token: &str) -> TokenHash {
     Sha256::digest(token.as_bytes()).into()
 }
 
-/// The operators, by token digest.
+/// The operators of the configuration (`admin_token` and
+/// `[[operators]]`), by token digest. Operators made through the operator
+/// API are the state's (`State::operators`), journaled.
 #[derive(Debug, Clone, Default)]
 pub struct Operators {
     by_token: HashMap<TokenHash, Operator>,
+}
+
+/// Checks an operator's name: what the configuration and the API accept.
+pub fn check_name(name: &str) -> Result<(), String> {
+    if name.trim().is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
+        return Err(format!("operator name '{name}' must be 1 to 100 visible characters"));
+    }
+    Ok(())
+}
+
+/// Checks a token's length.
+pub fn check_token(name: &str, token: &str) -> Result<(), String> {
+    if token.chars().count() < MIN_TOKEN_CHARS {
+        return Err(format!("the token of operator '{name}' must be at least {MIN_TOKEN_CHARS} characters"));
+    }
+    Ok(())
 }
 
 impl Operators {
@@ -115,9 +133,7 @@ impl Operators {
     fn add(&mut self, token: &str, operator: Operator) -> Result<(), String> {
         let name = operator.name.clone();
         let name = &name;
-        if name.trim().is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
-            return Err(format!("operator name '{name}' must be 1 to 100 visible characters"));
-        }
+        check_name(name)?;
         if self.by_token.values().any(|o| o.name == *name) {
             return Err(if name == ADMIN_NAME {
                 "the operator name 'admin' is taken by admin_token".into()
@@ -125,18 +141,28 @@ impl Operators {
                 format!("two operators are named '{name}'")
             });
         }
-        if token.chars().count() < MIN_TOKEN_CHARS {
-            return Err(format!("the token of operator '{name}' must be at least {MIN_TOKEN_CHARS} characters"));
-        }
+        check_token(name, token)?;
         if self.by_token.insert(token_hash(token), operator).is_some() {
             return Err(format!("operator '{name}' has the same token as another operator"));
         }
         Ok(())
     }
 
-    /// The operator whose token this is.
-    pub fn find(&self, token: &str) -> Option<&Operator> {
-        self.by_token.get(&token_hash(token))
+    /// The operator whose token has this digest.
+    pub fn find(&self, hash: &TokenHash) -> Option<&Operator> {
+        self.by_token.get(hash)
+    }
+
+    /// The operator named `name`.
+    pub fn named(&self, name: &str) -> Option<&Operator> {
+        self.by_token.values().find(|o| o.name == name)
+    }
+
+    /// Every operator, by name.
+    pub fn all(&self) -> Vec<&Operator> {
+        let mut all: Vec<&Operator> = self.by_token.values().collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
     }
 
     pub fn is_empty(&self) -> bool {
@@ -159,9 +185,11 @@ mod tests {
             &[spec("ana", "viewer-token-0123456789", Role::Viewer)],
         )
         .expect("valid");
-        assert_eq!(ops.find("admin-token-0123456789").map(|o| (o.role, o.phi_access)), Some((Role::Admin, true)));
-        assert_eq!(ops.find("viewer-token-0123456789").map(|o| o.name.as_str()), Some("ana"));
-        assert_eq!(ops.find("viewer-token-012345678"), None);
+        let find = |token: &str| ops.find(&token_hash(token));
+        assert_eq!(find("admin-token-0123456789").map(|o| (o.role, o.phi_access)), Some((Role::Admin, true)));
+        assert_eq!(find("viewer-token-0123456789").map(|o| o.name.as_str()), Some("ana"));
+        assert_eq!(find("viewer-token-012345678"), None);
+        assert_eq!(ops.named("ana").map(|o| o.role), Some(Role::Viewer));
         assert!(Role::Viewer < Role::Operator && Role::Operator < Role::Admin);
 
         let refused = |specs: &[OperatorSpec]| Operators::from_config(Some("admin-token-0123456789"), specs);

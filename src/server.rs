@@ -255,6 +255,7 @@ async fn build(config: Config, clock: SharedClock, ids: SharedIds) -> anyhow::Re
     let channels = alerts::configured(&config, &tls, ledger.state());
     alerts::open(&ledger, &channels).await.context("opening the alert channels")?;
     alerts::start(ledger.clone(), clock.clone(), channels);
+    alerts::backlog::watch(ledger.clone(), clock.clone(), ids.clone());
     ledger.spawn_flusher(std::time::Duration::from_millis(limits::FLUSH_INTERVAL_MS));
     retention::spawn(
         ledger.clone(),

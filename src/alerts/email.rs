@@ -1,5 +1,8 @@
-//! Alert email (SPEC §14): each alert one message over SMTP to `[alerts]
-//! email_to`, sent with `lettre`. `smtp://` speaks STARTTLS when the server
+//! Alert email (SPEC §14): each alert one message over SMTP, sent with
+//! `lettre`, to `[alerts] email_to` and to those the alert concerns: the
+//! destination's `alert_emails` for its queue's alerts, the `alert_emails`
+//! of the message's source for a processing failure. The recipients are
+//! those configured when the email goes. `smtp://` speaks STARTTLS when the server
 //! offers it, `smtps://` TLS from the start; `user:password@` in the URL
 //! authenticates.
 //!
@@ -20,9 +23,15 @@ use lettre::{
 };
 
 use super::{Channel, Sent};
-use crate::{clock::rfc3339, config::AlertsConfig, ledger::StateReader, limits, model::Alert};
+use crate::{
+    clock::rfc3339,
+    config::AlertsConfig,
+    ledger::StateReader,
+    limits,
+    model::{Alert, AlertKind},
+};
 
-/// The channel's journaled name: the list `[alerts] email_to`.
+/// The channel's journaled name.
 pub const NAME: &str = "email";
 
 /// The SMTP transport an `smtp://` or `smtps://` URL asks for.
@@ -81,6 +90,29 @@ impl Email {
         record.attempts.into_iter().rfind(|a| a.started_at_ms <= at_ms)
     }
 
+    /// Who hears of `alert`: `email_to`, and the destination's or the
+    /// source's `alert_emails`, each address once.
+    fn recipients(&self, alert: &Alert) -> Result<Vec<Mailbox>, String> {
+        let state = self.state.read();
+        let concerned: Vec<String> = match alert.kind {
+            AlertKind::ProcessingFailed => alert
+                .log_id
+                .and_then(|log| state.find_log(log, u64::MAX).ok().flatten())
+                .and_then(|log| state.sources.get(&log.source_id?))
+                .map(|s| s.alert_emails.clone())
+                .unwrap_or_default(),
+            _ => state.destinations.get(&alert.destination_id).map(|d| d.alert_emails.clone()).unwrap_or_default(),
+        };
+        let mut to = self.to.clone();
+        for address in concerned {
+            let mailbox = address.parse::<Mailbox>().map_err(|e| format!("'{address}': {e}"))?;
+            if !to.iter().any(|t| t.email == mailbox.email) {
+                to.push(mailbox);
+            }
+        }
+        Ok(to)
+    }
+
     /// The alert as an email.
     fn message(&self, alert: &Alert) -> Result<Message, String> {
         let name = self.state.read().destinations.get(&alert.destination_id).map(|d| d.name.clone());
@@ -117,8 +149,13 @@ impl Email {
             .from(self.from.clone())
             .subject(format!("[ferrox] {}: {name}", alert.kind.as_str()))
             .header(ContentType::TEXT_PLAIN);
-        for to in &self.to {
-            message = message.to(to.clone());
+        let to = self.recipients(alert)?;
+        if to.is_empty() {
+            return Err("no one to send it to: set [alerts] email_to, or the alert_emails of the destination or source"
+                .into());
+        }
+        for to in to {
+            message = message.to(to);
         }
         message.body(body).map_err(|e| e.to_string())
     }

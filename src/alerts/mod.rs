@@ -2,7 +2,7 @@
 //!
 //! A destination's actor journals an alert (`AlertRaised`) and does nothing
 //! more: no channel sees an alert before it is durable. Each channel (the
-//! webhook; email lists in time) has a poster of its own, driven by the
+//! webhook, email) has a poster of its own, driven by the
 //! journal: it keeps a cursor, the position of the last alert the channel
 //! is done with, journaled (`AlertSent`) after each alert, and takes the
 //! next alert from the state. So each channel gets each alert at least
@@ -20,6 +20,7 @@
 //! raised after that point; one no longer configured is closed
 //! (`AlertChannelClosed`), so its cursor stops holding alerts back.
 
+pub mod backlog;
 pub mod email;
 mod poster;
 mod webhook;
@@ -81,7 +82,9 @@ pub fn configured(
             make: Box::new(move || Box::new(webhook::Webhook::new(url, &tls, egress))),
         });
     }
-    if !config.alerts.email_to.is_empty() {
+    // With an SMTP server, alerts go by email: to `email_to`, and to the
+    // `alert_emails` of the destination or source concerned.
+    if config.alerts.smtp_url.is_some() {
         let (alerts, state) = (config.alerts.clone(), state.clone());
         channels.push(ChannelSpec {
             name: email::NAME.to_owned(),

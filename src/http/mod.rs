@@ -27,7 +27,7 @@ use crate::{
     ledger::{JournalReader, StateReader},
     model::Id,
     objects::file::FileObjects,
-    operators::{Operator, Operators, Role},
+    operators::{Operator, Operators, Role, token_hash},
     router::Router,
 };
 
@@ -102,12 +102,20 @@ pub fn client_ip(req: &HttpRequest) -> IpAddr {
 pub fn authorize(ctx: &AppCtx, req: &HttpRequest, needed: Role) -> Result<Operator, ApiError> {
     let ip = client_ip(req);
     ctx.throttles.operator_failures.check(ip)?;
-    if ctx.operators.is_empty() {
+    if ctx.operators.is_empty() && ctx.state.read().operators.is_empty() {
         return Err(ApiError::unauthorized("The operator API is disabled: set admin_token or add [[operators]]"));
     }
-    let failure = match bearer(req) {
-        Some(token) => match ctx.operators.find(token) {
-            Some(operator) if operator.role >= needed => return Ok(operator.clone()),
+    let found = bearer(req).map(|token| {
+        let hash = token_hash(token);
+        ctx.operators.find(&hash).cloned().or_else(|| {
+            let state = ctx.state.read();
+            let made = state.operators.values().find(|o| o.token_hash == hash)?;
+            Some(Operator { name: made.name.clone(), role: made.role, phi_access: made.phi_access })
+        })
+    });
+    let failure = match found {
+        Some(operator) => match operator {
+            Some(operator) if operator.role >= needed => return Ok(operator),
             Some(operator) => {
                 return Err(ApiError::new(
                     ErrorKind::Forbidden,

@@ -23,6 +23,7 @@ mod log_detail;
 mod logs;
 mod look_ahead;
 mod operator;
+mod operators;
 mod query;
 mod receiver;
 mod resend;

@@ -41,7 +41,7 @@ enum Needs {
 
 /// Everything the operator API shows, to compare before and after.
 fn everything(server: &Server) -> Vec<Value> {
-    ["/sources", "/destinations", "/subscriptions", "/logs?limit=100", "/alerts"]
+    ["/sources", "/destinations", "/subscriptions", "/logs?limit=100", "/alerts", "/operators"]
         .iter()
         .chain(&[&*format!("/destinations/{LAB}/queue")])
         .map(|path| {
@@ -98,6 +98,13 @@ fn every_endpoint_refuses_a_role_below_its_own_and_changes_nothing() {
         ("POST", "/subscriptions".into(), Some(json!({})), Needs::Admin),
         ("PUT", format!("/subscriptions/{subscription}"), Some(json!({})), Needs::Admin),
         ("DELETE", format!("/subscriptions/{subscription}"), None, Needs::Admin),
+        ("POST", format!("/logs/{log}/resend"), None, Needs::Operator),
+        ("POST", format!("/destinations/{LAB}/replay"), Some(json!({ "since": "2020-01-01T00:00:00Z" })), Needs::Operator),
+        ("GET", "/operators".into(), None, Needs::Admin),
+        ("POST", "/operators".into(), Some(json!({ "name": "zed", "role": "viewer" })), Needs::Admin),
+        ("GET", "/operators/vera".into(), None, Needs::Admin),
+        ("PUT", "/operators/zed".into(), Some(json!({ "role": "operator" })), Needs::Admin),
+        ("DELETE", "/operators/zed".into(), None, Needs::Admin),
     ];
     let roles = [(VIEWER, Needs::Viewer, "vera"), (OPERATOR, Needs::Operator, "otto")];
 

@@ -143,7 +143,8 @@ async fn queue(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>) 
     let paused = state.queues.get(&id).and_then(|q| q.paused.clone());
     let paused = paused.or_else(|| disabled.then(|| (now, "destination disabled".to_owned())));
     let head = pending.first();
-    let oldest = pending.iter().filter_map(|l| state.queued_at(l)).min().map(|at| (now - at).max(0));
+    // A queue is in the order its logs joined it: its head waited longest.
+    let oldest = head.and_then(|l| state.queued_at(l)).map(|at| (now - at).max(0));
     let halted = head.is_some_and(|l| l.status == LogStatus::ProcessingFailed);
     let retrying = head.is_some_and(|l| l.status == LogStatus::Retrying);
     let queue_state = if halted {

@@ -4,6 +4,7 @@
 mod audit;
 mod config;
 mod logs;
+mod operators;
 mod queues;
 mod resend;
 
@@ -27,6 +28,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     audit::routes(cfg);
     config::routes(cfg);
     logs::routes(cfg);
+    operators::routes(cfg);
     queues::routes(cfg);
     resend::routes(cfg);
 }

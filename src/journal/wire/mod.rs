@@ -388,15 +388,13 @@ mod tests {
                     })
                     .collect(),
             }),
-            Event::AlertRaised(Alert {
-                id: id(8),
-                kind: AlertKind::QueueBacklog,
-                destination_id: id(2),
-                log_id: None,
-                at_ms: 1_796_400_005_000,
-                text: "600 logs pending".into(),
-            }),
         ]);
+        // Format 3 writes AlertRaised version 2, which may be a backlog.
+        for event in &mut events {
+            if let Event::AlertRaised(alert) = event {
+                (alert.kind, alert.log_id) = (AlertKind::QueueBacklog, None);
+            }
+        }
         events
     }
 
