@@ -151,8 +151,9 @@ impl Email {
             .header(ContentType::TEXT_PLAIN);
         let to = self.recipients(alert)?;
         if to.is_empty() {
-            return Err("no one to send it to: set [alerts] email_to, or the alert_emails of the destination or source"
-                .into());
+            return Err(
+                "no one to send it to: set [alerts] email_to, or the alert_emails of the destination or source".into(),
+            );
         }
         for to in to {
             message = message.to(to);

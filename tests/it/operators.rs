@@ -11,13 +11,13 @@ use crate::{
     roles::{ADMIN2, OPERATOR, VIEWER, start},
 };
 
-
 #[test]
 fn operators_made_through_the_api_act_by_their_role_until_deleted() {
     let mut server = start();
     let pause = format!("/destinations/{LAB}/pause");
     let pause = pause.as_str();
-    let made = server.admin_as(Some(ADMIN2), "POST", "/operators", Some(&json!({ "name": "nina", "role": "operator" })));
+    let made =
+        server.admin_as(Some(ADMIN2), "POST", "/operators", Some(&json!({ "name": "nina", "role": "operator" })));
     assert_eq!(made.status, 201, "{}", made.text);
     let token = made.json["token"].as_str().expect("a generated token, shown once").to_owned();
     assert!(token.len() >= 16);

@@ -10,7 +10,7 @@ use crate::{
     client::patient_admin,
     delivery::{Dest, Sent, Setup, log, queue, wait_first_seen, wait_status},
     harness::{ADMIN_TOKEN, Server},
-    receiver::{Receiver, Received},
+    receiver::{Received, Receiver},
 };
 
 fn post(server: &Server, path: &str, body: Option<&Value>) -> crate::client::Reply {
@@ -132,10 +132,12 @@ fn a_replay_resends_matching_logs_in_acceptance_order_once_each() {
     }
     assert_eq!(server.all_logs(&format!("destination={}", dest.id), 100).len(), 6);
 
-    let reply = post(&server, &path, Some(&json!({ "since": start, "event_type": "Arrival", "status": ["Succeeded"] })));
+    let reply =
+        post(&server, &path, Some(&json!({ "since": start, "event_type": "Arrival", "status": ["Succeeded"] })));
     assert_eq!(reply.status, 200, "{}", reply.text);
     assert_eq!(reply.json["resent"], 3, "{}", reply.text);
-    let arrivals: Vec<&String> = originals.iter().zip(events).filter(|(_, e)| *e == "Arrival").map(|(l, _)| l).collect();
+    let arrivals: Vec<&String> =
+        originals.iter().zip(events).filter(|(_, e)| *e == "Arrival").map(|(l, _)| l).collect();
     let listed = server.all_logs(&format!("destination={}", dest.id), 100);
     // Newest first: the three resent logs, each naming its original, in
     // acceptance order from the oldest.

@@ -99,7 +99,12 @@ fn every_endpoint_refuses_a_role_below_its_own_and_changes_nothing() {
         ("PUT", format!("/subscriptions/{subscription}"), Some(json!({})), Needs::Admin),
         ("DELETE", format!("/subscriptions/{subscription}"), None, Needs::Admin),
         ("POST", format!("/logs/{log}/resend"), None, Needs::Operator),
-        ("POST", format!("/destinations/{LAB}/replay"), Some(json!({ "since": "2020-01-01T00:00:00Z" })), Needs::Operator),
+        (
+            "POST",
+            format!("/destinations/{LAB}/replay"),
+            Some(json!({ "since": "2020-01-01T00:00:00Z" })),
+            Needs::Operator,
+        ),
         ("GET", "/operators".into(), None, Needs::Admin),
         ("POST", "/operators".into(), Some(json!({ "name": "zed", "role": "viewer" })), Needs::Admin),
         ("GET", "/operators/vera".into(), None, Needs::Admin),

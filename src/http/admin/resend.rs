@@ -22,8 +22,7 @@ use crate::{
 };
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/logs/{id}/resend", web::post().to(resend))
-        .route("/destinations/{id}/replay", web::post().to(replay));
+    cfg.route("/logs/{id}/resend", web::post().to(resend)).route("/destinations/{id}/replay", web::post().to(replay));
 }
 
 type Reply = Result<HttpResponse, ApiError>;

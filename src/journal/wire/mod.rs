@@ -249,8 +249,13 @@ mod tests {
     /// One of every event format 0 knew, as `v0-samples.txt` was written
     /// from them by the build of that format.
     fn format_0_samples() -> Vec<Event> {
-        let source =
-            Source { id: id(1), name: "EHR".into(), api_key: "key".into(), secret_hash: "pbkdf2$1$aa$bb".into(), alert_emails: Vec::new() };
+        let source = Source {
+            id: id(1),
+            name: "EHR".into(),
+            api_key: "key".into(),
+            secret_hash: "pbkdf2$1$aa$bb".into(),
+            alert_emails: Vec::new(),
+        };
         let destination = Destination {
             id: id(2),
             name: "Lab".into(),
@@ -421,8 +426,7 @@ mod tests {
 
     #[test]
     fn older_snapshots_read_with_what_they_lack_empty() {
-        let Some(Event::Snapshot(snapshot)) = samples().into_iter().find(|e| matches!(e, Event::Snapshot(_)))
-        else {
+        let Some(Event::Snapshot(snapshot)) = samples().into_iter().find(|e| matches!(e, Event::Snapshot(_))) else {
             panic!("no snapshot sample")
         };
         let (type_code, bytes) = v1::encode(&Event::Snapshot(snapshot.clone())).expect("a type").expect("encodes");

@@ -340,9 +340,9 @@ pub fn decode(type_code: u8, version: u8, bytes: &[u8]) -> Option<Decoded<Replay
         (SNAPSHOT, 3) => {
             access(|b| v1::decode_access::<ArchivedSnapshot>(b).and_then(from_snapshot).map(Event::Snapshot))
         }
-        (types::OPERATOR_UPSERTED, 1) => access(|b| {
-            v1::decode_access::<ArchivedOperator>(b).and_then(from_operator).map(Event::OperatorUpserted)
-        }),
+        (types::OPERATOR_UPSERTED, 1) => {
+            access(|b| v1::decode_access::<ArchivedOperator>(b).and_then(from_operator).map(Event::OperatorUpserted))
+        }
         (types::OPERATOR_DELETED, 1) => access(|b| {
             v1::decode_access::<ArchivedOperatorDeleted>(b).map(|o| Event::OperatorDeleted { name: o.name.to_string() })
         }),
