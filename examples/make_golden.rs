@@ -148,6 +148,9 @@ name = "Archive"
 url = "{archive}"
 environment = "development"
 enabled = false
+alert_emails = ["archive-team@hospital.test"]
+alert_depth = 1
+alert_age_ms = 86400000
 
 [[destinations]]
 id = "{FHIR_SINK}"
@@ -498,8 +501,39 @@ fn scenario(engine: &Engine) -> Value {
     engine.admin("DELETE", &format!("/subscriptions/{}", gone["id"].as_str().expect("an ID")), None);
     assert!(subscription["id"].is_string());
 
+    // Format 3: alert settings, operators, resend and replay.
+    let portal_id = portal["id"].as_str().expect("an ID");
+    let alerting =
+        json!({ "name": "Portal", "api_key": "golden-portal-key", "alert_emails": ["portal@hospital.test"] });
+    engine.admin("PUT", &format!("/sources/{portal_id}"), Some(&alerting));
+    let registry_alerts = json!({ "name": "Registry", "url": "http://127.0.0.1:9/registry/v2", "environment": "staging",
+                                  "enabled": false, "timeout_ms": 1234, "alert_emails": ["registry@hospital.test"],
+                                  "alert_depth": 500, "alert_age_ms": 600000 });
+    engine.admin("PUT", &format!("/destinations/{registry_id}"), Some(&registry_alerts));
+    let night = json!({ "name": "night-shift", "role": "viewer", "token": "golden-night-token-0123456789" });
+    engine.admin("POST", "/operators", Some(&night));
+    let night = json!({ "role": "operator", "phi_access": true });
+    engine.admin("PUT", "/operators/night-shift", Some(&night));
+    engine.admin("POST", "/operators", Some(&json!({ "name": "temp", "role": "viewer" })));
+    engine.admin("DELETE", "/operators/temp", None);
+    let resent = engine.admin("POST", &format!("/logs/{lab}/resend"), None);
+    let resent = resent["id"].as_str().expect("the resent log").to_owned();
+    let since = engine.log(&lab)["received_at"].as_str().expect("a time").to_owned();
+    let replayed = engine.admin(
+        "POST",
+        &format!("/destinations/{LAB}/replay"),
+        Some(&json!({ "since": since, "status": ["Succeeded"] })),
+    );
+    assert!(replayed["resent"].as_u64().is_some_and(|n| n >= 2), "{replayed}");
+    wait_for("the resent logs", || status(&resent) == "Succeeded");
+    wait_for("the archive's backlog", || {
+        let alerts = engine.admin("GET", "/alerts", None)["alerts"].clone();
+        alerts.as_array().expect("alerts").iter().any(|a| a["kind"] == "QueueBacklog")
+    });
+
     wait_for("every queue to settle", || {
         [LAB, ANALYTICS, FHIR_SINK].iter().all(|d| engine.queue(d)["depth"] == 0)
+            && engine.admin("GET", &format!("/logs?destination={LAB}&status=Pending"), None)["logs"] == json!([])
             && engine.queue(PHARMACY)["state"] == "halted"
             && engine.queue(BILLING)["state"] == "paused"
     });
@@ -526,5 +560,6 @@ fn capture(engine: &Engine) -> Value {
         "queues": queues,
         "alerts": engine.admin("GET", "/alerts", None)["alerts"],
         "audit": engine.admin("GET", "/audit?limit=1000", None)["audit"],
+        "operators": engine.admin("GET", "/operators", None)["operators"],
     })
 }

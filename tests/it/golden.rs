@@ -1,8 +1,8 @@
 //! Data directories written by earlier releases (`tests/golden/`, each made
 //! by `examples/make_golden.rs` with the build of its day) start on the
 //! current build with everything in them: configuration, logs with their
-//! attempts and payloads, statuses, pauses and halts, alerts, and the
-//! tokens the old build issued. Old data directories are a promise.
+//! attempts and payloads, statuses, pauses and halts, alerts, the audit
+//! trail, operators, resent logs, and the tokens the old build issued. Old data directories are a promise.
 
 use std::{
     ffi::OsStr,
@@ -99,6 +99,17 @@ fn check(dir: &Path) {
     // Directories from before the audit trail (format 2) have none.
     if let Some(audit) = expected.get("audit") {
         assert_contains(&format!("{name}: audit"), audit, &admin(&server, "/audit?limit=1000")["audit"]);
+    }
+    // Nor operators of the API's before format 3; theirs still sign in.
+    if let Some(operators) = expected.get("operators") {
+        assert_contains(&format!("{name}: operators"), operators, &admin(&server, "/operators")["operators"]);
+        let night = server.admin_as(
+            Some("golden-night-token-0123456789"),
+            "POST",
+            "/destinations/de570000-0000-4000-8000-000000000001/pause",
+            None,
+        );
+        assert_eq!(night.status, 200, "{name}: an operator made through the API: {}", night.text);
     }
 
     // Tokens the old build issued still work: the key that signs them came
