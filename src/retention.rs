@@ -224,6 +224,17 @@ mod tests {
         },
         Alert {
             dest: u8,
+            kind: u8,
+        },
+        /// An operator resends kept ended logs of one destination.
+        Resend {
+            pick: u16,
+            count: u8,
+        },
+        /// An operator is made, changed or deleted through the API.
+        Operator {
+            name: u8,
+            delete: bool,
         },
         /// A destination is changed, deleted, or created again.
         Reconfigure {
@@ -283,7 +294,9 @@ mod tests {
             1 => any::<u16>().prop_map(|pick| Op::ManualRetry { pick }),
             1 => (0u8..3).prop_map(|dest| Op::Pause { dest }),
             1 => (0u8..3).prop_map(|dest| Op::Resume { dest }),
-            1 => (0u8..3).prop_map(|dest| Op::Alert { dest }),
+            1 => (0u8..3, 0u8..3).prop_map(|(dest, kind)| Op::Alert { dest, kind }),
+            1 => (any::<u16>(), 1u8..5).prop_map(|(pick, count)| Op::Resend { pick, count }),
+            1 => (0u8..3, any::<bool>()).prop_map(|(name, delete)| Op::Operator { name, delete }),
             1 => (0u8..3, any::<bool>()).prop_map(|(dest, delete)| Op::Reconfigure { dest, delete }),
             2 => (0u16..600).prop_map(|minutes| Op::Advance { minutes }),
             2 => Just(Op::Compact),
@@ -416,16 +429,69 @@ mod tests {
                 Op::Resume { dest } => {
                     record(&ledger, Event::QueueResumed { destination_id: Id(100 + u128::from(dest)), at_ms: now_ms });
                 }
-                Op::Alert { dest } => {
+                Op::Alert { dest, kind } => {
+                    let kinds = [AlertKind::QueuePaused, AlertKind::QueueBacklog, AlertKind::QueueRecovered];
                     let alert = Alert {
                         id: fresh(),
-                        kind: AlertKind::QueuePaused,
+                        kind: kinds[usize::from(kind) % kinds.len()],
                         destination_id: Id(100 + u128::from(dest)),
                         log_id: None,
                         at_ms: now_ms,
-                        text: "paused".into(),
+                        text: "alert".into(),
                     };
                     record(&ledger, Event::AlertRaised(alert));
+                }
+                Op::Resend { pick, count } => {
+                    let resent = {
+                        let state = ledger.state().read();
+                        let released = journal.released_below();
+                        let ended: Vec<crate::state::LogRecord> = state
+                            .all_logs()
+                            .into_iter()
+                            .filter(|l| l.status.is_terminal() && l.position >= released)
+                            .filter(|l| state.destinations.contains_key(&l.destination_id))
+                            .collect();
+                        (!ended.is_empty()).then(|| {
+                            let destination_id = ended[usize::from(pick) % ended.len()].destination_id;
+                            let logs = ended
+                                .iter()
+                                .rev()
+                                .filter(|l| l.destination_id == destination_id)
+                                .take(usize::from(count))
+                                .map(|l| crate::journal::ResentLog {
+                                    id: fresh(),
+                                    attempt_id: fresh(),
+                                    resent_from: l.id,
+                                    message_id: l.message_id,
+                                    message_position: l.position,
+                                    log_type: LogType::Async,
+                                    source_id: Id(1),
+                                    data_model: "PatientAdmin".into(),
+                                    event_type: "NewPatient".into(),
+                                    received_at_ms: l.received_at_ms.expect("a message"),
+                                })
+                                .collect();
+                            crate::journal::Resent { destination_id, at_ms: now_ms, logs }
+                        })
+                    };
+                    if let Some(resent) = resent {
+                        record(&ledger, Event::LogsResent(resent));
+                    }
+                }
+                Op::Operator { name, delete } => {
+                    let name = format!("operator-{name}");
+                    if delete {
+                        record(&ledger, Event::OperatorDeleted { name });
+                    } else {
+                        let operator = crate::model::OperatorRecord {
+                            name,
+                            token_hash: [u8::try_from(now_ms % 251).unwrap_or(0); 32],
+                            role: crate::model::Role::Operator,
+                            phi_access: now_ms % 2 == 0,
+                            created_at_ms: now_ms,
+                        };
+                        record(&ledger, Event::OperatorUpserted(operator));
+                    }
                 }
                 Op::Reconfigure { dest, delete } => {
                     let n = u128::from(dest);
@@ -508,6 +574,36 @@ mod tests {
             ops.push(Op::Reopen);
             run(&ops);
         }
+    }
+
+    /// A resent log leaves retention with its message, out of log-number
+    /// order: uncounted then, and not again when later releases pass it.
+    #[test]
+    fn resent_logs_leave_retention_with_their_messages_counted_once() {
+        // Fillers to destination 2 fill segments, so releases happen.
+        let fill = |ops: &mut Vec<Op>| {
+            for _ in 0..12 {
+                ops.extend([Op::Send { mask: 0b100, keyed: false, body: 1900 }, Op::Finish { dest: 2, status: 0 }]);
+            }
+        };
+        let mut ops = Vec::new();
+        fill(&mut ops);
+        // A to destination 0, delivered; B to destination 1, waiting.
+        ops.extend([Op::Send { mask: 0b001, keyed: false, body: 10 }, Op::Finish { dest: 0, status: 0 }]);
+        fill(&mut ops);
+        ops.push(Op::Send { mask: 0b010, keyed: false, body: 10 });
+        fill(&mut ops);
+        // A resent and delivered: its log is numbered after B's.
+        ops.extend([Op::Resend { pick: 24, count: 1 }, Op::Finish { dest: 0, status: 0 }]);
+        fill(&mut ops);
+        // B ends 50 minutes later; 20 minutes on, A's logs are past
+        // retention and B's is not: A's message is released.
+        ops.extend([Op::Advance { minutes: 50 }, Op::Finish { dest: 1, status: 0 }, Op::Sync]);
+        ops.extend([Op::Advance { minutes: 20 }, Op::Compact, Op::Reopen]);
+        // Then B's too, past the resent log's number.
+        fill(&mut ops);
+        ops.extend([Op::Advance { minutes: 120 }, Op::Sync, Op::Compact, Op::Reopen]);
+        assert!(run(&ops) >= 2, "segments were deleted");
     }
 
     /// Old segments really go once their messages are delivered and past

@@ -158,6 +158,10 @@ pub struct History {
     first_visible: u64,
     /// Visible entries by status (`LogStatus as usize`).
     counts: [u64; 6],
+    /// Visible entries of resent logs, by message position and number:
+    /// they leave retention with their message, out of number order, so
+    /// a release finds them here rather than at the front of the table.
+    resent: BTreeSet<(u64, u64)>,
     /// Why the history is being rebuilt, while it is.
     rebuilding: Option<String>,
     /// The next table chunk, made ahead.
@@ -209,6 +213,7 @@ impl History {
             visible_from,
             first_visible: u64::MAX,
             counts: [0; 6],
+            resent: BTreeSet::new(),
             rebuilding: None,
             ahead: Ahead::default(),
             _temporary: None,
@@ -245,6 +250,7 @@ impl History {
             visible_from,
             first_visible: u64::MAX,
             counts: [0; 6],
+            resent: BTreeSet::new(),
             rebuilding: Some(reason),
             ahead: Ahead::default(),
             _temporary: None,
@@ -263,7 +269,7 @@ impl History {
 
     /// Checks every entry and counts the visible ones.
     fn recount(&mut self) -> Result<(), HistoryError> {
-        let (mut counts, mut first) = ([0u64; 6], u64::MAX);
+        let (mut counts, mut first, mut resent) = ([0u64; 6], u64::MAX, BTreeSet::new());
         for chunk in self.chunks.values() {
             for (n, entry) in chunk.entries() {
                 if let Some(e) = entry?
@@ -271,10 +277,13 @@ impl History {
                 {
                     counts[e.status as usize] += 1;
                     first = first.min(n);
+                    if e.created_at != e.position {
+                        resent.insert((e.position, n));
+                    }
                 }
             }
         }
-        (self.counts, self.first_visible) = (counts, first);
+        (self.counts, self.first_visible, self.resent) = (counts, first, resent);
         Ok(())
     }
 
@@ -351,10 +360,14 @@ impl History {
             && old.position >= self.visible_from
         {
             self.counts[old.status as usize] -= 1;
+            self.resent.remove(&(old.position, n));
         }
         if entry.position >= self.visible_from {
             self.counts[entry.status as usize] += 1;
             self.first_visible = self.first_visible.min(n);
+            if entry.created_at != entry.position {
+                self.resent.insert((entry.position, n));
+            }
         }
         self.applied_through = self.applied_through.max(entry.ended_at);
         chunk.put(n, &entry);
@@ -499,8 +512,8 @@ impl History {
     /// the rows files no remaining chunk points into.
     pub fn release_below(&mut self, position: u64, keep_from: u64) -> Result<(), HistoryError> {
         if position > self.visible_from {
-            self.visible_from = position;
-            self.advance_first_visible()?;
+            let before = std::mem::replace(&mut self.visible_from, position);
+            self.advance_first_visible(before)?;
         }
         let limit = self.first_visible.min(keep_from) / CHUNK_LOGS;
         let doomed: Vec<u64> = self.chunks.range(..limit).map(|(n, _)| *n).collect();
@@ -518,8 +531,10 @@ impl History {
         Ok(())
     }
 
-    /// Moves `first_visible` past entries now out of retention, uncounting them.
-    fn advance_first_visible(&mut self) -> Result<(), HistoryError> {
+    /// Moves `first_visible` past entries now out of retention, uncounting
+    /// those visible until now (from `before`): a resent log's entry past
+    /// `first_visible` may have left already.
+    fn advance_first_visible(&mut self, before: u64) -> Result<(), HistoryError> {
         let mut n = self.first_visible;
         let last = self.chunks.keys().next_back().map_or(0, |c| (c + 1) * CHUNK_LOGS);
         while n < last {
@@ -531,11 +546,21 @@ impl History {
                 if e.position >= self.visible_from {
                     break;
                 }
-                self.counts[e.status as usize] -= 1;
+                if e.position >= before {
+                    self.counts[e.status as usize] -= 1;
+                    self.resent.remove(&(e.position, n));
+                }
             }
             n += 1;
         }
         self.first_visible = if n >= last { u64::MAX } else { n };
+        // Resent logs of messages now past retention, further on.
+        let kept = self.resent.split_off(&(self.visible_from, 0));
+        for (_, n) in std::mem::replace(&mut self.resent, kept) {
+            if let Some(e) = self.stored(n)? {
+                self.counts[e.status as usize] -= 1;
+            }
+        }
         Ok(())
     }
 

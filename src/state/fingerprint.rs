@@ -27,6 +27,8 @@ pub(crate) struct Fingerprint {
     alerts: Vec<KeptAlert>,
     audit: Vec<(u64, crate::model::AuditEntry)>,
     alert_channels: BTreeMap<String, u64>,
+    operators: Vec<crate::model::OperatorRecord>,
+    backlogged: Vec<Id>,
     position: u64,
 }
 
@@ -68,6 +70,8 @@ impl State {
             alerts: self.alerts.clone(),
             audit: self.audit.clone(),
             alert_channels: self.alert_channels.clone(),
+            operators: self.operators.values().cloned().collect(),
+            backlogged: self.backlogged.iter().copied().collect(),
             position: self.position,
         }
     }
