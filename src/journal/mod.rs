@@ -20,7 +20,10 @@ pub use self::{
         Accepted, AlertSend, BodyHash, ConfigBatch, Event, KeptAlert, Keyed, MessageView, NewLog, PausedQueue,
         Replayed, Resent, ResentLog, Snapshot, body_hash,
     },
-    wire::{DecodeError, decode, decode_event, describe_kind, encode, is_snapshot, known_kinds, message_payload},
+    wire::{
+        DecodeError, RESENT_LOG_BYTES, decode, decode_event, describe_kind, encode, is_snapshot, known_kinds,
+        message_payload,
+    },
 };
 
 #[derive(Debug, thiserror::Error)]

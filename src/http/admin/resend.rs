@@ -13,7 +13,7 @@ use crate::{
     clock::parse_rfc3339,
     error::{ApiError, ErrorKind},
     http::{AppCtx, authorize},
-    journal::{Resent, ResentLog},
+    journal::{RESENT_LOG_BYTES, Resent, ResentLog},
     limits,
     model::{Id, LogStatus, LogType},
     operators::{AuditDraft, Role},
@@ -137,15 +137,18 @@ impl ReplaySpec {
 /// read a page at a time, so that SENDs wait for no long read.
 fn replayed_logs(ctx: &AppCtx, mut filter: LogFilter, statuses: &[LogStatus]) -> Result<Vec<ResentLog>, ApiError> {
     let durable = ctx.journal.durable_through();
+    // One journal record: its largest size bounds a replay below the limit
+    // when `max_body_bytes` is set low.
+    let fits = (ctx.config.max_record_bytes() as usize).saturating_sub(limits::EVENT_OVERHEAD_BYTES) / RESENT_LOG_BYTES;
+    let most = limits::MAX_REPLAY_LOGS.min(fits);
     let mut found: Vec<(u64, usize, ResentLog)> = Vec::new();
     loop {
         let page = ctx.state.read().query_logs(&filter, durable).map_err(unreadable)?;
         for log in page.logs.iter().filter(|l| statuses.contains(&l.status)) {
-            if found.len() == limits::MAX_REPLAY_LOGS {
+            if found.len() == most {
                 return Err(ApiError::invalid(format!(
-                    "more than {} logs match: a replay resends at most {} logs; narrow since and until",
-                    limits::MAX_REPLAY_LOGS,
-                    limits::MAX_REPLAY_LOGS
+                    "more than {most} logs match: a replay resends at most {most} logs{}; narrow since and until",
+                    if most < limits::MAX_REPLAY_LOGS { " with this max_body_bytes" } else { "" }
                 )));
             }
             found.push((log.position, log.number, resent_log(ctx, log)?));

@@ -62,6 +62,8 @@ mod v1;
 mod v2;
 mod v3;
 
+pub use self::v3::RESENT_LOG_BYTES;
+
 use rkyv::util::AlignedVec;
 
 use super::event::{Event, Replayed};

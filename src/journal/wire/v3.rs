@@ -22,6 +22,9 @@ use crate::{
 
 type Decoded<T> = Result<T, String>;
 
+/// Bytes a resent log takes in a `LogsResent` record.
+pub const RESENT_LOG_BYTES: usize = std::mem::size_of::<ArchivedResentRecord>();
+
 pub mod types {
     pub const OPERATOR_UPSERTED: u8 = 20;
     pub const OPERATOR_DELETED: u8 = 21;
@@ -65,13 +68,14 @@ pub struct OperatorDeleted {
     pub name: String,
 }
 
-/// Names are written once per record and referred to by index: a replay
-/// of many logs repeats few data models and event types.
+/// Names and sources are written once per record and referred to by
+/// index: a replay of many logs repeats few of them. A log takes 96 bytes.
 #[derive(Archive, Serialize)]
 pub struct LogsResent {
     pub destination_id: u128,
     pub at_ms: i64,
     pub names: Vec<String>,
+    pub sources: Vec<u128>,
     pub logs: Vec<ResentRecord>,
 }
 
@@ -80,7 +84,8 @@ pub struct ResentRecord {
     pub id: u128,
     pub attempt_id: u128,
     pub resent_from: u128,
-    pub source_id: u128,
+    /// Index in `sources`.
+    pub source: u32,
     pub message_id: u64,
     pub message_position: u64,
     pub received_at_ms: i64,
@@ -190,6 +195,7 @@ fn resent(r: &Resent) -> LogsResent {
             (names.len() - 1) as u32
         }
     };
+    let mut sources: Vec<u128> = Vec::new();
     let logs = r
         .logs
         .iter()
@@ -197,7 +203,13 @@ fn resent(r: &Resent) -> LogsResent {
             id: l.id.0,
             attempt_id: l.attempt_id.0,
             resent_from: l.resent_from.0,
-            source_id: l.source_id.0,
+            source: match sources.iter().position(|s| *s == l.source_id.0) {
+                Some(i) => i as u32,
+                None => {
+                    sources.push(l.source_id.0);
+                    (sources.len() - 1) as u32
+                }
+            },
             message_id: l.message_id,
             message_position: l.message_position,
             received_at_ms: l.received_at_ms,
@@ -209,7 +221,7 @@ fn resent(r: &Resent) -> LogsResent {
             },
         })
         .collect();
-    LogsResent { destination_id: r.destination_id.0, at_ms: r.at_ms, names, logs }
+    LogsResent { destination_id: r.destination_id.0, at_ms: r.at_ms, names, sources, logs }
 }
 
 fn from_resent(a: &ArchivedLogsResent) -> Decoded<Resent> {
@@ -231,7 +243,11 @@ fn from_resent(a: &ArchivedLogsResent) -> Decoded<Resent> {
                     2 => LogType::Query,
                     code => return Err(format!("unknown log type code {code}")),
                 },
-                source_id: Id(l.source_id.to_native()),
+                source_id: a
+                    .sources
+                    .get(l.source.to_native() as usize)
+                    .map(|s| Id(s.to_native()))
+                    .ok_or_else(|| format!("source index {} is out of range", l.source))?,
                 data_model: name(l.data_model.to_native())?,
                 event_type: name(l.event_type.to_native())?,
                 received_at_ms: l.received_at_ms.to_native(),
