@@ -12,7 +12,7 @@ use crate::{
 
 /// Everything a replay must rebuild, in a comparable form: what the API
 /// shows of every log, not where it is kept.
-#[derive(Debug, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Fingerprint {
     sources: Vec<Source>,
     destinations: Vec<Destination>,
@@ -30,6 +30,47 @@ pub(crate) struct Fingerprint {
     operators: Vec<crate::model::OperatorRecord>,
     backlogged: Vec<Id>,
     position: u64,
+}
+
+impl Fingerprint {
+    /// Without the idempotency keys received before `cutoff_ms`: keys past
+    /// their window answer nothing, and whether memory still holds one
+    /// depends on when a compaction last forgot by the clock.
+    pub(crate) fn without_keys_before(mut self, cutoff_ms: TimestampMs) -> Self {
+        self.idempotency.retain(|_, (_, _, at_ms, _)| *at_ms >= cutoff_ms);
+        self
+    }
+
+    /// The names of the fields where `self` and `other` differ.
+    pub(crate) fn differences(&self, other: &Self) -> Vec<String> {
+        let mut out = Vec::new();
+        macro_rules! field {
+            ($($name:ident),*) => {$(
+                if self.$name != other.$name {
+                    out.push(format!("{}: {:?} != {:?}", stringify!($name), self.$name, other.$name));
+                }
+            )*};
+        }
+        field!(
+            sources,
+            destinations,
+            subscriptions,
+            token_key,
+            next_message_id,
+            next_log,
+            logs,
+            counts,
+            queues,
+            idempotency,
+            alerts,
+            audit,
+            alert_channels,
+            operators,
+            backlogged,
+            position
+        );
+        out
+    }
 }
 
 impl State {
