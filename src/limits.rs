@@ -125,3 +125,14 @@ pub const BODY_READ_TIMEOUT_MS: u64 = 15_000;
 /// deliveries a second ever waits: measured, strict FIFO at 10k/s lost
 /// about 5% to it, and 16 cost twice that.
 pub const UNSYNCED_OUTCOMES_MAX: usize = 32;
+/// A console session unused this long ends: an unattended screen in a
+/// clinic should not stay signed in through a shift change.
+pub const CONSOLE_SESSION_IDLE_MS: i64 = 8 * 3600 * 1000;
+/// A console session ends this long after sign-in however busy it is,
+/// so a stolen cookie is worth at most a day.
+pub const CONSOLE_SESSION_MAX_MS: i64 = 24 * 3600 * 1000;
+/// Console sessions kept at once; signing in beyond this ends the one
+/// unused longest. Sessions live in memory (about 200 bytes each).
+pub const CONSOLE_SESSIONS: usize = 10_000;
+/// Rows a console page shows by default.
+pub const CONSOLE_PAGE: usize = 50;

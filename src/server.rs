@@ -287,8 +287,21 @@ async fn build(config: Config, clock: SharedClock, ids: SharedIds) -> anyhow::Re
     let config = Arc::new(config);
     let throttles = Arc::new(http::Throttles::new(&clock));
     let operators = Arc::new(config.operators().map_err(|e| anyhow::anyhow!("operators: {e}"))?);
-    let ctx =
-        AppCtx { state, journal, router, deliveries, config, file, throttles, clock, ids, token_key, tls, operators };
+    let ctx = AppCtx {
+        state,
+        journal,
+        router,
+        deliveries,
+        config,
+        file,
+        throttles,
+        clock,
+        ids,
+        token_key,
+        tls,
+        operators,
+        sessions: Default::default(),
+    };
     Ok((ctx, ledger))
 }
 

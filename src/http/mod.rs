@@ -1,6 +1,7 @@
 //! The HTTP API (actix-web): routes, shared context and request helpers.
 
 mod admin;
+mod console;
 mod health;
 mod query;
 mod send;
@@ -27,7 +28,7 @@ use crate::{
     ledger::{JournalReader, StateReader},
     model::Id,
     objects::file::FileObjects,
-    operators::{Operator, Operators, Role, token_hash},
+    operators::{self, Operator, Operators, Role, token_hash},
     router::Router,
 };
 
@@ -51,6 +52,8 @@ pub struct AppCtx {
     pub tls: Arc<rustls::ClientConfig>,
     /// Who may use the operator API, and for what.
     pub operators: Arc<Operators>,
+    /// Operators signed in to the console.
+    pub sessions: Arc<console::Sessions>,
 }
 
 impl std::fmt::Debug for AppCtx {
@@ -68,7 +71,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
         .route("/metrics", web::get().to(health::metrics))
-        .service(web::scope("/api/v1").configure(admin::routes));
+        .service(web::scope("/api/v1").configure(admin::routes))
+        .configure(console::routes);
 }
 
 /// The bearer token of a request, if it has one.
@@ -95,26 +99,19 @@ pub fn client_ip(req: &HttpRequest) -> IpAddr {
     req.peer_addr().map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip())
 }
 
-/// The operator whose bearer token came with the request, if their role is
-/// at least `needed` (SPEC §12): 401 for a missing or unknown token, 403
-/// for a role that may not. An address that sent too many wrong tokens is
-/// refused (429) until its limit refills.
+/// The operator whose bearer token came with the request, or whose
+/// console session did, if their role is at least `needed` (SPEC §12):
+/// 401 for a missing or unknown token, 403 for a role that may not. An
+/// address that sent too many wrong tokens is refused (429) until its
+/// limit refills.
 pub fn authorize(ctx: &AppCtx, req: &HttpRequest, needed: Role) -> Result<Operator, ApiError> {
     let ip = client_ip(req);
     ctx.throttles.operator_failures.check(ip)?;
     if ctx.operators.is_empty() && ctx.state.read().operators.is_empty() {
         return Err(ApiError::unauthorized("The operator API is disabled: set admin_token or add [[operators]]"));
     }
-    let found = bearer(req).map(|token| {
-        let hash = token_hash(token);
-        ctx.operators.find(&hash).cloned().or_else(|| {
-            let state = ctx.state.read();
-            let made = state.operators.values().find(|o| o.token_hash == hash)?;
-            Some(Operator { name: made.name.clone(), role: made.role, phi_access: made.phi_access })
-        })
-    });
-    let failure = match found {
-        Some(operator) => match operator {
+    let failure = match credential(ctx, req) {
+        Ok(hash) => match operator_by_hash(ctx, &hash) {
             Some(operator) if operator.role >= needed => return Ok(operator),
             Some(operator) => {
                 return Err(ApiError::new(
@@ -127,12 +124,49 @@ pub fn authorize(ctx: &AppCtx, req: &HttpRequest, needed: Role) -> Result<Operat
                     ),
                 ));
             }
-            None => ApiError::unauthorized("Invalid operator token"),
+            None => {
+                ctx.sessions.close_for(&hash);
+                ApiError::unauthorized("Invalid operator token")
+            }
         },
-        None => ApiError::unauthorized("Missing bearer token"),
+        Err(failure) => failure,
     };
     ctx.throttles.operator_failures.take(ip)?;
     Err(failure)
+}
+
+/// The digest of the operator token a request carries: its bearer token,
+/// or the token that opened its console session, which counts only with
+/// the session's CSRF token beside it.
+fn credential(ctx: &AppCtx, req: &HttpRequest) -> Result<operators::TokenHash, ApiError> {
+    if let Some(token) = bearer(req) {
+        return Ok(token_hash(token));
+    }
+    let Some(cookie) = req.cookie(console::COOKIE) else {
+        return Err(ApiError::unauthorized("Missing bearer token"));
+    };
+    let session = ctx
+        .sessions
+        .find(cookie.value(), ctx.clock.now_ms())
+        .ok_or_else(|| ApiError::unauthorized("The console session has ended: sign in again"))?;
+    let csrf = req.headers().get(console::CSRF_HEADER).and_then(|v| v.to_str().ok());
+    if csrf != Some(session.csrf.as_str()) {
+        return Err(ApiError::unauthorized(format!(
+            "A console session counts only with its CSRF token in {}",
+            console::CSRF_HEADER
+        )));
+    }
+    Ok(session.token_hash)
+}
+
+/// The operator whose token has digest `hash`: one of the configuration's,
+/// or one made through the operator API.
+pub fn operator_by_hash(ctx: &AppCtx, hash: &operators::TokenHash) -> Option<Operator> {
+    ctx.operators.find(hash).cloned().or_else(|| {
+        let state = ctx.state.read();
+        let made = state.operators.values().find(|o| &o.token_hash == hash)?;
+        Some(Operator { name: made.name.clone(), role: made.role, phi_access: made.phi_access })
+    })
 }
 
 /// Requires a JSON content type (415 otherwise).

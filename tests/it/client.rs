@@ -183,6 +183,27 @@ impl Client {
         reply(request.send(bytes))
     }
 
+    /// An empty POST with `headers`, and the console's CSRF token if given.
+    pub fn post_with_headers(&self, path: &str, headers: &[(&str, &str)], csrf: Option<&str>) -> Reply {
+        let mut request = self.agent.post(self.url(path));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(csrf) = csrf {
+            request = request.header("X-Ferrox-Csrf", csrf);
+        }
+        reply(request.send_empty())
+    }
+
+    /// A GET with `headers`, not following a redirect.
+    pub fn get_with_headers(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
+        let mut request = self.agent.get(self.url(path)).config().max_redirects(0).build();
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        reply(request.call())
+    }
+
     /// A JSON POST sent with chunked transfer encoding (no Content-Length).
     pub fn post_chunked(&self, path: &str, token: &str, bytes: Vec<u8>) -> Reply {
         let request = self.agent.post(self.url(path)).header("Authorization", format!("Bearer {token}"));

@@ -27,19 +27,12 @@ async fn audit(
     query: web::Query<HashMap<String, String>>,
 ) -> Result<HttpResponse, ApiError> {
     authorize(&ctx, &req, Role::Viewer)?;
-    let (mut limit, mut before) = (limits::DEFAULT_LOG_PAGE, u64::MAX);
-    for (key, value) in query.iter() {
-        let bad = || ApiError::invalid(format!("Invalid value '{value}' for '{key}'"));
-        match key.as_str() {
-            "limit" => limit = value.parse().ok().filter(|&n| n > 0).ok_or_else(bad)?,
-            "cursor" => {
-                let position = value.strip_prefix(CURSOR_PREFIX).and_then(|n| u64::from_str_radix(n, 16).ok());
-                before = position.ok_or_else(bad)?;
-            }
-            _ => return Err(ApiError::invalid(format!("Unknown query parameter '{key}'"))),
-        }
-    }
-    let limit = limit.min(MAX_PAGE);
+    Ok(HttpResponse::Ok().json(audit_page(&ctx, &query)?))
+}
+
+/// A page of the audit trail, newest first, as `GET /audit` answers it.
+pub(in crate::http) fn audit_page(ctx: &AppCtx, query: &HashMap<String, String>) -> Result<Value, ApiError> {
+    let (limit, before) = page_query(query, CURSOR_PREFIX)?;
     let durable = ctx.journal.durable_through();
     let state = ctx.state.read();
     let mut entries = state.audit.iter().rev().filter(|(p, _)| *p <= durable && *p < before);
@@ -59,5 +52,23 @@ async fn audit(
             })
         })
         .collect();
-    Ok(HttpResponse::Ok().json(json!({ "audit": audit, "next_cursor": next })))
+    Ok(json!({ "audit": audit, "next_cursor": next }))
+}
+
+/// `limit` and `cursor` of a list kept in journal order: the cursor is the
+/// position of the last entry shown, after `prefix`. Anything else is a 400.
+pub(super) fn page_query(query: &HashMap<String, String>, prefix: &str) -> Result<(usize, u64), ApiError> {
+    let (mut limit, mut before) = (limits::DEFAULT_LOG_PAGE, u64::MAX);
+    for (key, value) in query {
+        let bad = || ApiError::invalid(format!("Invalid value '{value}' for '{key}'"));
+        match key.as_str() {
+            "limit" => limit = value.parse().ok().filter(|&n| n > 0).ok_or_else(bad)?,
+            "cursor" => {
+                let position = value.strip_prefix(prefix).and_then(|n| u64::from_str_radix(n, 16).ok());
+                before = position.ok_or_else(bad)?;
+            }
+            _ => return Err(ApiError::invalid(format!("Unknown query parameter '{key}'"))),
+        }
+    }
+    Ok((limit.min(MAX_PAGE), before))
 }

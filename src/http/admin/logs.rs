@@ -14,8 +14,8 @@ use crate::{
     http::{AppCtx, authorize},
     limits,
     model::{Id, LogStatus, LogType},
-    operators::Role,
-    state::{Log, LogFilter, LogRecord},
+    operators::{Operator, Role},
+    state::{LogFilter, LogRecord},
 };
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -93,17 +93,26 @@ fn unreadable(e: crate::history::HistoryError) -> ApiError {
 
 async fn list_logs(ctx: web::Data<AppCtx>, req: HttpRequest, query: web::Query<HashMap<String, String>>) -> Reply {
     authorize(&ctx, &req, Role::Viewer)?;
-    let filter = parse_filter(&query)?;
+    Ok(HttpResponse::Ok().json(logs_page(&ctx, &query)?))
+}
+
+/// A page of logs, newest first, as `GET /logs` answers it.
+pub(in crate::http) fn logs_page(ctx: &AppCtx, query: &HashMap<String, String>) -> Result<Value, ApiError> {
+    let filter = parse_filter(query)?;
     let durable = ctx.journal.durable_through();
     let page = ctx.state.read().query_logs(&filter, durable).map_err(unreadable)?;
     let logs: Vec<Value> = page.logs.iter().map(log_json).collect();
     let next = page.next.map(|i| format!("{CURSOR_PREFIX}{i:x}"));
-    Ok(HttpResponse::Ok().json(json!({ "logs": logs, "next_cursor": next })))
+    Ok(json!({ "logs": logs, "next_cursor": next }))
 }
 
 async fn get_log(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>) -> Reply {
     let operator = authorize(&ctx, &req, Role::Viewer)?;
-    let id = path_id(&id)?;
+    Ok(HttpResponse::Ok().json(log_detail(&ctx, &operator, path_id(&id)?)?))
+}
+
+/// A log with its payload, as `GET /logs/{id}` answers it to `operator`.
+pub(in crate::http) fn log_detail(ctx: &AppCtx, operator: &Operator, id: Id) -> Result<Value, ApiError> {
     let durable = ctx.journal.durable_through();
     let log = ctx.state.read().find_log(id, durable).map_err(unreadable)?;
     let log = log.ok_or_else(|| ApiError::not_found(format!("log {id} not found")))?;
@@ -122,27 +131,33 @@ async fn get_log(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>
         value["payload"] = Value::Null;
         value["payload_redacted"] = Value::Bool(true);
     }
-    Ok(HttpResponse::Ok().json(value))
+    Ok(value)
 }
 
 async fn queue(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>) -> Reply {
     authorize(&ctx, &req, Role::Viewer)?;
-    let id = path_id(&id)?;
+    Ok(HttpResponse::Ok().json(queue_view(&ctx, path_id(&id)?)?))
+}
+
+/// A destination's queue, as `GET /destinations/{id}/queue` answers it.
+pub(in crate::http) fn queue_view(ctx: &AppCtx, id: Id) -> Result<Value, ApiError> {
     let durable = ctx.journal.durable_through();
     let now = ctx.clock.now_ms();
     let state = ctx.state.read();
     if !state.destinations.contains_key(&id) {
         return Err(ApiError::not_found(format!("destination {id} not found")));
     }
-    let pending: Vec<&Log> = state
-        .queues
-        .get(&id)
-        .map(|q| q.pending.iter().filter_map(|&i| state.log_at(i)).filter(|l| l.created_at() <= durable).collect())
-        .unwrap_or_default();
+    // Logs join a queue at its tail as they are made, so those not yet
+    // durable are the last ones: counted from the tail, not over the whole
+    // queue, which may hold a million.
+    let pending = state.queues.get(&id).map(|q| &q.pending);
+    let durable_log = |&i: &usize| state.log_at(i).filter(|l| l.created_at() <= durable);
+    let fresh = pending.map_or(0, |p| p.iter().rev().take_while(|i| durable_log(i).is_none()).count());
+    let depth = pending.map_or(0, |p| p.len() - fresh);
+    let head = pending.and_then(|p| p.front()).and_then(durable_log);
     let disabled = state.destinations.get(&id).is_some_and(|d| !d.enabled);
     let paused = state.queues.get(&id).and_then(|q| q.paused.clone());
     let paused = paused.or_else(|| disabled.then(|| (now, "destination disabled".to_owned())));
-    let head = pending.first();
     // A queue is in the order its logs joined it: its head waited longest.
     let oldest = head.and_then(|l| state.queued_at(l)).map(|at| (now - at).max(0));
     let halted = head.is_some_and(|l| l.status == LogStatus::ProcessingFailed);
@@ -157,14 +172,14 @@ async fn queue(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>) 
     let reason = paused
         .map(|(_, r)| r)
         .or_else(|| head.filter(|_| halted || retrying).and_then(|l| l.reason().map(str::to_owned)));
-    Ok(HttpResponse::Ok().json(json!({
+    Ok(json!({
         "destination_id": id.to_string(),
-        "depth": pending.len(),
+        "depth": depth,
         "oldest_pending_age_ms": oldest,
         "state": queue_state,
         "paused_reason": reason,
         "head_log_id": head.map(|l| l.id.to_string()),
         "next_retry_at": head.filter(|_| retrying).map(|h| rfc3339(next_attempt_at(h, &ctx.config.delivery.retry_schedule_ms))),
         "head_attempts": head.map(|l| l.attempts().iter().map(attempt_json).collect::<Vec<_>>()).unwrap_or_default(),
-    })))
+    }))
 }

@@ -9,6 +9,12 @@ mod queues;
 mod resend;
 
 use actix_web::{HttpRequest, web};
+
+pub(super) use self::{
+    audit::audit_page,
+    logs::{log_detail, logs_page, queue_view},
+    queues::alerts_page,
+};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 

@@ -4,7 +4,9 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Map, Value, json};
 
-use super::path_id;
+use std::collections::HashMap;
+
+use super::{audit::page_query, path_id};
 use crate::{
     clock::rfc3339,
     delivery::Action,
@@ -61,14 +63,26 @@ async fn skip(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>) -
     on_log(ctx, req, id, false).await
 }
 
-async fn alerts(ctx: web::Data<AppCtx>, req: HttpRequest) -> Reply {
+async fn alerts(ctx: web::Data<AppCtx>, req: HttpRequest, query: web::Query<HashMap<String, String>>) -> Reply {
     authorize(&ctx, &req, Role::Viewer)?;
+    Ok(HttpResponse::Ok().json(alerts_page(&ctx, &query)?))
+}
+
+/// A page of alerts, newest first, as `GET /alerts` answers it (`limit`,
+/// `cursor`, like `/audit`).
+pub(in crate::http) fn alerts_page(ctx: &AppCtx, query: &HashMap<String, String>) -> Result<Value, ApiError> {
+    let (limit, before) = page_query(query, CURSOR_PREFIX)?;
     let durable = ctx.journal.durable_through();
     let state = ctx.state.read();
-    let alerts: Vec<Value> =
-        state.alerts.iter().rev().filter(|k| k.position <= durable).map(|k| alert_json(&state, k)).collect();
-    Ok(HttpResponse::Ok().json(json!({ "alerts": alerts, "next_cursor": null })))
+    let mut kept = state.alerts.iter().rev().filter(|k| k.position <= durable && k.position < before);
+    let page: Vec<&KeptAlert> = kept.by_ref().take(limit).collect();
+    let more = kept.next().is_some();
+    let next = page.last().filter(|_| more).map(|k| format!("{CURSOR_PREFIX}{:x}", k.position));
+    let alerts: Vec<Value> = page.iter().map(|k| alert_json(&state, k)).collect();
+    Ok(json!({ "alerts": alerts, "next_cursor": next }))
 }
+
+const CURSOR_PREFIX: &str = "r";
 
 /// An alert, with `sent` telling per channel whether it went out (`true`)
 /// or is still to go (`false`), and `refused` the reason of a channel that
