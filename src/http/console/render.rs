@@ -33,11 +33,8 @@ pub fn page(viewer: &Viewer, nav: Nav, title: &str, body: Markup) -> Markup {
         (DOCTYPE)
         html lang="en" {
             head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
+                (head_common(title))
                 meta name="ferrox-csrf" content=(viewer.csrf);
-                title { (title) " · ferrox" }
-                link rel="stylesheet" href="/ui/assets/console.css";
                 script src="/ui/assets/console.js" defer {}
             }
             body {
@@ -63,6 +60,17 @@ pub fn page(viewer: &Viewer, nav: Nav, title: &str, body: Markup) -> Markup {
                 main id="content" tabindex="-1" { (body) }
             }
         }
+    }
+}
+
+/// What every console page's `head` holds: encoding, viewport, title and
+/// the stylesheet.
+pub fn head_common(title: &str) -> Markup {
+    html! {
+        meta charset="utf-8";
+        meta name="viewport" content="width=device-width, initial-scale=1";
+        title { (title) " · ferrox" }
+        link rel="stylesheet" href="/ui/assets/console.css";
     }
 }
 

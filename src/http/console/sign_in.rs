@@ -81,12 +81,7 @@ fn sign_in_page(next: &str, error: Option<&str>) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { "Sign in · ferrox" }
-                link rel="stylesheet" href="/ui/assets/console.css";
-            }
+            head { (super::render::head_common("Sign in")) }
             body.sign-in {
                 main id="content" {
                     h1 { "ferrox" }
