@@ -26,8 +26,14 @@
     for (const input of root.querySelectorAll('input[type="datetime-local"][data-utc]')) {
       const d = new Date(input.dataset.utc);
       if (!input.dataset.utc || Number.isNaN(d.getTime())) continue;
-      input.value = `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}` +
-        `T${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+      // The field holds wall-clock time: the instant moved by the zone's
+      // offset at that instant. Set as a number, no browser's text format
+      // for seconds can drop it.
+      input.valueAsNumber = d.getTime() - d.getTimezoneOffset() * 60000;
+      if (!input.value) {
+        input.value = `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}` +
+          `T${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+      }
     }
   }
 
