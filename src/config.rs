@@ -21,6 +21,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Bearer token of the operator API; `None` disables `/api/v1`.
     pub admin_token: Option<String>,
+    /// Bearer token `GET /metrics` asks for; `None` serves it to anyone who
+    /// can reach the port.
+    pub metrics_token: Option<String>,
     pub alert_webhook_url: Option<String>,
     pub max_body_bytes: usize,
     /// Longest a request body may take to arrive; then 408.
@@ -132,6 +135,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("./data"),
             admin_token: None,
+            metrics_token: None,
             alert_webhook_url: None,
             max_body_bytes: limits::DEFAULT_MAX_BODY_BYTES,
             body_read_timeout_ms: limits::BODY_READ_TIMEOUT_MS,
@@ -238,6 +242,9 @@ impl Config {
         }
         if self.admin_token.as_deref().is_some_and(|t| t.len() < 16) {
             return Err("admin_token must be at least 16 characters".into());
+        }
+        if self.metrics_token.as_deref().is_some_and(|t| t.len() < 16) {
+            return Err("metrics_token must be at least 16 characters".into());
         }
         self.operators().map_err(|e| format!("operators: {e}"))?;
         if let (Some(a), Some(b)) = (&self.alert_webhook_url, &self.alerts.webhook_url)

@@ -17,12 +17,13 @@ use crate::{
     delivery::{Deliveries, Shared},
     error::ApiError,
     history::History,
-    http::{self, AppCtx},
+    http::{self, AppCtx, health::EngineLevels},
     ids::{IdSource, SharedIds},
     journal::{Event, Journal, JournalError, Replayed, Snapshot, WalJournal},
     jq::{TransformPool, WorkerCommand},
     ledger::Ledger,
     limits,
+    metrics::Metrics,
     objects::file,
     retention,
     router::Router,
@@ -236,6 +237,9 @@ pub async fn start(config: Config, clock: SharedClock, ids: SharedIds) -> anyhow
 async fn build(config: Config, clock: SharedClock, ids: SharedIds) -> anyhow::Result<(AppCtx, Ledger)> {
     let tls = tls::client_config(config.delivery.ca_file.as_deref()).map_err(|e| anyhow::anyhow!(e))?;
     let (journal, state) = recover(&config)?;
+    let metrics = Arc::new(Metrics::new());
+    let observed = metrics.clone();
+    journal.wal().observe_syncs(Box::new(move |took, records| observed.wal_synced(took, records)));
     let ledger = Ledger::new(journal, state);
     // The whole file is checked before anything at all is written.
     let plan = plan_file(&config, &ledger, ids.as_ref())?;
@@ -278,6 +282,7 @@ async fn build(config: Config, clock: SharedClock, ids: SharedIds) -> anyhow::Re
         tls: tls.clone(),
         egress: config.egress(),
         ahead_counts: Arc::default(),
+        metrics: metrics.clone(),
     };
     let deliveries = Deliveries::start(shared);
     let router = Router::new(ledger.clone(), clock.clone(), ids.clone()).with_deliveries(deliveries.clone()).start();
@@ -301,7 +306,13 @@ async fn build(config: Config, clock: SharedClock, ids: SharedIds) -> anyhow::Re
         tls,
         operators,
         sessions: Default::default(),
+        metrics,
     };
+    ctx.metrics.read_levels_from(Arc::new(EngineLevels {
+        state: ctx.state.clone(),
+        journal: ctx.journal.clone(),
+        ahead: ctx.deliveries.ahead_counts_shared(),
+    }));
     Ok((ctx, ledger))
 }
 

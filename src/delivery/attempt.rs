@@ -11,6 +11,7 @@ use super::{
     request::{self, AttemptIds},
 };
 use crate::{
+    metrics::AttemptOutcome,
     model::{Attempt, Destination},
     state::Log,
 };
@@ -46,6 +47,15 @@ pub(super) async fn send(
         };
     let success = http_status.is_some_and(|s| (200..300).contains(&s));
     let duration_ms = u64::try_from(shared.clock.now_ms().saturating_sub(started_at_ms)).unwrap_or(0);
+    let outcome = match (success, http_status) {
+        (true, _) => AttemptOutcome::Success,
+        (false, Some(_)) => AttemptOutcome::HttpError,
+        (false, None) => AttemptOutcome::TransportError,
+    };
+    shared.metrics.attempt(dest.id, outcome, duration_ms);
+    if success {
+        shared.metrics.delivered(dest.id, shared.clock.now_ms().saturating_sub(received_at_ms));
+    }
     let attempt = Attempt { id: attempt_id, started_at_ms, duration_ms, http_status, error, response };
     Outcome::Attempted { attempt, success, environment: dest.environment }
 }

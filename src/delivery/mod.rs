@@ -53,6 +53,8 @@ pub struct Shared {
     pub egress: Egress,
     /// What the actors' processing look-ahead did, for `/metrics`.
     pub ahead_counts: Arc<AheadCounts>,
+    /// Attempts and outcomes, for `/metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// The destination actors, by destination.
@@ -134,6 +136,10 @@ impl Deliveries {
     /// What the processing look-ahead did, over every destination.
     pub fn ahead_counts(&self) -> &AheadCounts {
         &self.shared.ahead_counts
+    }
+
+    pub fn ahead_counts_shared(&self) -> Arc<AheadCounts> {
+        self.shared.ahead_counts.clone()
     }
 
     /// Runs an operator action on a destination's queue.

@@ -83,6 +83,11 @@ impl Outcomes {
                 }
             }
         }
+        if let Some(Event::LogStatusChanged { status, .. }) =
+            events.iter().find(|e| matches!(e, Event::LogStatusChanged { .. }))
+        {
+            self.shared.metrics.outcome(self.destination, status.as_str());
+        }
         // The ledger's flusher makes these durable within its interval: the
         // next delivery need not wait, and should a crash come first,
         // at-least-once delivery covers an outcome that was not durable.

@@ -1,13 +1,23 @@
 //! `GET /healthz` (liveness), `GET /readyz` (readiness) and
-//! `GET /metrics` (Prometheus text format).
+//! `GET /metrics` (the OpenMetrics text format, which Prometheus reads).
 
-use std::{fmt::Write, sync::atomic::Ordering};
+use std::{
+    fmt::Write,
+    sync::{Arc, atomic::Ordering},
+};
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
 
 use super::AppCtx;
-use crate::{journal::Health, model::LogStatus};
+use crate::{
+    journal::Health,
+    jq::AheadCounts,
+    ledger::{JournalReader, StateReader},
+    metrics::{Levels, counter, gauge_header},
+    model::LogStatus,
+    operators::token_hash,
+};
 
 /// Liveness: the process runs and answers.
 pub async fn healthz(ctx: web::Data<AppCtx>) -> HttpResponse {
@@ -48,72 +58,77 @@ fn readiness(health: Health) -> (bool, serde_json::Value) {
     }
 }
 
-pub async fn metrics(ctx: web::Data<AppCtx>) -> HttpResponse {
-    let state = ctx.state.read();
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "# HELP ferrox_messages_accepted_total Messages accepted.\n# TYPE ferrox_messages_accepted_total counter"
-    );
-    let _ = writeln!(out, "ferrox_messages_accepted_total {}", state.next_message_id.saturating_sub(1));
-    let _ = writeln!(out, "# HELP ferrox_logs Logs by status.\n# TYPE ferrox_logs gauge");
-    let statuses = [
-        LogStatus::Pending,
-        LogStatus::Retrying,
-        LogStatus::ProcessingFailed,
-        LogStatus::Succeeded,
-        LogStatus::Failed,
-        LogStatus::Filtered,
-    ];
-    for status in statuses {
-        let _ = writeln!(out, "ferrox_logs{{status=\"{}\"}} {}", status.as_str(), state.log_count(status));
+pub async fn metrics(ctx: web::Data<AppCtx>, req: HttpRequest) -> HttpResponse {
+    if let Some(expected) = ctx.config.metrics_token.as_deref() {
+        let given =
+            req.headers().get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+        if given.is_none_or(|g| token_hash(g.trim()) != token_hash(expected)) {
+            return HttpResponse::Unauthorized()
+                .insert_header(("www-authenticate", "Bearer realm=\"metrics\""))
+                .content_type("text/plain; charset=utf-8")
+                .body("GET /metrics needs the metrics token: Authorization: Bearer <metrics_token>\n");
+        }
     }
-    let _ = writeln!(out, "# HELP ferrox_queue_depth Logs waiting per destination.\n# TYPE ferrox_queue_depth gauge");
-    for (id, queue) in &state.queues {
-        let _ = writeln!(out, "ferrox_queue_depth{{destination=\"{id}\"}} {}", queue.pending.len());
+    HttpResponse::Ok()
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(ctx.metrics.exposition())
+}
+
+/// The engine's levels, read from its state and journal at each scrape.
+pub struct EngineLevels {
+    pub state: StateReader,
+    pub journal: JournalReader,
+    pub ahead: Arc<AheadCounts>,
+}
+
+impl Levels for EngineLevels {
+    fn write(&self, out: &mut String) {
+        let state = self.state.read();
+        counter(out, "ferrox_messages_accepted", "Messages accepted.", state.next_message_id.saturating_sub(1));
+        gauge_header(out, "ferrox_logs", "Logs by status.");
+        let statuses = [
+            LogStatus::Pending,
+            LogStatus::Retrying,
+            LogStatus::ProcessingFailed,
+            LogStatus::Succeeded,
+            LogStatus::Failed,
+            LogStatus::Filtered,
+        ];
+        for status in statuses {
+            let _ = writeln!(out, "ferrox_logs{{status=\"{}\"}} {}", status.as_str(), state.log_count(status));
+        }
+        gauge_header(out, "ferrox_queue_depth", "Logs waiting per destination.");
+        for (id, queue) in &state.queues {
+            let _ = writeln!(out, "ferrox_queue_depth{{destination=\"{id}\"}} {}", queue.pending.len());
+        }
+        let (first, segments) = self.journal.retained();
+        let kept: u64 = statuses.iter().map(|&s| state.log_count(s)).sum();
+        let gauges = [
+            ("ferrox_wal_durable_position", "Highest durable journal position.", self.journal.durable_through()),
+            ("ferrox_wal_first_position", "First journal position retained.", first),
+            ("ferrox_wal_segments", "Journal segment files.", segments as u64),
+            ("ferrox_logs_kept", "Logs kept (within retention or not terminal), in memory or in the history.", kept),
+            (
+                "ferrox_logs_in_memory",
+                "Logs in memory: not ended, or ended moments ago.",
+                state.logs_in_memory() as u64,
+            ),
+            ("ferrox_start_replayed_records", "Journal records the last start replayed.", state.replayed_at_start),
+        ];
+        for (name, help, value) in gauges {
+            gauge_header(out, name, help);
+            let _ = writeln!(out, "{name} {value}");
+        }
+        let counters = [
+            ("started", "Logs whose processing started ahead of their turn in their queue.", &self.ahead.started),
+            ("prepared", "Logs processed ahead of their turn in their queue.", &self.ahead.prepared),
+            ("used", "Deliveries whose processing was started ahead of their turn.", &self.ahead.used),
+            ("discarded", "Results processed ahead and thrown away unused.", &self.ahead.discarded),
+        ];
+        for (name, help, count) in counters {
+            counter(out, &format!("ferrox_processing_ahead_{name}"), help, count.load(Ordering::Relaxed));
+        }
     }
-    let _ = writeln!(
-        out,
-        "# HELP ferrox_wal_durable_position Highest durable journal position.\n# TYPE ferrox_wal_durable_position gauge"
-    );
-    let _ = writeln!(out, "ferrox_wal_durable_position {}", ctx.journal.durable_through());
-    let (first, segments) = ctx.journal.retained();
-    let _ = writeln!(
-        out,
-        "# HELP ferrox_wal_first_position First journal position retained.\n# TYPE ferrox_wal_first_position gauge"
-    );
-    let _ = writeln!(out, "ferrox_wal_first_position {first}");
-    let _ = writeln!(out, "# HELP ferrox_wal_segments Journal segment files.\n# TYPE ferrox_wal_segments gauge");
-    let _ = writeln!(out, "ferrox_wal_segments {segments}");
-    let kept: u64 = statuses.iter().map(|&s| state.log_count(s)).sum();
-    let _ = writeln!(
-        out,
-        "# HELP ferrox_logs_kept Logs kept (within retention or not terminal), in memory or in the history.\n# TYPE ferrox_logs_kept gauge"
-    );
-    let _ = writeln!(out, "ferrox_logs_kept {kept}");
-    let _ = writeln!(
-        out,
-        "# HELP ferrox_logs_in_memory Logs in memory: not ended, or ended moments ago.\n# TYPE ferrox_logs_in_memory gauge"
-    );
-    let _ = writeln!(out, "ferrox_logs_in_memory {}", state.logs_in_memory());
-    let _ = writeln!(
-        out,
-        "# HELP ferrox_start_replayed_records Journal records the last start replayed.\n# TYPE ferrox_start_replayed_records gauge"
-    );
-    let _ = writeln!(out, "ferrox_start_replayed_records {}", state.replayed_at_start);
-    let ahead = ctx.deliveries.ahead_counts();
-    let counters = [
-        ("started", "Logs whose processing started ahead of their turn in their queue.", &ahead.started),
-        ("prepared", "Logs processed ahead of their turn in their queue.", &ahead.prepared),
-        ("used", "Deliveries whose processing was started ahead of their turn.", &ahead.used),
-        ("discarded", "Results processed ahead and thrown away unused.", &ahead.discarded),
-    ];
-    for (name, help, count) in counters {
-        let name = format!("ferrox_processing_ahead_{name}_total");
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-        let _ = writeln!(out, "{name} {}", count.load(Ordering::Relaxed));
-    }
-    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(out)
 }
 
 #[cfg(test)]

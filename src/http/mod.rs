@@ -2,7 +2,7 @@
 
 mod admin;
 mod console;
-mod health;
+pub(crate) mod health;
 mod query;
 mod send;
 pub mod starting;
@@ -54,6 +54,8 @@ pub struct AppCtx {
     pub operators: Arc<Operators>,
     /// Operators signed in to the console.
     pub sessions: Arc<console::Sessions>,
+    /// What `/metrics` serves.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl std::fmt::Debug for AppCtx {

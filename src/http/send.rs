@@ -1,6 +1,8 @@
 //! SEND: `POST /endpoint` (Redox Data Model) and
 //! `POST /fhir/R4/$process-message` (FHIR R4 messaging).
 
+use std::time::Instant;
+
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 
@@ -22,17 +24,23 @@ enum Shape {
 }
 
 pub async fn endpoint(ctx: web::Data<AppCtx>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
-    match accept(&ctx, &req, payload, Shape::Redox).await {
+    let started = Instant::now();
+    let answer = match accept(&ctx, &req, payload, Shape::Redox).await {
         Ok((inbound, outcome)) => redox_reply(&ctx, inbound, &outcome),
         Err(e) => e.error.redox_response("Send", e.data_model.as_deref(), e.event_type.as_deref()),
-    }
+    };
+    ctx.metrics.send(false, answer.status().as_u16(), started.elapsed());
+    answer
 }
 
 pub async fn fhir(ctx: web::Data<AppCtx>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
-    match accept(&ctx, &req, payload, Shape::Fhir).await {
+    let started = Instant::now();
+    let answer = match accept(&ctx, &req, payload, Shape::Fhir).await {
         Ok((_, outcome)) => fhir_reply(&ctx, &outcome),
         Err(e) => e.error.fhir_response(),
-    }
+    };
+    ctx.metrics.send(true, answer.status().as_u16(), started.elapsed());
+    answer
 }
 
 fn plain(error: ApiError) -> InboundError {

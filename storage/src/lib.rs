@@ -199,7 +199,7 @@ pub use crate::{
         DEFAULT_MAX_RECORD_BYTES, DEFAULT_SEGMENT_BYTES, MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES, Options, Recovery,
     },
     recovery::RecoveryStats,
-    wal::{Health, Iter, Wal},
+    wal::{Health, Iter, SyncObserver, Wal},
 };
 
 /// The offsets and sizes of the on-disk format, for tools and tests.

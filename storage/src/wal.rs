@@ -7,10 +7,10 @@ use std::{
     hash::{BuildHasher, RandomState},
     path::{Path, PathBuf},
     sync::{
-        Arc,
+        Arc, OnceLock,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use parking_lot::{Condvar, Mutex, RwLock};
@@ -53,7 +53,14 @@ pub struct Wal {
     /// Creates the next segment ahead of need; `None` when disabled.
     preparer: Option<Preparer>,
     _lock: Box<dyn Any + Send + Sync>,
+    /// Told of each sync's time and records; see [`Wal::observe_syncs`].
+    sync_observer: OnceLock<SyncObserver>,
 }
+
+/// Called after each successful sync with its time (the batch's writes and
+/// `fdatasync`) and the records it made durable. It runs on the syncing
+/// thread, so it must be quick: a counter or a histogram, nothing more.
+pub type SyncObserver = Box<dyn Fn(Duration, u64) + Send + Sync>;
 
 /// Whether the log takes writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -176,6 +183,7 @@ impl Wal {
             stats,
             preparer,
             _lock: lock,
+            sync_observer: OnceLock::new(),
         };
         wal.prepare_ahead(&mut wal.writer.lock());
         Ok(wal)
@@ -267,6 +275,12 @@ impl Wal {
         }
     }
 
+    /// Sets what is told of each sync (for the embedding's metrics); only
+    /// the first call takes effect, and it returns whether this one did.
+    pub fn observe_syncs(&self, observer: SyncObserver) -> bool {
+        self.sync_observer.set(observer).is_ok()
+    }
+
     /// Appends one record and waits until it is durable.
     pub fn append_sync(&self, kind: u16, payload: &[u8]) -> Result<u64> {
         let seq = self.append(kind, payload)?;
@@ -277,6 +291,7 @@ impl Wal {
     /// The sync leader's work: write the pending chunks, sync their files,
     /// then publish the records to readers.
     fn flush(&self) -> Result<()> {
+        let started = Instant::now();
         let chunks = std::mem::take(&mut self.writer.lock().pending);
         for chunk in &chunks {
             let seg = &chunk.segment;
@@ -303,6 +318,10 @@ impl Wal {
             // Raised before the index lock is released: a reader that finds
             // a record in the index then sees `synced_through` cover it.
             self.synced_through.store(last_seq, Ordering::Release);
+        }
+        if let Some(observe) = self.sync_observer.get() {
+            let records = chunks.iter().map(|c| c.record_offsets.len() as u64).sum();
+            observe(started.elapsed(), records);
         }
         let mut w = self.writer.lock();
         for mut chunk in chunks {

@@ -24,6 +24,7 @@ mod in_process;
 mod log_detail;
 mod logs;
 mod look_ahead;
+mod metrics;
 mod operator;
 mod operators;
 mod query;

@@ -120,3 +120,34 @@ fn readers_see_only_synced_records_while_writers_run() {
     }
     writer.join().unwrap();
 }
+
+#[test]
+fn the_sync_observer_is_told_of_every_record_each_sync_made_durable() {
+    const THREADS: u64 = 8;
+    const EACH: u64 = 50;
+    let disk = LazyDisk::new();
+    let wal = Arc::new(open_lazy(&disk, small(8192)));
+    let told = Arc::new(Mutex::new((0u64, 0u64)));
+    let sink = told.clone();
+    let set = wal.observe_syncs(Box::new(move |_took, records| {
+        let mut told = sink.lock().unwrap();
+        told.0 += 1;
+        told.1 += records;
+    }));
+    assert!(set, "the first observer is taken");
+    assert!(!wal.observe_syncs(Box::new(|_, _| {})), "a second is not");
+    let handles: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let wal = wal.clone();
+            thread::spawn(move || {
+                for i in 0..EACH {
+                    wal.append_sync(1, &payload(t * EACH + i, 64)).unwrap();
+                }
+            })
+        })
+        .collect();
+    handles.into_iter().for_each(|h| h.join().unwrap());
+    let (syncs, records) = *told.lock().unwrap();
+    assert_eq!(records, THREADS * EACH, "each record is counted by the one sync that made it durable");
+    assert!((1..=THREADS * EACH).contains(&syncs), "{syncs} syncs");
+}
