@@ -238,8 +238,14 @@ async fn build(config: Config, clock: SharedClock, ids: SharedIds) -> anyhow::Re
     let tls = tls::client_config(config.delivery.ca_file.as_deref()).map_err(|e| anyhow::anyhow!(e))?;
     let (journal, state) = recover(&config)?;
     let metrics = Arc::new(Metrics::new());
-    let observed = metrics.clone();
-    journal.wal().observe_syncs(Box::new(move |took, records| observed.wal_synced(took, records)));
+    // Weak: the metrics read their levels from the journal, so a strong
+    // reference here would keep the journal (and its lock) alive forever.
+    let observed = Arc::downgrade(&metrics);
+    journal.wal().observe_syncs(Box::new(move |took, records| {
+        if let Some(metrics) = observed.upgrade() {
+            metrics.wal_synced(took, records);
+        }
+    }));
     let ledger = Ledger::new(journal, state);
     // The whole file is checked before anything at all is written.
     let plan = plan_file(&config, &ledger, ids.as_ref())?;
