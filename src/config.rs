@@ -24,6 +24,9 @@ pub struct Config {
     /// Bearer token `GET /metrics` asks for; `None` serves it to anyone who
     /// can reach the port.
     pub metrics_token: Option<String>,
+    /// Base URL of an OpenTelemetry collector's OTLP/HTTP receiver (such
+    /// as `http://127.0.0.1:4318`); `None` exports no traces.
+    pub otlp_endpoint: Option<String>,
     pub alert_webhook_url: Option<String>,
     pub max_body_bytes: usize,
     /// Longest a request body may take to arrive; then 408.
@@ -136,6 +139,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./data"),
             admin_token: None,
             metrics_token: None,
+            otlp_endpoint: None,
             alert_webhook_url: None,
             max_body_bytes: limits::DEFAULT_MAX_BODY_BYTES,
             body_read_timeout_ms: limits::BODY_READ_TIMEOUT_MS,
@@ -246,6 +250,9 @@ impl Config {
         if self.metrics_token.as_deref().is_some_and(|t| t.len() < 16) {
             return Err("metrics_token must be at least 16 characters".into());
         }
+        if let Some(url) = &self.otlp_endpoint {
+            check_otlp_endpoint(url)?;
+        }
         self.operators().map_err(|e| format!("operators: {e}"))?;
         if let (Some(a), Some(b)) = (&self.alert_webhook_url, &self.alerts.webhook_url)
             && a != b
@@ -303,6 +310,17 @@ impl Config {
     /// The history store's directory inside the data directory.
     pub fn history_dir(&self) -> PathBuf {
         self.data_dir.join("history")
+    }
+}
+
+/// `otlp_endpoint` is an absolute `http://` or `https://` URL. It is not
+/// held to the destinations' egress rules: a collector is the operator's own
+/// infrastructure, usually on a private address.
+fn check_otlp_endpoint(url: &str) -> Result<(), String> {
+    let parsed: awc::http::Uri = url.parse().map_err(|e| format!("otlp_endpoint {url:?}: {e}"))?;
+    match (parsed.scheme_str(), parsed.host()) {
+        (Some("http" | "https"), Some(host)) if !host.is_empty() => Ok(()),
+        _ => Err(format!("otlp_endpoint {url:?} must be an http:// or https:// URL with a host")),
     }
 }
 

@@ -37,4 +37,5 @@ pub mod signature;
 pub mod state;
 pub mod tls;
 pub mod torture;
+pub mod traces;
 pub mod wal_tool;

@@ -136,3 +136,13 @@ pub const CONSOLE_SESSION_MAX_MS: i64 = 24 * 3600 * 1000;
 pub const CONSOLE_SESSIONS: usize = 10_000;
 /// Rows a console page shows by default.
 pub const CONSOLE_PAGE: usize = 50;
+/// How often queued spans are exported to the OTLP collector: often enough
+/// that a trace shows up while an operator is still looking for it.
+pub const OTLP_EXPORT_INTERVAL_MS: u64 = 1_000;
+/// Longest one export to the collector may take; a collector that is down
+/// costs the exporter's thread this, never a request.
+pub const OTLP_EXPORT_TIMEOUT_MS: u64 = 5_000;
+/// Spans queued for export at most (about 1 KB each); past it, new spans
+/// are dropped until the collector catches up, so a collector outage
+/// cannot grow the engine's memory.
+pub const OTLP_QUEUED_SPANS: usize = 8_192;

@@ -29,6 +29,7 @@ use crate::{
     router::Router,
     state::State,
     tls,
+    traces::Traces,
 };
 
 /// A running engine: the HTTP server and what it serves.
@@ -44,7 +45,9 @@ impl Running {
     /// once, so that the next start replays only the work in hand rather
     /// than everything since the last periodic compaction.
     pub async fn serve(self) -> anyhow::Result<()> {
-        self.server.await.context("serving HTTP")?;
+        let served = self.server.await.context("serving HTTP");
+        self.ctx.traces.shutdown();
+        served?;
         let (now_ms, retention_ms) = (self.ctx.clock.now_ms(), self.ctx.config.retention_ms());
         match retention::compact_at_stop(&self.ledger, now_ms, retention_ms).await {
             Ok(done) => tracing::info!(snapshot_at = done.snapshot_at, "journal compacted at stop"),
@@ -238,6 +241,10 @@ async fn build(config: Config, clock: SharedClock, ids: SharedIds) -> anyhow::Re
     let tls = tls::client_config(config.delivery.ca_file.as_deref()).map_err(|e| anyhow::anyhow!(e))?;
     let (journal, state) = recover(&config)?;
     let metrics = Arc::new(Metrics::new());
+    let traces = Arc::new(match &config.otlp_endpoint {
+        Some(endpoint) => Traces::export_to(endpoint).map_err(|e| anyhow::anyhow!(e))?,
+        None => Traces::off(),
+    });
     // Weak: the metrics read their levels from the journal, so a strong
     // reference here would keep the journal (and its lock) alive forever.
     let observed = Arc::downgrade(&metrics);
@@ -289,6 +296,7 @@ async fn build(config: Config, clock: SharedClock, ids: SharedIds) -> anyhow::Re
         egress: config.egress(),
         ahead_counts: Arc::default(),
         metrics: metrics.clone(),
+        traces: traces.clone(),
     };
     let deliveries = Deliveries::start(shared);
     let router = Router::new(ledger.clone(), clock.clone(), ids.clone()).with_deliveries(deliveries.clone()).start();
@@ -313,6 +321,7 @@ async fn build(config: Config, clock: SharedClock, ids: SharedIds) -> anyhow::Re
         operators,
         sessions: Default::default(),
         metrics,
+        traces,
     };
     ctx.metrics.read_levels_from(Arc::new(EngineLevels {
         state: ctx.state.clone(),

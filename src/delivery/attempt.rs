@@ -26,6 +26,12 @@ pub(super) async fn send(
     body: Bytes,
 ) -> Outcome {
     let attempt_id = if head.attempts().is_empty() { head.first_attempt_id } else { shared.ids.id() };
+    let mut span = shared.traces.span("delivery_attempt");
+    span.set("ferrox.destination_id", dest.id.to_string());
+    span.set("ferrox.log_id", head.id.to_string());
+    span.set("ferrox.attempt_id", attempt_id.to_string());
+    span.set("ferrox.message_id", head.message_id.to_string());
+    span.set_i64("ferrox.attempt", i64::try_from(head.attempts().len() + 1).unwrap_or(i64::MAX));
     let started_at_ms = shared.clock.now_ms();
     let ids = AttemptIds {
         log_id: head.id.to_string(),
@@ -53,6 +59,12 @@ pub(super) async fn send(
         (false, None) => AttemptOutcome::TransportError,
     };
     shared.metrics.attempt(dest.id, outcome, duration_ms);
+    if let Some(status) = http_status {
+        span.set_i64("http.response.status_code", status.into());
+    }
+    if let Some(error) = &error {
+        span.fail(error.clone());
+    }
     if success {
         shared.metrics.delivered(dest.id, shared.clock.now_ms().saturating_sub(received_at_ms));
     }

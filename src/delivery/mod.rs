@@ -55,6 +55,8 @@ pub struct Shared {
     pub ahead_counts: Arc<AheadCounts>,
     /// Attempts and outcomes, for `/metrics`.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Where the spans of delivery attempts go.
+    pub traces: Arc<crate::traces::Traces>,
 }
 
 /// The destination actors, by destination.

@@ -56,6 +56,8 @@ pub struct AppCtx {
     pub sessions: Arc<console::Sessions>,
     /// What `/metrics` serves.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Where the spans of SENDs and queries go.
+    pub traces: Arc<crate::traces::Traces>,
 }
 
 impl std::fmt::Debug for AppCtx {

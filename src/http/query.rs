@@ -21,6 +21,7 @@ use crate::{
     model::{Attempt, Destination, Id, LogStatus, LogType},
     router::{self, QueryOutcome, Routing, Submit},
     tls,
+    traces::TraceSpan,
 };
 
 /// The HTTP client of one HTTP worker, in its app data: awc clients stay on
@@ -41,10 +42,16 @@ impl QueryClient {
 }
 
 pub async fn query(ctx: web::Data<AppCtx>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
-    match run(&ctx, &req, payload).await {
+    let mut span = ctx.traces.span("query");
+    let answer = match run(&ctx, &req, payload, &mut span).await {
         Ok(reply) => HttpResponse::Ok().json(reply),
-        Err(e) => e.error.redox_response("Query", e.data_model.as_deref(), e.event_type.as_deref()),
-    }
+        Err(e) => {
+            span.fail(e.error.text.clone());
+            e.error.redox_response("Query", e.data_model.as_deref(), e.event_type.as_deref())
+        }
+    };
+    span.set_i64("http.response.status_code", answer.status().as_u16().into());
+    answer
 }
 
 fn plain(error: ApiError) -> InboundError {
@@ -89,8 +96,14 @@ fn compile(program: Option<&String>, field: &str) -> Result<Option<Transform>, A
         .transpose()
 }
 
-async fn run(ctx: &AppCtx, req: &HttpRequest, payload: web::Payload) -> Result<Value, InboundError> {
+async fn run(
+    ctx: &AppCtx,
+    req: &HttpRequest,
+    payload: web::Payload,
+    span: &mut TraceSpan,
+) -> Result<Value, InboundError> {
     let source_id = authenticate_source(ctx, req).map_err(plain)?;
+    span.set("ferrox.source_id", source_id.to_string());
     let client = req.app_data::<QueryClient>().ok_or_else(|| plain(ApiError::internal("no query client")))?;
     require_json(req, &[]).map_err(plain)?;
     let body = read_body(ctx, req, payload, ctx.config.max_body_bytes).await.map_err(plain)?;
@@ -100,8 +113,11 @@ async fn run(ctx: &AppCtx, req: &HttpRequest, payload: web::Payload) -> Result<V
         data_model: Some(inbound.data_model.clone()),
         event_type: Some(inbound.event_type.clone()),
     };
+    span.set("ferrox.data_model", inbound.data_model.clone());
+    span.set("ferrox.event_type", inbound.event_type.clone());
     let routing = Routing::of(&inbound);
     let target = target(ctx, source_id, &routing).map_err(known)?;
+    span.set("ferrox.destination_id", target.destination.id.to_string());
     let transform = compile(target.transform.as_ref(), "transform").map_err(known)?;
     let response_transform = compile(target.response_transform.as_ref(), "response_transform").map_err(known)?;
     let submit = Submit { source_id, routing, payload: body.clone(), idempotency: None, log_type: LogType::Query };
@@ -112,6 +128,8 @@ async fn run(ctx: &AppCtx, req: &HttpRequest, payload: web::Payload) -> Result<V
     let log =
         submitted.outcome.logs.first().copied().ok_or_else(|| known(ApiError::internal("the query has no log")))?;
     let message_id = submitted.outcome.message_id;
+    span.set("ferrox.message_id", message_id.to_string());
+    span.set("ferrox.log_id", log.id.to_string());
     let pool = ctx.deliveries.pool();
     let outbound = pool
         .prepare(body.to_vec(), transform.map(Arc::new), Some((message_id, message_id << 16)))
@@ -130,6 +148,9 @@ async fn run(ctx: &AppCtx, req: &HttpRequest, payload: web::Payload) -> Result<V
     let egress = ctx.config.egress();
     let result = forward(&client.0, &target.destination, &ids, outbound, response_transform, pool, egress).await;
     let duration_ms = u64::try_from(ctx.clock.now_ms().saturating_sub(started_at_ms)).unwrap_or(0);
+    if let Some(status) = result.as_ref().map_or_else(|(s, _)| *s, |(s, _)| *s) {
+        span.set_i64("ferrox.destination_status", status.into());
+    }
     // One sync covers the accepted query and its outcome: the log syncs in
     // order, so waiting for the outcome waits for the acceptance too.
     drop(submitted.durable);

@@ -14,6 +14,7 @@ use crate::{
     limits,
     model::{Id, LogType},
     router::{self, SendOutcome},
+    traces::TraceSpan,
 };
 
 /// Which API shape a request speaks, and so its error shape.
@@ -25,20 +26,32 @@ enum Shape {
 
 pub async fn endpoint(ctx: web::Data<AppCtx>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
     let started = Instant::now();
-    let answer = match accept(&ctx, &req, payload, Shape::Redox).await {
+    let mut span = ctx.traces.span("send");
+    span.set("ferrox.api", "redox");
+    let answer = match accept(&ctx, &req, payload, Shape::Redox, &mut span).await {
         Ok((inbound, outcome)) => redox_reply(&ctx, inbound, &outcome),
-        Err(e) => e.error.redox_response("Send", e.data_model.as_deref(), e.event_type.as_deref()),
+        Err(e) => {
+            span.fail(e.error.text.clone());
+            e.error.redox_response("Send", e.data_model.as_deref(), e.event_type.as_deref())
+        }
     };
+    span.set_i64("http.response.status_code", answer.status().as_u16().into());
     ctx.metrics.send(false, answer.status().as_u16(), started.elapsed());
     answer
 }
 
 pub async fn fhir(ctx: web::Data<AppCtx>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
     let started = Instant::now();
-    let answer = match accept(&ctx, &req, payload, Shape::Fhir).await {
+    let mut span = ctx.traces.span("send");
+    span.set("ferrox.api", "fhir");
+    let answer = match accept(&ctx, &req, payload, Shape::Fhir, &mut span).await {
         Ok((_, outcome)) => fhir_reply(&ctx, &outcome),
-        Err(e) => e.error.fhir_response(),
+        Err(e) => {
+            span.fail(e.error.text.clone());
+            e.error.fhir_response()
+        }
     };
+    span.set_i64("http.response.status_code", answer.status().as_u16().into());
     ctx.metrics.send(true, answer.status().as_u16(), started.elapsed());
     answer
 }
@@ -54,14 +67,18 @@ async fn accept(
     req: &HttpRequest,
     payload: web::Payload,
     shape: Shape,
+    span: &mut TraceSpan,
 ) -> Result<(Inbound, SendOutcome), InboundError> {
     let source_id = authenticate_source(ctx, req).map_err(plain)?;
+    span.set("ferrox.source_id", source_id.to_string());
     require_json(req, &["application/fhir+json"]).map_err(plain)?;
     let body = read_body(ctx, req, payload, ctx.config.max_body_bytes).await.map_err(plain)?;
     let inbound = match shape {
         Shape::Redox => inbound::parse_redox(&body, Endpoint::Send)?,
         Shape::Fhir => inbound::parse_fhir(&body)?,
     };
+    span.set("ferrox.data_model", inbound.data_model.clone());
+    span.set("ferrox.event_type", inbound.event_type.clone());
     let known = |error: ApiError| InboundError {
         error,
         data_model: Some(inbound.data_model.clone()),
@@ -80,7 +97,11 @@ async fn accept(
         Err(e) => return Err(known(ApiError::new(ErrorKind::Unavailable, format!("The router is not running: {e}")))),
     };
     submitted.durable.await.map_err(|e| known(e.into()))?;
-    Ok((inbound, submitted.outcome))
+    let outcome = submitted.outcome;
+    span.set("ferrox.message_id", outcome.message_id.to_string());
+    span.set("ferrox.log_ids", outcome.logs.iter().map(|l| l.id.to_string()).collect::<Vec<_>>().join(","));
+    span.set("ferrox.repeated", if outcome.repeated { "true" } else { "false" });
+    Ok((inbound, outcome))
 }
 
 /// The `Idempotency-Key` header, if present and well formed.

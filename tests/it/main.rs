@@ -39,4 +39,5 @@ mod send;
 mod smtp;
 mod startup;
 mod torture;
+mod traces;
 mod virtual_time;
