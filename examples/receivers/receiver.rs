@@ -151,18 +151,22 @@ async fn receive(request: HttpRequest, body: web::Bytes, receiver: web::Data<Rec
     let id = header("webhook-id").unwrap_or_default();
     // A body that is not JSON is not ours to fix, and a non-2xx would hold
     // the queue: take it, keep it as text.
-    let message = serde_json::from_slice(&body).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into()));
+    let message =
+        serde_json::from_slice(&body).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into()));
     let record = json!({
         "webhook_id": id,
         "message_id": header("ferrox-message-id"),
         "received_at": header("ferrox-received-at"),
         "body": message,
     });
-    let processed = receiver.processed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).process_once(&id, &record);
+    let processed =
+        receiver.processed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).process_once(&id, &record);
     match processed {
         Ok(fresh) => HttpResponse::Ok().json(json!({ "duplicate": !fresh })),
         // Not processed: a 5xx makes ferrox deliver it again.
-        Err(e) => error(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR, &format!("could not keep the message: {e}")),
+        Err(e) => {
+            error(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR, &format!("could not keep the message: {e}"))
+        }
     }
 }
 

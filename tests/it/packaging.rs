@@ -131,9 +131,8 @@ fn the_dockerfile_unit_and_compose_file_agree_with_the_production_configuration(
     assert!(String::from_utf8_lossy(&help.stdout).contains("--config"), "ferrox serve --config exists");
 
     let unit = repo_file("deploy/ferrox.service");
-    let setting = |key: &str| -> Vec<&str> {
-        unit.lines().filter_map(|l| l.strip_prefix(key)?.strip_prefix('=')).collect()
-    };
+    let setting =
+        |key: &str| -> Vec<&str> { unit.lines().filter_map(|l| l.strip_prefix(key)?.strip_prefix('=')).collect() };
     assert_eq!(setting("ExecStart"), ["/usr/local/bin/ferrox serve --config /etc/ferrox/ferrox.toml"]);
     assert_eq!(setting("User"), ["ferrox"]);
     // systemd makes /var/lib/<StateDirectory>.
@@ -161,7 +160,8 @@ fn the_dockerfile_health_check_passes_only_against_a_live_engine() {
     let mut server = Server::start();
     let live_port = server.base_url().rsplit_once(':').map(|(_, p)| p.to_owned()).expect("a port");
     let run = |on_port: &str| {
-        let args: Vec<String> = command.iter().map(|a| a.replace(&format!("/{port} "), &format!("/{on_port} "))).collect();
+        let args: Vec<String> =
+            command.iter().map(|a| a.replace(&format!("/{port} "), &format!("/{on_port} "))).collect();
         assert_ne!(args, command, "the check names port {port}: {command:?}");
         let started = Instant::now();
         let status = Command::new(&args[0]).args(&args[1..]).status().expect("running the health check");
@@ -245,6 +245,10 @@ fn the_version_the_docs_install_is_the_package_version() {
     let changelog = repo_file("CHANGELOG.md");
     assert!(changelog.contains(&format!("## [{}]", env!("CARGO_PKG_VERSION"))), "CHANGELOG.md has this version");
     let license = repo_file("LICENSE");
-    assert_eq!(license.lines().nth(1).map(str::trim), Some("Apache License"), "LICENSE is the license Cargo.toml names");
+    assert_eq!(
+        license.lines().nth(1).map(str::trim),
+        Some("Apache License"),
+        "LICENSE is the license Cargo.toml names"
+    );
     assert!(repo_file("Cargo.toml").contains("license = \"Apache-2.0\""));
 }

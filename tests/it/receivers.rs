@@ -176,7 +176,9 @@ fn check_receiver(receiver: &ReceiverProcess) {
         assert!(record["received_at"].as_str().is_some_and(|t| !t.is_empty()), "{record}");
     }
     for log in &expected {
-        eventually("each log to be Succeeded", || (server.admin_get(&format!("/logs/{log}")).json["status"] == "Succeeded").then_some(()));
+        eventually("each log to be Succeeded", || {
+            (server.admin_get(&format!("/logs/{log}")).json["status"] == "Succeeded").then_some(())
+        });
     }
 
     // Refused: not signed, signed with another secret, stale, tampered.
