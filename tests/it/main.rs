@@ -26,6 +26,7 @@ mod logs;
 mod look_ahead;
 mod metrics;
 mod operator;
+mod openapi;
 mod operators;
 mod query;
 mod receiver;
