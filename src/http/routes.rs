@@ -79,7 +79,8 @@ impl<'a> Routes<'a> {
     }
 
     fn add(&mut self, method: Method, path: &str, route: actix_web::Route) -> &mut Self {
-        self.table.push(RouteEntry { method: method.as_str().to_ascii_lowercase(), path: format!("{}{path}", self.prefix) });
+        self.table
+            .push(RouteEntry { method: method.as_str().to_ascii_lowercase(), path: format!("{}{path}", self.prefix) });
         self.cfg.route(path, route);
         self
     }

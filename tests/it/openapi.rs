@@ -21,7 +21,10 @@ fn document(server: &Server) -> Value {
 /// (method, path) of every operation the document describes.
 fn operations(doc: &Value) -> BTreeSet<(String, String)> {
     let paths = doc["paths"].as_object().expect("the document has paths");
-    paths.iter().flat_map(|(path, item)| item.as_object().into_iter().flatten().map(|(m, _)| (m.clone(), path.clone()))).collect()
+    paths
+        .iter()
+        .flat_map(|(path, item)| item.as_object().into_iter().flatten().map(|(m, _)| (m.clone(), path.clone())))
+        .collect()
 }
 
 /// Checks `reply` against the schema the document gives for `method`
@@ -30,18 +33,24 @@ fn conforms(doc: &Value, method: &str, path: &str, reply: &Reply) {
     let responses = &doc["paths"][path][method]["responses"];
     let status = reply.status.to_string();
     let response = &responses[status.as_str()];
-    assert!(response.is_object(), "{method} {path} answered {status}, which the document does not list: {}", reply.text);
+    assert!(
+        response.is_object(),
+        "{method} {path} answered {status}, which the document does not list: {}",
+        reply.text
+    );
     let content_type = reply.header("content-type").unwrap_or("").split(';').next().unwrap_or("").trim();
     let Some(content) = response["content"].as_object() else {
         assert!(reply.text.is_empty(), "{method} {path} {status}: a body the document does not describe");
         return;
     };
     let media = content.iter().find(|(ct, _)| ct.split(';').next() == Some(content_type));
-    let (_, media) = media.unwrap_or_else(|| panic!("{method} {path} {status}: content type {content_type} not in {content:?}"));
+    let (_, media) =
+        media.unwrap_or_else(|| panic!("{method} {path} {status}: content type {content_type} not in {content:?}"));
     let mut schema = media["schema"].clone();
     schema["components"] = doc["components"].clone();
     let validator = jsonschema::validator_for(&schema).unwrap_or_else(|e| panic!("{method} {path} {status}: {e}"));
-    let errors: Vec<String> = validator.iter_errors(&reply.json).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+    let errors: Vec<String> =
+        validator.iter_errors(&reply.json).map(|e| format!("{} at {}", e, e.instance_path())).collect();
     assert!(errors.is_empty(), "{method} {path} {status} does not conform: {errors:?}\n{}", reply.text);
 }
 
@@ -88,7 +97,10 @@ fn every_described_operation_is_served() {
         let (status, text) = probe(&server, &method, &concrete);
         assert_ne!(status, 405, "{method} {path} is not served");
         assert!(!text.contains("No such endpoint"), "{method} {path} is not served: {status} {text}");
-        assert!(doc["paths"][&path][&method]["responses"][status.to_string()].is_object(), "{method} {path}: {status} is not described: {text}");
+        assert!(
+            doc["paths"][&path][&method]["responses"][status.to_string()].is_object(),
+            "{method} {path}: {status} is not described: {text}"
+        );
     }
 }
 
@@ -156,7 +168,10 @@ fn operator_answers_conform_and_actions_answer_the_object_they_changed() {
 
     let skipped = server.admin_post(&format!("/logs/{}/skip", sent[0]), &json!({}));
     conforms(&doc, "post", "/api/v1/logs/{id}/skip", &skipped);
-    assert_eq!((skipped.json["id"].as_str(), skipped.json["status"].as_str()), (Some(sent[0].as_str()), Some("Failed")));
+    assert_eq!(
+        (skipped.json["id"].as_str(), skipped.json["status"].as_str()),
+        (Some(sent[0].as_str()), Some("Failed"))
+    );
     assert_eq!(skipped.json, server.admin_get(&format!("/logs/{}", sent[0])).json, "skip answers the log");
 
     let retried = server.admin_post(&format!("/logs/{}/retry", sent[0]), &json!({}));

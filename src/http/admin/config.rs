@@ -219,7 +219,12 @@ pub(super) async fn create<K: Kind>(ctx: web::Data<AppCtx>, req: HttpRequest, bo
     Ok(HttpResponse::Created().json(value))
 }
 
-pub(super) async fn put<K: Kind>(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>, body: web::Payload) -> Reply {
+pub(super) async fn put<K: Kind>(
+    ctx: web::Data<AppCtx>,
+    req: HttpRequest,
+    id: web::Path<String>,
+    body: web::Payload,
+) -> Reply {
     let operator = authorize(&ctx, &req, Role::Admin)?;
     let id = path_id(&id)?;
     let audit = AuditDraft::new(&operator, &format!("{}.update", K::SINGULAR), Some(id.to_string()));

@@ -116,16 +116,7 @@ macro_rules! object_routes {
     };
 }
 
-object_routes!(
-    sources,
-    Sources,
-    "/api/v1/sources",
-    "/api/v1/sources/{id}",
-    "source",
-    Source,
-    SourceList,
-    SourceSpec
-);
+object_routes!(sources, Sources, "/api/v1/sources", "/api/v1/sources/{id}", "source", Source, SourceList, SourceSpec);
 object_routes!(
     destinations,
     Destinations,

@@ -110,7 +110,11 @@ fn unreadable(e: crate::history::HistoryError) -> ApiError {
         (status = 400, description = "Invalid query parameter", body = RedoxErrors),
     ),
 )]
-pub(super) async fn list_logs(ctx: web::Data<AppCtx>, req: HttpRequest, query: web::Query<HashMap<String, String>>) -> Reply {
+pub(super) async fn list_logs(
+    ctx: web::Data<AppCtx>,
+    req: HttpRequest,
+    query: web::Query<HashMap<String, String>>,
+) -> Reply {
     authorize(&ctx, &req, Role::Viewer)?;
     Ok(HttpResponse::Ok().json(logs_page(&ctx, &query)?))
 }

@@ -226,7 +226,12 @@ pub(super) async fn create(ctx: web::Data<AppCtx>, req: HttpRequest, payload: we
         (status = 503, description = "The write-ahead log takes no writes", body = RedoxErrors),
     ),
 )]
-pub(super) async fn put(ctx: web::Data<AppCtx>, req: HttpRequest, name: web::Path<String>, payload: web::Payload) -> Reply {
+pub(super) async fn put(
+    ctx: web::Data<AppCtx>,
+    req: HttpRequest,
+    name: web::Path<String>,
+    payload: web::Payload,
+) -> Reply {
     let operator = authorize(&ctx, &req, Role::Admin)?;
     let body: OperatorBody = json_body(&ctx, &req, payload).await?;
     let name = name.into_inner();

@@ -154,7 +154,11 @@ pub(super) async fn skip(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path
         (status = 429, description = "Too many wrong tokens from this address", body = RedoxErrors),
     ),
 )]
-pub(super) async fn alerts(ctx: web::Data<AppCtx>, req: HttpRequest, query: web::Query<HashMap<String, String>>) -> Reply {
+pub(super) async fn alerts(
+    ctx: web::Data<AppCtx>,
+    req: HttpRequest,
+    query: web::Query<HashMap<String, String>>,
+) -> Reply {
     authorize(&ctx, &req, Role::Viewer)?;
     Ok(HttpResponse::Ok().json(alerts_page(&ctx, &query)?))
 }

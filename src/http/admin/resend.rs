@@ -208,7 +208,12 @@ fn replayed_logs(ctx: &AppCtx, mut filter: LogFilter, statuses: &[LogStatus]) ->
         (status = 503, description = "The write-ahead log takes no writes", body = RedoxErrors),
     ),
 )]
-pub(super) async fn replay(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>, body: web::Payload) -> Reply {
+pub(super) async fn replay(
+    ctx: web::Data<AppCtx>,
+    req: HttpRequest,
+    id: web::Path<String>,
+    body: web::Payload,
+) -> Reply {
     let operator = authorize(&ctx, &req, Role::Operator)?;
     let destination = path_id(&id)?;
     let spec: ReplaySpec = json_body(&ctx, &req, body).await?;

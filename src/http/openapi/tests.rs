@@ -55,7 +55,8 @@ fn every_operation_names_its_auth_and_its_errors() {
         let op = &doc["paths"][&path][&method];
         let security = op["security"].as_array();
         if !public.contains(&path.as_str()) {
-            let names: Vec<&String> = security.into_iter().flatten().filter_map(|s| s.as_object()).flat_map(|s| s.keys()).collect();
+            let names: Vec<&String> =
+                security.into_iter().flatten().filter_map(|s| s.as_object()).flat_map(|s| s.keys()).collect();
             assert!(!names.is_empty(), "{method} {path} names no security");
             assert!(names.iter().all(|n| schemes.contains_key(*n)), "{method} {path}: {names:?}");
         }
