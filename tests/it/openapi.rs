@@ -131,6 +131,13 @@ fn sends_and_their_errors_conform_to_the_document() {
     }
 }
 
+/// A queue view without its age, which grows between two reads.
+fn timeless(queue: &Value) -> Value {
+    let mut queue = queue.clone();
+    queue["oldest_pending_age_ms"] = Value::Null;
+    queue
+}
+
 #[test]
 fn operator_answers_conform_and_actions_answer_the_object_they_changed() {
     let server = Server::start();
@@ -164,7 +171,11 @@ fn operator_answers_conform_and_actions_answer_the_object_they_changed() {
     conforms(&doc, "post", "/api/v1/destinations/{id}/pause", &paused);
     assert_eq!(paused.json["state"], "paused", "{}", paused.text);
     assert_eq!(paused.json["head_log_id"].as_str(), Some(sent[0].as_str()), "{}", paused.text);
-    assert_eq!(paused.json, server.admin_get(&queue).json, "pause answers the queue as GET shows it");
+    assert_eq!(
+        timeless(&paused.json),
+        timeless(&server.admin_get(&queue).json),
+        "pause answers the queue as GET shows it"
+    );
 
     let skipped = server.admin_post(&format!("/logs/{}/skip", sent[0]), &json!({}));
     conforms(&doc, "post", "/api/v1/logs/{id}/skip", &skipped);
@@ -185,6 +196,10 @@ fn operator_answers_conform_and_actions_answer_the_object_they_changed() {
 
     let resumed = server.admin_post(&format!("/destinations/{LAB}/resume"), &json!({}));
     conforms(&doc, "post", "/api/v1/destinations/{id}/resume", &resumed);
-    assert_eq!(resumed.json, server.admin_get(&queue).json, "resume answers the queue as GET shows it");
+    assert_eq!(
+        timeless(&resumed.json),
+        timeless(&server.admin_get(&queue).json),
+        "resume answers the queue as GET shows it"
+    );
     assert_eq!(resumed.json["paused_reason"], "destination disabled", "{}", resumed.text);
 }
