@@ -20,7 +20,6 @@ use std::{
 
 use actix::{Actor, Addr, Arbiter, ArbiterHandle};
 use parking_lot::Mutex;
-use serde_json::Value;
 
 pub use self::operate::Action;
 use self::{
@@ -144,8 +143,9 @@ impl Deliveries {
         self.shared.ahead_counts.clone()
     }
 
-    /// Runs an operator action on a destination's queue.
-    pub async fn operate(&self, destination: Id, action: Action, audit: Option<AuditDraft>) -> Result<Value, ApiError> {
+    /// Runs an operator action on a destination's queue; returns once its
+    /// events are durable.
+    pub async fn operate(&self, destination: Id, action: Action, audit: Option<AuditDraft>) -> Result<(), ApiError> {
         let addr = self.actor(destination);
         let addr = addr.ok_or_else(|| ApiError::not_found(format!("destination {destination} not found")))?;
         match addr.send(Operate { action, audit }).await {

@@ -1,9 +1,10 @@
 //! Operator actions on a destination's queue (SPEC §6): pause, resume,
 //! manual retry and skip. They go through the destination's actor, the
-//! only owner of its queue, and answer once their events are durable.
+//! only owner of its queue, and return once their events are durable; the
+//! operator API then answers with the queue or the log as it reads now.
 
 use actix::prelude::*;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::actor::DestinationActor;
 use crate::{
@@ -30,11 +31,11 @@ pub struct Operate {
 }
 
 impl Message for Operate {
-    type Result = Result<Value, ApiError>;
+    type Result = Result<(), ApiError>;
 }
 
 impl Handler<Operate> for DestinationActor {
-    type Result = ResponseFuture<Result<Value, ApiError>>;
+    type Result = ResponseFuture<Result<(), ApiError>>;
 
     fn handle(&mut self, msg: Operate, ctx: &mut Self::Context) -> Self::Result {
         let decided = self.decide(msg.action, ctx);
@@ -42,10 +43,9 @@ impl Handler<Operate> for DestinationActor {
             Ok(events) => events,
             Err(e) => return Box::pin(async move { Err(e) }),
         };
-        let answer = json!({ "destination_id": self.id().to_string(), "action": format!("{:?}", msg.action) });
         if let Some(draft) = msg.audit.filter(|_| !events.is_empty()) {
             let shared = self.shared();
-            events.push(Event::Audited(draft.entry(shared.ids.id(), shared.clock.now_ms(), &answer)));
+            events.push(Event::Audited(draft.entry(shared.ids.id(), shared.clock.now_ms(), &Value::Null)));
         }
         self.forget_prepared();
         let ledger = self.shared().ledger.clone();
@@ -65,7 +65,7 @@ impl Handler<Operate> for DestinationActor {
             if let Some(commit) = commit {
                 commit.await?;
             }
-            Ok(answer)
+            Ok(())
         })
     }
 }

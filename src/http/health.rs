@@ -9,7 +9,10 @@ use std::{
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
 
-use super::AppCtx;
+use super::{
+    AppCtx,
+    openapi::schemas::{Liveness, Readiness},
+};
 use crate::{
     journal::Health,
     jq::AheadCounts,
@@ -20,6 +23,12 @@ use crate::{
 };
 
 /// Liveness: the process runs and answers.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "Health",
+    responses((status = 200, description = "The process runs", body = Liveness)),
+)]
 pub async fn healthz(ctx: web::Data<AppCtx>) -> HttpResponse {
     HttpResponse::Ok().json(json!({
         "status": "ok",
@@ -29,6 +38,15 @@ pub async fn healthz(ctx: web::Data<AppCtx>) -> HttpResponse {
 
 /// Readiness: 200 once the journal is replayed (this handler is served only
 /// then) and takes writes; 503 with the reason otherwise.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "Health",
+    responses(
+        (status = 200, description = "Replayed, and the write-ahead log takes writes", body = Readiness),
+        (status = 503, description = "Not ready, and why", body = Readiness, headers(("retry-after" = u64))),
+    ),
+)]
 pub async fn readyz(ctx: web::Data<AppCtx>) -> HttpResponse {
     let (ready, body) = readiness(ctx.journal.health());
     match ready {
@@ -58,6 +76,19 @@ fn readiness(health: Health) -> (bool, serde_json::Value) {
     }
 }
 
+/// The metrics, in the OpenMetrics text format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "Health",
+    security((), ("metrics" = [])),
+    responses(
+        (status = 200, description = "Counters, gauges and histograms", body = String,
+            content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        (status = 401, description = "metrics_token is set and was not given", body = String,
+            content_type = "text/plain; charset=utf-8"),
+    ),
+)]
 pub async fn metrics(ctx: web::Data<AppCtx>, req: HttpRequest) -> HttpResponse {
     if let Some(expected) = ctx.config.metrics_token.as_deref() {
         let given =

@@ -3,7 +3,9 @@
 mod admin;
 mod console;
 pub(crate) mod health;
+pub mod openapi;
 mod query;
+pub mod routes;
 mod send;
 pub mod starting;
 mod throttle;
@@ -67,16 +69,24 @@ impl std::fmt::Debug for AppCtx {
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/endpoint", web::post().to(send::endpoint))
-        .route("/fhir/R4/$process-message", web::post().to(send::fhir))
-        .route("/query", web::post().to(query::query))
-        .route("/auth/authenticate", web::post().to(tokens::authenticate))
-        .route("/auth/refreshToken", web::post().to(tokens::refresh))
-        .route("/healthz", web::get().to(health::healthz))
-        .route("/readyz", web::get().to(health::readyz))
-        .route("/metrics", web::get().to(health::metrics))
-        .service(web::scope("/api/v1").configure(admin::routes))
-        .configure(console::routes);
+    register(&mut routes::Routes::new(cfg, &mut Vec::new()));
+}
+
+/// Every route the server serves, through the recording [`routes::Routes`].
+pub fn register(r: &mut routes::Routes<'_>) {
+    r.post("/endpoint", send::endpoint)
+        .post("/fhir/R4/$process-message", send::fhir)
+        .post("/query", query::query)
+        .post("/auth/authenticate", tokens::authenticate)
+        .post("/auth/refreshToken", tokens::refresh)
+        .get("/healthz", health::healthz)
+        .get("/readyz", health::readyz)
+        .get("/metrics", health::metrics)
+        .scope("/api/v1", |r| {
+            r.get("/openapi.json", openapi::document);
+            admin::routes(r);
+        });
+    console::routes(r);
 }
 
 /// The bearer token of a request, if it has one.

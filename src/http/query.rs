@@ -10,7 +10,11 @@ use std::{sync::Arc, time::Duration};
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::Value;
 
-use super::{AppCtx, authenticate_source, read_body, require_json};
+use super::{
+    AppCtx, authenticate_source,
+    openapi::schemas::{DataModelMessage, RedoxErrors},
+    read_body, require_json,
+};
 use crate::{
     delivery::request::{self, AttemptIds},
     egress::Egress,
@@ -41,6 +45,24 @@ impl QueryClient {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/query",
+    tag = "Query",
+    security(("source" = [])),
+    request_body = DataModelMessage,
+    responses(
+        (status = 200, description = "The destination's JSON reply (after the subscription's response_transform)", body = Object),
+        (status = 400, description = "Not JSON, Meta missing or wrong, an asynchronous event type, not exactly one destination", body = RedoxErrors),
+        (status = 401, description = "Missing, expired or forged access token", body = RedoxErrors),
+        (status = 408, description = "The body did not arrive in time", body = RedoxErrors),
+        (status = 413, description = "Body over max_body_bytes", body = RedoxErrors),
+        (status = 415, description = "Content-Type not JSON", body = RedoxErrors),
+        (status = 502, description = "The destination failed or answered no JSON", body = RedoxErrors),
+        (status = 503, description = "The write-ahead log takes no writes", body = RedoxErrors),
+        (status = 504, description = "The destination did not answer within its timeout_ms", body = RedoxErrors),
+    ),
+)]
 pub async fn query(ctx: web::Data<AppCtx>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
     let mut span = ctx.traces.span("query");
     let answer = match run(&ctx, &req, payload, &mut span).await {

@@ -6,7 +6,11 @@ use std::time::Instant;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 
-use super::{AppCtx, authenticate_source, read_body, require_json};
+use super::{
+    AppCtx, authenticate_source,
+    openapi::schemas::{DataModelMessage, FhirBundle, OperationOutcome, RedoxErrors, SendReply},
+    read_body, require_json,
+};
 use crate::{
     error::{ApiError, ErrorKind},
     inbound::{self, Endpoint, Inbound, InboundError},
@@ -24,6 +28,25 @@ enum Shape {
     Fhir,
 }
 
+#[utoipa::path(
+    post,
+    path = "/endpoint",
+    tag = "Send",
+    security(("source" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "A repeat within 24 h answers the first response and stores nothing new")),
+    request_body = DataModelMessage,
+    responses(
+        (status = 200, description = "Accepted: the message and its logs are on disk (not yet delivered)", body = SendReply,
+            headers(("ferrox-message-id" = u64, description = "The message's ID"))),
+        (status = 400, description = "Not JSON, Meta missing or wrong, unknown or unsubscribed destination, a synchronous event type", body = RedoxErrors),
+        (status = 401, description = "Missing, expired or forged access token", body = RedoxErrors),
+        (status = 408, description = "The body did not arrive in time", body = RedoxErrors),
+        (status = 413, description = "Body over max_body_bytes", body = RedoxErrors),
+        (status = 415, description = "Content-Type not JSON", body = RedoxErrors),
+        (status = 422, description = "The Idempotency-Key came before with another body", body = RedoxErrors),
+        (status = 503, description = "The write-ahead log takes no writes: not acknowledged, send again", body = RedoxErrors),
+    ),
+)]
 pub async fn endpoint(ctx: web::Data<AppCtx>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
     let started = Instant::now();
     let mut span = ctx.traces.span("send");
@@ -40,6 +63,25 @@ pub async fn endpoint(ctx: web::Data<AppCtx>, req: HttpRequest, payload: web::Pa
     answer
 }
 
+#[utoipa::path(
+    post,
+    path = "/fhir/R4/$process-message",
+    tag = "Send",
+    security(("source" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "A repeat within 24 h answers the first response and stores nothing new")),
+    request_body(content((FhirBundle = "application/fhir+json"), (FhirBundle = "application/json"))),
+    responses(
+        (status = 200, description = "Accepted: an information issue per log, the log ID in diagnostics", body = OperationOutcome,
+            content_type = "application/fhir+json", headers(("ferrox-message-id" = u64, description = "The message's ID"))),
+        (status = 400, description = "Not a message Bundle, unknown event, no subscription", body = OperationOutcome, content_type = "application/fhir+json"),
+        (status = 401, description = "Missing, expired or forged access token", body = OperationOutcome, content_type = "application/fhir+json"),
+        (status = 408, description = "The body did not arrive in time", body = OperationOutcome, content_type = "application/fhir+json"),
+        (status = 413, description = "Body over max_body_bytes", body = OperationOutcome, content_type = "application/fhir+json"),
+        (status = 415, description = "Content-Type not JSON", body = OperationOutcome, content_type = "application/fhir+json"),
+        (status = 422, description = "The Idempotency-Key came before with another body", body = OperationOutcome, content_type = "application/fhir+json"),
+        (status = 503, description = "The write-ahead log takes no writes: not acknowledged, send again", body = OperationOutcome, content_type = "application/fhir+json"),
+    ),
+)]
 pub async fn fhir(ctx: web::Data<AppCtx>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
     let started = Instant::now();
     let mut span = ctx.traces.span("send");

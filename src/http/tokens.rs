@@ -5,7 +5,13 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{AppCtx, client_ip, read_body, require_json};
+use utoipa::ToSchema;
+
+use super::{
+    AppCtx, client_ip,
+    openapi::schemas::{RedoxErrors, Tokens},
+    read_body, require_json,
+};
 use crate::{
     auth::{self, Claims, TokenKind},
     clock::rfc3339,
@@ -18,16 +24,16 @@ const REFRESH_LIFETIME_FACTOR: i64 = 30;
 /// Auth bodies are tiny; anything larger is not a credential.
 const AUTH_BODY_BYTES: usize = 16 * 1024;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct Authenticate {
+pub struct Authenticate {
     api_key: String,
     secret: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct Refresh {
+pub struct Refresh {
     api_key: String,
     refresh_token: String,
 }
@@ -48,6 +54,22 @@ fn reply(result: Result<HttpResponse, ApiError>) -> HttpResponse {
     result.unwrap_or_else(|e| e.redox_response("Authentication", None, None))
 }
 
+#[utoipa::path(
+    post,
+    path = "/auth/authenticate",
+    tag = "Authentication",
+    request_body = Authenticate,
+    responses(
+        (status = 200, description = "An access token and a refresh token", body = Tokens),
+        (status = 400, description = "Not JSON, or a field missing", body = RedoxErrors),
+        (status = 401, description = "Unknown apiKey or wrong secret", body = RedoxErrors),
+        (status = 408, description = "The body did not arrive in time", body = RedoxErrors),
+        (status = 413, description = "Body over 16 KiB", body = RedoxErrors),
+        (status = 415, description = "Content-Type not JSON", body = RedoxErrors),
+        (status = 429, description = "Too many sign-ins from this address", body = RedoxErrors,
+            headers(("retry-after" = u64, description = "Seconds to wait"))),
+    ),
+)]
 pub async fn authenticate(ctx: web::Data<AppCtx>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
     reply(
         async {
@@ -65,6 +87,22 @@ pub async fn authenticate(ctx: web::Data<AppCtx>, req: HttpRequest, payload: web
     )
 }
 
+#[utoipa::path(
+    post,
+    path = "/auth/refreshToken",
+    tag = "Authentication",
+    request_body = Refresh,
+    responses(
+        (status = 200, description = "New tokens", body = Tokens),
+        (status = 400, description = "Not JSON, or a field missing", body = RedoxErrors),
+        (status = 401, description = "Expired or forged refresh token, or another source's", body = RedoxErrors),
+        (status = 408, description = "The body did not arrive in time", body = RedoxErrors),
+        (status = 413, description = "Body over 16 KiB", body = RedoxErrors),
+        (status = 415, description = "Content-Type not JSON", body = RedoxErrors),
+        (status = 429, description = "Too many sign-ins from this address", body = RedoxErrors,
+            headers(("retry-after" = u64, description = "Seconds to wait"))),
+    ),
+)]
 pub async fn refresh(ctx: web::Data<AppCtx>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
     reply(
         async {

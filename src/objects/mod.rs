@@ -23,7 +23,7 @@ use crate::{
 /// its queue for too long between retries.
 pub const MAX_TIMEOUT_MS: u64 = 10 * 60 * 1000;
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SourceSpec {
     pub id: Option<String>,
@@ -35,7 +35,7 @@ pub struct SourceSpec {
     pub alert_emails: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DestinationSpec {
     pub id: Option<String>,
@@ -58,7 +58,7 @@ pub struct DestinationSpec {
 /// A subscription names its source and destination by ID (`source_id`,
 /// `destination_id`) or by name (`source`, `destination`), so a
 /// configuration file need not invent UUIDs.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubscriptionSpec {
     pub id: Option<String>,

@@ -25,6 +25,7 @@ mod log_detail;
 mod logs;
 mod look_ahead;
 mod metrics;
+mod openapi;
 mod operator;
 mod operators;
 mod packaging;

@@ -9,19 +9,36 @@ use serde_json::{Value, json};
 use crate::{
     clock::rfc3339,
     error::ApiError,
-    http::{AppCtx, authorize},
+    http::{
+        AppCtx, authorize,
+        openapi::{params::PageQuery, schemas::RedoxErrors, views::AuditList},
+        routes::Routes,
+    },
     limits,
     operators::Role,
     state::MAX_PAGE,
 };
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/audit", web::get().to(audit));
+pub fn routes(r: &mut Routes<'_>) {
+    r.get("/audit", audit);
 }
 
 const CURSOR_PREFIX: &str = "a";
 
-async fn audit(
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit",
+    tag = "Operators",
+    security(("operator" = [])),
+    params(PageQuery),
+    responses(
+        (status = 200, description = "A page of the audit trail, newest first", body = AuditList),
+        (status = 401, description = "Missing or unknown operator token", body = RedoxErrors),
+        (status = 429, description = "Too many wrong tokens from this address", body = RedoxErrors),
+        (status = 400, description = "Invalid query parameter", body = RedoxErrors),
+    ),
+)]
+pub(super) async fn audit(
     ctx: web::Data<AppCtx>,
     req: HttpRequest,
     query: web::Query<HashMap<String, String>>,

@@ -2,7 +2,8 @@
 //! journal event, decided inside the router and answered once durable.
 //! The three kinds share their handlers through [`Kind`]. Objects the
 //! configuration file declares are the file's: changing or deleting one
-//! here is a 409 naming the file (`objects::file`).
+//! here is a 409 naming the file (`objects::file`). Their routes and
+//! documentation are in `config_routes`.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, de::DeserializeOwned};
@@ -23,23 +24,8 @@ use crate::{
     state::State,
 };
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    register::<Sources>(cfg);
-    register::<Destinations>(cfg);
-    register::<Subscriptions>(cfg);
-}
-
-fn register<K: Kind>(cfg: &mut web::ServiceConfig) {
-    let one = format!("/{}/{{id}}", K::PLURAL);
-    cfg.route(&format!("/{}", K::PLURAL), web::get().to(list::<K>))
-        .route(&format!("/{}", K::PLURAL), web::post().to(create::<K>))
-        .route(&one, web::get().to(get::<K>))
-        .route(&one, web::put().to(put::<K>))
-        .route(&one, web::delete().to(delete::<K>));
-}
-
 /// What differs between the three kinds of configuration object.
-trait Kind: 'static {
+pub(super) trait Kind: 'static {
     const SINGULAR: &'static str;
     const PLURAL: &'static str;
     type Spec: DeserializeOwned + Send + 'static;
@@ -67,11 +53,11 @@ trait Kind: 'static {
 }
 
 type Decided = Result<(Event, Value), ApiError>;
-type Reply = Result<HttpResponse, ApiError>;
+pub(super) type Reply = Result<HttpResponse, ApiError>;
 
-struct Sources;
-struct Destinations;
-struct Subscriptions;
+pub(super) struct Sources;
+pub(super) struct Destinations;
+pub(super) struct Subscriptions;
 
 impl Kind for Sources {
     const SINGULAR: &'static str = "source";
@@ -185,14 +171,14 @@ fn not_found<K: Kind>(id: Id) -> ApiError {
     ApiError::not_found(format!("{} {id} not found", K::SINGULAR))
 }
 
-async fn list<K: Kind>(ctx: web::Data<AppCtx>, req: HttpRequest) -> Reply {
+pub(super) async fn list<K: Kind>(ctx: web::Data<AppCtx>, req: HttpRequest) -> Reply {
     authorize(&ctx, &req, Role::Viewer)?;
     let state = ctx.state.read();
     let items: Vec<Value> = K::ids(&state).into_iter().filter_map(|id| K::json(&state, id)).collect();
     Ok(HttpResponse::Ok().json(json!({ K::PLURAL: items, "next_cursor": null })))
 }
 
-async fn get<K: Kind>(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>) -> Reply {
+pub(super) async fn get<K: Kind>(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>) -> Reply {
     authorize(&ctx, &req, Role::Viewer)?;
     let id = path_id(&id)?;
     let value = K::json(&ctx.state.read(), id).ok_or_else(|| not_found::<K>(id))?;
@@ -213,7 +199,7 @@ fn file_refusal<K: Kind>(file: &FileObjects, state: &State, id: Id) -> Result<()
     }
 }
 
-async fn create<K: Kind>(ctx: web::Data<AppCtx>, req: HttpRequest, body: web::Payload) -> Reply {
+pub(super) async fn create<K: Kind>(ctx: web::Data<AppCtx>, req: HttpRequest, body: web::Payload) -> Reply {
     let operator = authorize(&ctx, &req, Role::Admin)?;
     let audit = AuditDraft::new(&operator, &format!("{}.create", K::SINGULAR), None);
     let spec: K::Spec = json_body(&ctx, &req, body).await?;
@@ -233,7 +219,12 @@ async fn create<K: Kind>(ctx: web::Data<AppCtx>, req: HttpRequest, body: web::Pa
     Ok(HttpResponse::Created().json(value))
 }
 
-async fn put<K: Kind>(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>, body: web::Payload) -> Reply {
+pub(super) async fn put<K: Kind>(
+    ctx: web::Data<AppCtx>,
+    req: HttpRequest,
+    id: web::Path<String>,
+    body: web::Payload,
+) -> Reply {
     let operator = authorize(&ctx, &req, Role::Admin)?;
     let id = path_id(&id)?;
     let audit = AuditDraft::new(&operator, &format!("{}.update", K::SINGULAR), Some(id.to_string()));
@@ -262,7 +253,7 @@ struct DeleteQuery {
     force: bool,
 }
 
-async fn delete<K: Kind>(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>) -> Reply {
+pub(super) async fn delete<K: Kind>(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>) -> Reply {
     let operator = authorize(&ctx, &req, Role::Admin)?;
     let id = path_id(&id)?;
     let query = web::Query::<DeleteQuery>::from_query(req.query_string())

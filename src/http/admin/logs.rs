@@ -11,17 +11,23 @@ use crate::{
     clock::{parse_rfc3339, rfc3339},
     delivery::schedule::next_attempt_at,
     error::ApiError,
-    http::{AppCtx, authorize},
+    http::{
+        AppCtx, authorize,
+        openapi::{
+            params::LogQuery,
+            schemas::RedoxErrors,
+            views::{LogDetail, LogList, Queue},
+        },
+        routes::Routes,
+    },
     limits,
     model::{Id, LogStatus, LogType},
     operators::{Operator, Role},
     state::{LogFilter, LogRecord},
 };
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/logs", web::get().to(list_logs))
-        .route("/logs/{id}", web::get().to(get_log))
-        .route("/destinations/{id}/queue", web::get().to(queue));
+pub fn routes(r: &mut Routes<'_>) {
+    r.get("/logs", list_logs).get("/logs/{id}", get_log).get("/destinations/{id}/queue", queue);
 }
 
 type Reply = Result<HttpResponse, ApiError>;
@@ -91,7 +97,24 @@ fn unreadable(e: crate::history::HistoryError) -> ApiError {
     ApiError::internal(format!("reading the history: {e}"))
 }
 
-async fn list_logs(ctx: web::Data<AppCtx>, req: HttpRequest, query: web::Query<HashMap<String, String>>) -> Reply {
+#[utoipa::path(
+    get,
+    path = "/api/v1/logs",
+    tag = "Logs",
+    security(("operator" = [])),
+    params(LogQuery),
+    responses(
+        (status = 200, description = "A page of logs, newest first", body = LogList),
+        (status = 401, description = "Missing or unknown operator token", body = RedoxErrors),
+        (status = 429, description = "Too many wrong tokens from this address", body = RedoxErrors),
+        (status = 400, description = "Invalid query parameter", body = RedoxErrors),
+    ),
+)]
+pub(super) async fn list_logs(
+    ctx: web::Data<AppCtx>,
+    req: HttpRequest,
+    query: web::Query<HashMap<String, String>>,
+) -> Reply {
     authorize(&ctx, &req, Role::Viewer)?;
     Ok(HttpResponse::Ok().json(logs_page(&ctx, &query)?))
 }
@@ -106,7 +129,20 @@ pub(in crate::http) fn logs_page(ctx: &AppCtx, query: &HashMap<String, String>) 
     Ok(json!({ "logs": logs, "next_cursor": next }))
 }
 
-async fn get_log(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>) -> Reply {
+#[utoipa::path(
+    get,
+    path = "/api/v1/logs/{id}",
+    tag = "Logs",
+    security(("operator" = [])),
+    params(("id" = String, Path, format = Uuid)),
+    responses(
+        (status = 200, description = "The log, its attempts and its payload (null without PHI access)", body = LogDetail),
+        (status = 401, description = "Missing or unknown operator token", body = RedoxErrors),
+        (status = 429, description = "Too many wrong tokens from this address", body = RedoxErrors),
+        (status = 404, description = "No such object", body = RedoxErrors),
+    ),
+)]
+pub(super) async fn get_log(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>) -> Reply {
     let operator = authorize(&ctx, &req, Role::Viewer)?;
     Ok(HttpResponse::Ok().json(log_detail(&ctx, &operator, path_id(&id)?)?))
 }
@@ -134,7 +170,20 @@ pub(in crate::http) fn log_detail(ctx: &AppCtx, operator: &Operator, id: Id) -> 
     Ok(value)
 }
 
-async fn queue(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>) -> Reply {
+#[utoipa::path(
+    get,
+    path = "/api/v1/destinations/{id}/queue",
+    tag = "Logs",
+    security(("operator" = [])),
+    params(("id" = String, Path, format = Uuid)),
+    responses(
+        (status = 200, description = "The destination's queue", body = Queue),
+        (status = 401, description = "Missing or unknown operator token", body = RedoxErrors),
+        (status = 429, description = "Too many wrong tokens from this address", body = RedoxErrors),
+        (status = 404, description = "No such object", body = RedoxErrors),
+    ),
+)]
+pub(super) async fn queue(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>) -> Reply {
     authorize(&ctx, &req, Role::Viewer)?;
     Ok(HttpResponse::Ok().json(queue_view(&ctx, path_id(&id)?)?))
 }

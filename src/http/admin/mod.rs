@@ -1,12 +1,13 @@
 //! The operator API, `/api/v1` (SPEC §6), behind `admin_token`. Errors
 //! answer in the Redox shape with module `Admin`.
 
-mod audit;
+pub(super) mod audit;
 mod config;
-mod logs;
-mod operators;
-mod queues;
-mod resend;
+pub(super) mod config_routes;
+pub(super) mod logs;
+pub(super) mod operators;
+pub(super) mod queues;
+pub(super) mod resend;
 
 use actix_web::{HttpRequest, web};
 
@@ -18,7 +19,7 @@ pub(super) use self::{
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::{AppCtx, read_body, require_json};
+use super::{AppCtx, read_body, require_json, routes::Routes};
 use crate::{
     error::{ApiError, ErrorKind},
     model::Id,
@@ -30,13 +31,13 @@ use crate::{
 /// jq programs.
 const ADMIN_BODY_BYTES: usize = 1 << 20;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    audit::routes(cfg);
-    config::routes(cfg);
-    logs::routes(cfg);
-    operators::routes(cfg);
-    queues::routes(cfg);
-    resend::routes(cfg);
+pub fn routes(r: &mut Routes<'_>) {
+    audit::routes(r);
+    config_routes::routes(r);
+    logs::routes(r);
+    operators::routes(r);
+    queues::routes(r);
+    resend::routes(r);
 }
 
 /// Parses a JSON body into `T`; unknown fields are a 400 naming them.

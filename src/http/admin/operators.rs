@@ -14,26 +14,34 @@ use crate::{
     auth,
     clock::{SharedClock, rfc3339},
     error::ApiError,
-    http::{AppCtx, authorize},
+    http::{
+        AppCtx, authorize,
+        openapi::{
+            schemas::RedoxErrors,
+            views::{Operator as OperatorView, OperatorDeleted, OperatorList},
+        },
+        routes::Routes,
+    },
     journal::Event,
     model::{OperatorRecord, Role},
     operators::{AuditDraft, Operator, Operators, check_name, check_token, token_hash},
     state::State,
 };
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/operators", web::get().to(list))
-        .route("/operators", web::post().to(create))
-        .route("/operators/{name}", web::get().to(get))
-        .route("/operators/{name}", web::put().to(put))
-        .route("/operators/{name}", web::delete().to(delete));
+pub fn routes(r: &mut Routes<'_>) {
+    r.get("/operators", list)
+        .post("/operators", create)
+        .get("/operators/{name}", get)
+        .put("/operators/{name}", put)
+        .delete("/operators/{name}", delete);
 }
 
 type Reply = Result<HttpResponse, ApiError>;
 
-#[derive(Debug, Deserialize)]
+/// An operator to make or change. `name` may be left out of a `PUT`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct OperatorBody {
+pub(super) struct OperatorBody {
     name: Option<String>,
     /// At least 16 characters; generated (and shown once) if absent on create.
     token: Option<String>,
@@ -62,14 +70,42 @@ fn declared(name: &str) -> ApiError {
     ))
 }
 
-async fn list(ctx: web::Data<AppCtx>, req: HttpRequest) -> Reply {
+#[utoipa::path(
+    get,
+    path = "/api/v1/operators",
+    tag = "Operators",
+    operation_id = "list_operators",
+    security(("operator" = [])),
+    responses(
+        (status = 200, description = "Every operator: the configuration's and those made here", body = OperatorList),
+        (status = 401, description = "Missing or unknown operator token", body = RedoxErrors),
+        (status = 429, description = "Too many wrong tokens from this address", body = RedoxErrors),
+        (status = 403, description = "The operator's role is not admin", body = RedoxErrors),
+    ),
+)]
+pub(super) async fn list(ctx: web::Data<AppCtx>, req: HttpRequest) -> Reply {
     authorize(&ctx, &req, Role::Admin)?;
     let mut all: Vec<Value> = ctx.operators.all().into_iter().map(configured_json).collect();
     all.extend(ctx.state.read().operators.values().map(made_json));
     Ok(HttpResponse::Ok().json(json!({ "operators": all, "next_cursor": null })))
 }
 
-async fn get(ctx: web::Data<AppCtx>, req: HttpRequest, name: web::Path<String>) -> Reply {
+#[utoipa::path(
+    get,
+    path = "/api/v1/operators/{name}",
+    tag = "Operators",
+    operation_id = "get_operator",
+    security(("operator" = [])),
+    params(("name" = String, Path)),
+    responses(
+        (status = 200, description = "The operator", body = OperatorView),
+        (status = 401, description = "Missing or unknown operator token", body = RedoxErrors),
+        (status = 429, description = "Too many wrong tokens from this address", body = RedoxErrors),
+        (status = 403, description = "The operator's role is not admin", body = RedoxErrors),
+        (status = 404, description = "No such object", body = RedoxErrors),
+    ),
+)]
+pub(super) async fn get(ctx: web::Data<AppCtx>, req: HttpRequest, name: web::Path<String>) -> Reply {
     authorize(&ctx, &req, Role::Admin)?;
     if let Some(o) = ctx.operators.named(&name) {
         return Ok(HttpResponse::Ok().json(configured_json(o)));
@@ -138,7 +174,26 @@ fn audit_of(operator: &Operator, action: &str, name: &str, body: &OperatorBody) 
         .detail(format!("role {}, {phi} PHI access{token}", body.role))
 }
 
-async fn create(ctx: web::Data<AppCtx>, req: HttpRequest, payload: web::Payload) -> Reply {
+#[utoipa::path(
+    post,
+    path = "/api/v1/operators",
+    tag = "Operators",
+    operation_id = "create_operator",
+    security(("operator" = [])),
+    request_body = OperatorBody,
+    responses(
+        (status = 201, description = "The operator made; a generated token is shown this once", body = OperatorView),
+        (status = 401, description = "Missing or unknown operator token", body = RedoxErrors),
+        (status = 429, description = "Too many wrong tokens from this address", body = RedoxErrors),
+        (status = 403, description = "The operator's role is not admin", body = RedoxErrors),
+        (status = 400, description = "Invalid body: unknown fields, bad name, role or token", body = RedoxErrors),
+        (status = 413, description = "Body over 1 MiB", body = RedoxErrors),
+        (status = 415, description = "Content-Type not JSON", body = RedoxErrors),
+        (status = 409, description = "Declared in the configuration file, the name or the token is taken", body = RedoxErrors),
+        (status = 503, description = "The write-ahead log takes no writes", body = RedoxErrors),
+    ),
+)]
+pub(super) async fn create(ctx: web::Data<AppCtx>, req: HttpRequest, payload: web::Payload) -> Reply {
     let operator = authorize(&ctx, &req, Role::Admin)?;
     let body: OperatorBody = json_body(&ctx, &req, payload).await?;
     let name = body.name.clone().ok_or_else(|| ApiError::invalid("name is required"))?;
@@ -150,7 +205,33 @@ async fn create(ctx: web::Data<AppCtx>, req: HttpRequest, payload: web::Payload)
     Ok(HttpResponse::Created().json(change(&ctx, decide, audit).await?))
 }
 
-async fn put(ctx: web::Data<AppCtx>, req: HttpRequest, name: web::Path<String>, payload: web::Payload) -> Reply {
+#[utoipa::path(
+    put,
+    path = "/api/v1/operators/{name}",
+    tag = "Operators",
+    operation_id = "put_operator",
+    security(("operator" = [])),
+    params(("name" = String, Path)),
+    request_body = OperatorBody,
+    responses(
+        (status = 200, description = "The operator as changed", body = OperatorView),
+        (status = 401, description = "Missing or unknown operator token", body = RedoxErrors),
+        (status = 429, description = "Too many wrong tokens from this address", body = RedoxErrors),
+        (status = 403, description = "The operator's role is not admin", body = RedoxErrors),
+        (status = 400, description = "Invalid body: unknown fields, bad name, role or token", body = RedoxErrors),
+        (status = 413, description = "Body over 1 MiB", body = RedoxErrors),
+        (status = 415, description = "Content-Type not JSON", body = RedoxErrors),
+        (status = 404, description = "No such object", body = RedoxErrors),
+        (status = 409, description = "Declared in the configuration file, the name or the token is taken", body = RedoxErrors),
+        (status = 503, description = "The write-ahead log takes no writes", body = RedoxErrors),
+    ),
+)]
+pub(super) async fn put(
+    ctx: web::Data<AppCtx>,
+    req: HttpRequest,
+    name: web::Path<String>,
+    payload: web::Payload,
+) -> Reply {
     let operator = authorize(&ctx, &req, Role::Admin)?;
     let body: OperatorBody = json_body(&ctx, &req, payload).await?;
     let name = name.into_inner();
@@ -165,7 +246,24 @@ async fn put(ctx: web::Data<AppCtx>, req: HttpRequest, name: web::Path<String>, 
     Ok(HttpResponse::Ok().json(change(&ctx, decide, audit).await?))
 }
 
-async fn delete(ctx: web::Data<AppCtx>, req: HttpRequest, name: web::Path<String>) -> Reply {
+#[utoipa::path(
+    delete,
+    path = "/api/v1/operators/{name}",
+    tag = "Operators",
+    operation_id = "delete_operator",
+    security(("operator" = [])),
+    params(("name" = String, Path)),
+    responses(
+        (status = 200, description = "Deleted", body = OperatorDeleted),
+        (status = 401, description = "Missing or unknown operator token", body = RedoxErrors),
+        (status = 429, description = "Too many wrong tokens from this address", body = RedoxErrors),
+        (status = 403, description = "The operator's role is not admin", body = RedoxErrors),
+        (status = 404, description = "No such object", body = RedoxErrors),
+        (status = 409, description = "Declared in the configuration file", body = RedoxErrors),
+        (status = 503, description = "The write-ahead log takes no writes", body = RedoxErrors),
+    ),
+)]
+pub(super) async fn delete(ctx: web::Data<AppCtx>, req: HttpRequest, name: web::Path<String>) -> Reply {
     let operator = authorize(&ctx, &req, Role::Admin)?;
     let name = name.into_inner();
     let audit = AuditDraft::new(&operator, "operator.delete", Some(name.clone()));

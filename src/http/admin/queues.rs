@@ -1,28 +1,42 @@
 //! Queue actions and alerts: pause, resume, manual retry, skip (through the
-//! destination's actor) and `GET /alerts`.
+//! destination's actor) and `GET /alerts`. An action answers, once durable,
+//! with the object it changed as its `GET` shows it: the destination's queue
+//! for pause and resume, the log for retry and skip.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Map, Value, json};
 
 use std::collections::HashMap;
 
-use super::{audit::page_query, path_id};
+use super::{
+    audit::page_query,
+    logs::{log_detail, queue_view},
+    path_id,
+};
 use crate::{
     clock::rfc3339,
     delivery::Action,
     error::ApiError,
-    http::{AppCtx, authorize},
+    http::{
+        AppCtx, authorize,
+        openapi::{
+            params::PageQuery,
+            schemas::RedoxErrors,
+            views::{AlertList, LogDetail, Queue},
+        },
+        routes::Routes,
+    },
     journal::KeptAlert,
     operators::{AuditDraft, Role},
     state::State,
 };
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/destinations/{id}/pause", web::post().to(pause))
-        .route("/destinations/{id}/resume", web::post().to(resume))
-        .route("/logs/{id}/retry", web::post().to(retry))
-        .route("/logs/{id}/skip", web::post().to(skip))
-        .route("/alerts", web::get().to(alerts));
+pub fn routes(r: &mut Routes<'_>) {
+    r.post("/destinations/{id}/pause", pause)
+        .post("/destinations/{id}/resume", resume)
+        .post("/logs/{id}/retry", retry)
+        .post("/logs/{id}/skip", skip)
+        .get("/alerts", alerts);
 }
 
 type Reply = Result<HttpResponse, ApiError>;
@@ -32,14 +46,45 @@ async fn on_destination(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<
     let id = path_id(&id)?;
     let name = if action == Action::Pause { "destination.pause" } else { "destination.resume" };
     let audit = AuditDraft::new(&operator, name, Some(id.to_string()));
-    Ok(HttpResponse::Ok().json(ctx.deliveries.operate(id, action, Some(audit)).await?))
+    ctx.deliveries.operate(id, action, Some(audit)).await?;
+    Ok(HttpResponse::Ok().json(queue_view(&ctx, id)?))
 }
 
-async fn pause(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>) -> Reply {
+#[utoipa::path(
+    post,
+    path = "/api/v1/destinations/{id}/pause",
+    tag = "Logs",
+    security(("operator" = [])),
+    params(("id" = String, Path, format = Uuid)),
+    responses(
+        (status = 200, description = "Paused (or already paused): the queue", body = Queue),
+        (status = 401, description = "Missing or unknown operator token", body = RedoxErrors),
+        (status = 403, description = "The operator's role is viewer", body = RedoxErrors),
+        (status = 404, description = "No such object", body = RedoxErrors),
+        (status = 429, description = "Too many wrong tokens from this address", body = RedoxErrors),
+        (status = 503, description = "The write-ahead log takes no writes", body = RedoxErrors),
+    ),
+)]
+pub(super) async fn pause(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>) -> Reply {
     on_destination(ctx, req, id, Action::Pause).await
 }
 
-async fn resume(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>) -> Reply {
+#[utoipa::path(
+    post,
+    path = "/api/v1/destinations/{id}/resume",
+    tag = "Logs",
+    security(("operator" = [])),
+    params(("id" = String, Path, format = Uuid)),
+    responses(
+        (status = 200, description = "Resumed (or already flowing): the queue", body = Queue),
+        (status = 401, description = "Missing or unknown operator token", body = RedoxErrors),
+        (status = 403, description = "The operator's role is viewer", body = RedoxErrors),
+        (status = 404, description = "No such object", body = RedoxErrors),
+        (status = 429, description = "Too many wrong tokens from this address", body = RedoxErrors),
+        (status = 503, description = "The write-ahead log takes no writes", body = RedoxErrors),
+    ),
+)]
+pub(super) async fn resume(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>) -> Reply {
     on_destination(ctx, req, id, Action::Resume).await
 }
 
@@ -52,18 +97,68 @@ async fn on_log(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>,
     let action = if retry { Action::Retry(id) } else { Action::Skip(id) };
     let name = if retry { "log.retry" } else { "log.skip" };
     let audit = AuditDraft::new(&operator, name, Some(id.to_string())).detail(format!("destination {destination}"));
-    Ok(HttpResponse::Ok().json(ctx.deliveries.operate(destination, action, Some(audit)).await?))
+    ctx.deliveries.operate(destination, action, Some(audit)).await?;
+    Ok(HttpResponse::Ok().json(log_detail(&ctx, &operator, id)?))
 }
 
-async fn retry(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>) -> Reply {
+#[utoipa::path(
+    post,
+    path = "/api/v1/logs/{id}/retry",
+    tag = "Logs",
+    security(("operator" = [])),
+    params(("id" = String, Path, format = Uuid)),
+    responses(
+        (status = 200, description = "The log, Pending again and next in its queue", body = LogDetail),
+        (status = 401, description = "Missing or unknown operator token", body = RedoxErrors),
+        (status = 403, description = "The operator's role is viewer", body = RedoxErrors),
+        (status = 404, description = "No such object", body = RedoxErrors),
+        (status = 429, description = "Too many wrong tokens from this address", body = RedoxErrors),
+        (status = 503, description = "The write-ahead log takes no writes", body = RedoxErrors),
+        (status = 409, description = "The log is not ProcessingFailed, Failed or Retrying, or is being delivered", body = RedoxErrors),
+    ),
+)]
+pub(super) async fn retry(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>) -> Reply {
     on_log(ctx, req, id, true).await
 }
 
-async fn skip(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>) -> Reply {
+#[utoipa::path(
+    post,
+    path = "/api/v1/logs/{id}/skip",
+    tag = "Logs",
+    security(("operator" = [])),
+    params(("id" = String, Path, format = Uuid)),
+    responses(
+        (status = 200, description = "The log, Failed, skipped by an operator", body = LogDetail),
+        (status = 401, description = "Missing or unknown operator token", body = RedoxErrors),
+        (status = 403, description = "The operator's role is viewer", body = RedoxErrors),
+        (status = 404, description = "No such object", body = RedoxErrors),
+        (status = 429, description = "Too many wrong tokens from this address", body = RedoxErrors),
+        (status = 503, description = "The write-ahead log takes no writes", body = RedoxErrors),
+        (status = 409, description = "The log is not the head of a paused or halted queue, or is being delivered", body = RedoxErrors),
+    ),
+)]
+pub(super) async fn skip(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>) -> Reply {
     on_log(ctx, req, id, false).await
 }
 
-async fn alerts(ctx: web::Data<AppCtx>, req: HttpRequest, query: web::Query<HashMap<String, String>>) -> Reply {
+#[utoipa::path(
+    get,
+    path = "/api/v1/alerts",
+    tag = "Alerts",
+    security(("operator" = [])),
+    params(PageQuery),
+    responses(
+        (status = 200, description = "A page of alerts, newest first", body = AlertList),
+        (status = 400, description = "Invalid query parameter", body = RedoxErrors),
+        (status = 401, description = "Missing or unknown operator token", body = RedoxErrors),
+        (status = 429, description = "Too many wrong tokens from this address", body = RedoxErrors),
+    ),
+)]
+pub(super) async fn alerts(
+    ctx: web::Data<AppCtx>,
+    req: HttpRequest,
+    query: web::Query<HashMap<String, String>>,
+) -> Reply {
     authorize(&ctx, &req, Role::Viewer)?;
     Ok(HttpResponse::Ok().json(alerts_page(&ctx, &query)?))
 }

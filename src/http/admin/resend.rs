@@ -12,7 +12,14 @@ use super::{json_body, logs::log_json, path_id};
 use crate::{
     clock::parse_rfc3339,
     error::{ApiError, ErrorKind},
-    http::{AppCtx, authorize},
+    http::{
+        AppCtx, authorize,
+        openapi::{
+            schemas::RedoxErrors,
+            views::{Log, Replayed},
+        },
+        routes::Routes,
+    },
     journal::{RESENT_LOG_BYTES, Resent, ResentLog},
     limits,
     model::{Id, LogStatus, LogType},
@@ -21,8 +28,8 @@ use crate::{
     state::{LogFilter, LogRecord, MAX_PAGE},
 };
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/logs/{id}/resend", web::post().to(resend)).route("/destinations/{id}/replay", web::post().to(replay));
+pub fn routes(r: &mut Routes<'_>) {
+    r.post("/logs/{id}/resend", resend).post("/destinations/{id}/replay", replay);
 }
 
 type Reply = Result<HttpResponse, ApiError>;
@@ -55,7 +62,23 @@ async fn run(ctx: &AppCtx, resend: Resend) -> Result<Value, ApiError> {
     }
 }
 
-async fn resend(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>) -> Reply {
+#[utoipa::path(
+    post,
+    path = "/api/v1/logs/{id}/resend",
+    tag = "Logs",
+    security(("operator" = [])),
+    params(("id" = String, Path, format = Uuid)),
+    responses(
+        (status = 200, description = "The new log, at the tail of the queue", body = Log),
+        (status = 401, description = "Missing or unknown operator token", body = RedoxErrors),
+        (status = 429, description = "Too many wrong tokens from this address", body = RedoxErrors),
+        (status = 403, description = "The operator's role is viewer", body = RedoxErrors),
+        (status = 404, description = "No such object", body = RedoxErrors),
+        (status = 409, description = "The log is not Succeeded, Failed or Filtered, or answered a query", body = RedoxErrors),
+        (status = 503, description = "The write-ahead log takes no writes", body = RedoxErrors),
+    ),
+)]
+pub(super) async fn resend(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>) -> Reply {
     let operator = authorize(&ctx, &req, Role::Operator)?;
     let id = path_id(&id)?;
     let durable = ctx.journal.durable_through();
@@ -81,9 +104,10 @@ async fn resend(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>)
     Ok(HttpResponse::Ok().json(log_json(&log)))
 }
 
-#[derive(Debug, Deserialize)]
+/// Which ended logs of the destination to send again; all optional but `since`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ReplaySpec {
+pub(super) struct ReplaySpec {
     since: Option<String>,
     until: Option<String>,
     #[serde(default)]
@@ -165,7 +189,31 @@ fn replayed_logs(ctx: &AppCtx, mut filter: LogFilter, statuses: &[LogStatus]) ->
     Ok(found.into_iter().map(|(_, _, log)| log).collect())
 }
 
-async fn replay(ctx: web::Data<AppCtx>, req: HttpRequest, id: web::Path<String>, body: web::Payload) -> Reply {
+#[utoipa::path(
+    post,
+    path = "/api/v1/destinations/{id}/replay",
+    tag = "Logs",
+    security(("operator" = [])),
+    params(("id" = String, Path, format = Uuid)),
+    request_body = ReplaySpec,
+    responses(
+        (status = 200, description = "What was resent, as one journaled action", body = Replayed),
+        (status = 401, description = "Missing or unknown operator token", body = RedoxErrors),
+        (status = 429, description = "Too many wrong tokens from this address", body = RedoxErrors),
+        (status = 403, description = "The operator's role is viewer", body = RedoxErrors),
+        (status = 400, description = "Invalid body: since missing, bad times or statuses, too many logs", body = RedoxErrors),
+        (status = 404, description = "No such object", body = RedoxErrors),
+        (status = 413, description = "Body over 1 MiB", body = RedoxErrors),
+        (status = 415, description = "Content-Type not JSON", body = RedoxErrors),
+        (status = 503, description = "The write-ahead log takes no writes", body = RedoxErrors),
+    ),
+)]
+pub(super) async fn replay(
+    ctx: web::Data<AppCtx>,
+    req: HttpRequest,
+    id: web::Path<String>,
+    body: web::Payload,
+) -> Reply {
     let operator = authorize(&ctx, &req, Role::Operator)?;
     let destination = path_id(&id)?;
     let spec: ReplaySpec = json_body(&ctx, &req, body).await?;

@@ -18,25 +18,26 @@ mod session;
 mod sign_in;
 mod trail;
 
-use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
+use actix_web::{HttpRequest, HttpResponse, http::StatusCode};
 use maud::Markup;
 
 pub use self::session::{COOKIE, CSRF_HEADER, Sessions};
-use super::{AppCtx, operator_by_hash};
+use super::{AppCtx, operator_by_hash, routes::Routes};
 use crate::{error::ApiError, operators::Operator};
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/ui", web::get().to(destinations::list))
-        .route("/ui/", web::get().to(|| async { see_other("/ui") }))
-        .route("/ui/destinations/{id}", web::get().to(destinations::one))
-        .route("/ui/logs", web::get().to(logs::search))
-        .route("/ui/logs/{id}", web::get().to(logs::one))
-        .route("/ui/alerts", web::get().to(trail::alerts))
-        .route("/ui/audit", web::get().to(trail::audit))
-        .route("/ui/sign-in", web::get().to(sign_in::form))
-        .route("/ui/sign-in", web::post().to(sign_in::sign_in))
-        .route("/ui/sign-out", web::post().to(sign_in::sign_out))
-        .route("/ui/assets/{name}", web::get().to(assets::asset));
+/// The console's pages: HTML, left out of the API document.
+pub fn routes(r: &mut Routes<'_>) {
+    r.get("/ui", destinations::list)
+        .get("/ui/", || async { see_other("/ui") })
+        .get("/ui/destinations/{id}", destinations::one)
+        .get("/ui/logs", logs::search)
+        .get("/ui/logs/{id}", logs::one)
+        .get("/ui/alerts", trail::alerts)
+        .get("/ui/audit", trail::audit)
+        .get("/ui/sign-in", sign_in::form)
+        .post("/ui/sign-in", sign_in::sign_in)
+        .post("/ui/sign-out", sign_in::sign_out)
+        .get("/ui/assets/{name}", assets::asset);
 }
 
 /// The operator looking at a page, and their session's CSRF token.
