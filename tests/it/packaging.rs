@@ -117,7 +117,7 @@ fn the_dockerfile_unit_and_compose_file_agree_with_the_production_configuration(
     let from = instruction(&docker, "FROM");
     assert_eq!(from.first().map(String::as_str), Some(format!("rust:{rust_version}-bookworm AS builder").as_str()));
     assert_eq!(from.last().map(String::as_str), Some("debian:bookworm-slim"));
-    assert_eq!(instruction(&docker, "EXPOSE"), [port.clone()]);
+    assert_eq!(instruction(&docker, "EXPOSE"), std::slice::from_ref(&port));
     assert_eq!(instruction(&docker, "VOLUME").iter().map(|v| exec_form(v)).collect::<Vec<_>>(), [[data_dir]]);
     assert!(docker.iter().any(|i| i == "COPY deploy/ferrox.toml /etc/ferrox/ferrox.toml"), "{docker:#?}");
     assert_eq!(instruction(&docker, "USER"), ["ferrox:ferrox"]);
