@@ -139,7 +139,13 @@ impl Drop for Engine {
 fn start_engine(config_path: &std::path::Path) -> Engine {
     // `FERROX_BENCH_BIN` runs another build (a baseline) under the same load.
     let bin = std::env::var_os("FERROX_BENCH_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_ferrox").into());
-    let mut child = Command::new(bin)
+    let mut command = Command::new(bin);
+    // The engine takes every FERROX_ variable as a configuration key, this
+    // bench's own (FERROX_BENCH_BIN) too.
+    for name in ferrox::config::env_variables_set() {
+        command.env_remove(name);
+    }
+    let mut child = command
         .args(["serve", "--listen", "127.0.0.1:0", "--config"])
         .arg(config_path)
         .env("RUST_LOG", "warn")

@@ -77,6 +77,7 @@ impl Ledger {
         let mut state = self.state.0.write();
         let position = self.journal.append(event)?;
         state.apply(position, event);
+        crate::logs::journaled(&state, position, event);
         settle(&mut state, self.journal.durable_through());
         Ok(position)
     }
@@ -92,6 +93,7 @@ impl Ledger {
         let Some(event) = decide(&state, self.journal.appended_through() + 1) else { return Ok(None) };
         let position = self.journal.append(&event)?;
         state.apply(position, &event);
+        crate::logs::journaled(&state, position, &event);
         settle(&mut state, self.journal.durable_through());
         Ok(Some((position, event)))
     }

@@ -24,6 +24,7 @@ pub mod journal;
 pub mod jq;
 pub mod ledger;
 pub mod limits;
+pub mod logs;
 pub mod metrics;
 pub mod model;
 pub mod objects;

@@ -1,11 +1,15 @@
 //! The `ferrox` command: run the engine, or inspect its write-ahead log.
 
-use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc};
+use std::{path::PathBuf, process::ExitCode, sync::Arc};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use ferrox::{clock::SystemClock, config::Config, ids::OsIds, server, wal_tool};
-use tracing_subscriber::EnvFilter;
+use ferrox::{
+    clock::SystemClock,
+    config::{self, Config, LogFormat},
+    ids::OsIds,
+    logs, server, wal_tool,
+};
 
 // The engine allocates small objects on several threads at once; mimalloc
 // cut allocator time well below glibc's in the load test's profile.
@@ -23,13 +27,15 @@ struct Cli {
 enum Command {
     /// Run the engine.
     Serve {
-        /// Configuration file (TOML); defaults apply when absent.
+        /// Configuration file (TOML); defaults apply when absent. FERROX_<KEY>
+        /// variables override it (docs/configuration.md).
         #[arg(long)]
         config: Option<PathBuf>,
-        /// Address to listen on, overriding the file.
+        /// Address to listen on (host:port), overriding the file and the
+        /// environment.
         #[arg(long)]
-        listen: Option<SocketAddr>,
-        /// Data directory, overriding the file.
+        listen: Option<String>,
+        /// Data directory, overriding the file and the environment.
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
@@ -91,12 +97,13 @@ enum WalCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The torture's own servers would chatter at info; the engine under it
-    // logs to a file of its own.
-    let level = if matches!(cli.command, Command::Torture { .. }) { "warn" } else { "info" };
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level)))
-        .with_writer(std::io::stderr)
-        .init();
+    // logs to a file of its own. `serve` sets up its logs once it has read
+    // the configuration, which says their format.
+    match cli.command {
+        Command::Serve { .. } => {}
+        Command::Torture { .. } => logs::init(LogFormat::Text, "warn"),
+        _ => logs::init(LogFormat::Text, "info"),
+    }
     let result = match cli.command {
         Command::Serve { config, listen, data_dir } => serve(config, listen, data_dir),
         Command::TransformWorker { parent, memory_mb } => {
@@ -119,18 +126,14 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(config: Option<PathBuf>, listen: Option<SocketAddr>, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
-    let mut config = match &config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-            let mut config = Config::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-            config.origin = Some(path.clone());
-            config
-        }
-        None => Config::default(),
-    };
-    config.listen = listen.unwrap_or(config.listen);
+fn serve(config: Option<PathBuf>, listen: Option<String>, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
+    // The file, the FERROX_ variables over it, the command line over both.
+    let mut config = Config::load(config.as_deref(), std::env::vars_os()).map_err(anyhow::Error::msg)?;
+    if let Some(listen) = listen {
+        config.listen = config::resolve_listen(&listen).map_err(|e| anyhow::anyhow!("--listen: {e}"))?;
+    }
     config.data_dir = data_dir.unwrap_or(config.data_dir);
+    logs::init(config.log_format, "info");
     actix_web::rt::System::new().block_on(async move {
         let running = server::start(config, Arc::new(SystemClock), Arc::new(OsIds::default())).await?;
         for addr in &running.addrs {

@@ -232,6 +232,7 @@ pub async fn start(config: Config, clock: SharedClock, ids: SharedIds) -> anyhow
     .context("serving HTTP on the bound port")?
     .shutdown_timeout(5);
     let addrs = server.addrs();
+    crate::logs::started(&ctx.config, &ctx.state.read(), &addrs);
     Ok(Running { server: server.run(), addrs, ctx, ledger })
 }
 

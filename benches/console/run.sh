@@ -78,7 +78,10 @@ measure() {
     dir=$(dir_of "$n")
     echo "== $n messages" >&2
     since=$(date +%s%N)
-    RUST_LOG=${RUST_LOG:-warn} "$bin" serve --config "$dir/ferrox.toml" --data-dir "$dir/data" \
+    # The engine takes every FERROX_ variable as a configuration key: the
+    # script's own (FERROX_BIN) must not reach it.
+    unset_ferrox=(); for v in $(compgen -e | grep '^FERROX_'); do unset_ferrox+=(-u "$v"); done
+    env "${unset_ferrox[@]}" RUST_LOG=${RUST_LOG:-warn} "$bin" serve --config "$dir/ferrox.toml" --data-dir "$dir/data" \
         --listen 127.0.0.1:0 > "$dir/stdout.console" 2> "$dir/stderr.console" &
     pid=$!
     running=$pid

@@ -83,7 +83,10 @@ generate() {
 start() {
     local dir=$1 label=$2 since line
     since=$(date +%s%N)
-    RUST_LOG=${RUST_LOG:-info} "$bin" serve --config "$dir/ferrox.toml" --data-dir "$dir/data" \
+    # The engine takes every FERROX_ variable as a configuration key: the
+    # script's own (FERROX_BIN) must not reach it.
+    unset_ferrox=(); for v in $(compgen -e | grep '^FERROX_'); do unset_ferrox+=(-u "$v"); done
+    env "${unset_ferrox[@]}" RUST_LOG=${RUST_LOG:-info} "$bin" serve --config "$dir/ferrox.toml" --data-dir "$dir/data" \
         --listen 127.0.0.1:0 > "$dir/stdout.$label" 2> "$dir/stderr.$label" &
     pid=$!
     running=$pid

@@ -33,7 +33,10 @@ source_id = "22222222-2222-4222-8222-222222222222"
 destination_id = "11111111-1111-4111-8111-111111111111"
 data_model = "PatientAdmin"
 TOML
-RUST_LOG=warn "$bin" serve --config "$data/ferrox.toml" --data-dir "$data" \
+# The engine takes every FERROX_ variable as a configuration key: the
+# script's own (FERROX_BIN) must not reach it.
+unset_ferrox=(); for v in $(compgen -e | grep '^FERROX_'); do unset_ferrox+=(-u "$v"); done
+env "${unset_ferrox[@]}" RUST_LOG=warn "$bin" serve --config "$data/ferrox.toml" --data-dir "$data" \
     --listen 127.0.0.1:0 > "$data/stdout" 2> "$data/stderr" &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; rm -rf "$data"' EXIT

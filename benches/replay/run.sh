@@ -35,7 +35,10 @@ destination_id = "$dest"
 data_model = "PatientAdmin"
 transform = "empty"
 TOML
-RUST_LOG=warn "$bin" serve --config "$data/ferrox.toml" --data-dir "$data" \
+# The engine takes every FERROX_ variable as a configuration key: the
+# script's own (FERROX_BIN) must not reach it.
+unset_ferrox=(); for v in $(compgen -e | grep '^FERROX_'); do unset_ferrox+=(-u "$v"); done
+env "${unset_ferrox[@]}" RUST_LOG=warn "$bin" serve --config "$data/ferrox.toml" --data-dir "$data" \
     --listen 127.0.0.1:0 > "$data/stdout" 2> "$data/stderr" &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; rm -rf "$data"' EXIT

@@ -364,7 +364,7 @@ mod tests {
         let config = parse(include_str!("../../examples/ferrox.toml"));
         let plan = plan(&config, &State::default(), &SeededIds::new(1)).expect("the example is valid");
         let Some(Event::ConfigurationApplied(batch)) = plan.event else { panic!("nothing to apply") };
-        assert_eq!((batch.sources.len(), batch.destinations.len(), batch.subscriptions.len()), (1, 2, 2));
+        assert_eq!((batch.sources.len(), batch.destinations.len(), batch.subscriptions.len()), (1, 4, 4));
     }
 
     #[test]

@@ -30,7 +30,12 @@ impl Engine {
             .append(true)
             .open(config.with_file_name("engine.log"))
             .context("opening the engine's log")?;
-        let mut child = Command::new(binary)
+        let mut command = Command::new(binary);
+        // The engine's configuration is the torture's file alone.
+        for name in crate::config::env_variables_set() {
+            command.env_remove(name);
+        }
+        let mut child = command
             .args(["serve", "--listen", "127.0.0.1:0", "--config"])
             .arg(config)
             .arg("--data-dir")

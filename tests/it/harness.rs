@@ -72,6 +72,9 @@ pub struct Options {
     /// The whole configuration file, replacing the default one and the
     /// settings above (the delivery tests bring their own destinations).
     pub config_text: Option<String>,
+    /// Environment variables for the server (`FERROX_<KEY>` among them);
+    /// no other `FERROX_` variable reaches it.
+    pub env: Vec<(String, String)>,
 }
 
 fn config_toml(options: &Options) -> String {
@@ -134,6 +137,7 @@ pub struct Server {
     /// Holds the configuration file and the server's stderr.
     work_dir: TempDir,
     client: Client,
+    env: Vec<(String, String)>,
 }
 
 impl Server {
@@ -159,7 +163,7 @@ impl Server {
         let work_dir = tempfile::tempdir().expect("creating the work dir");
         std::fs::write(work_dir.path().join("ferrox.toml"), config_toml(options)).expect("writing the config");
         let client = Client::new(String::new());
-        let mut server = Self { child: None, data_dir, work_dir, client };
+        let mut server = Self { child: None, data_dir, work_dir, client, env: options.env.clone() };
         server.spawn();
         server
     }
@@ -192,7 +196,7 @@ impl Server {
     fn try_spawn(&mut self) -> Result<(), String> {
         assert!(self.child.is_none(), "the server is already running");
         let config = self.work_dir.path().join("ferrox.toml");
-        let (child, ready) = spawn_serve(&config, self.data_dir.path(), &self.log_path());
+        let (child, ready) = spawn_serve(&config, self.data_dir.path(), &self.log_path(), &self.env);
         self.child = Some(child);
         let Ok(line) = ready.recv_timeout(START_DEADLINE) else {
             let mut child = self.child.take().expect("spawned");
@@ -297,17 +301,34 @@ fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
+/// `ferrox` with none of the test process's `FERROX_` variables (the
+/// engine takes each as a configuration key) and `env` set.
+pub fn ferrox_command(env: &[(String, String)]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ferrox"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(|n| n.starts_with("FERROX_")) {
+            command.env_remove(name);
+        }
+    }
+    command.env("RUST_LOG", "warn").envs(env.iter().map(|(k, v)| (k, v)));
+    command
+}
+
 /// Spawns `ferrox serve`; the receiver yields its stdout lines.
-fn spawn_serve(config: &Path, data_dir: &Path, log: &Path) -> (Child, mpsc::Receiver<String>) {
+fn spawn_serve(
+    config: &Path,
+    data_dir: &Path,
+    log: &Path,
+    env: &[(String, String)],
+) -> (Child, mpsc::Receiver<String>) {
     let log = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("opening the server log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ferrox"))
+    let mut child = ferrox_command(env)
         .arg("serve")
         .arg("--config")
         .arg(config)
         .arg("--data-dir")
         .arg(data_dir)
         .args(["--listen", "127.0.0.1:0"])
-        .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(log)
@@ -337,7 +358,7 @@ pub fn serve_refuses_in(text: &str, data: &Path) -> String {
     let dir = tempfile::tempdir().expect("creating a temp dir");
     let (config, log) = (dir.path().join("ferrox.toml"), dir.path().join("server.log"));
     std::fs::write(&config, text).expect("writing the config");
-    let (mut child, ready) = spawn_serve(&config, data, &log);
+    let (mut child, ready) = spawn_serve(&config, data, &log, &[]);
     let started = ready.recv_timeout(START_DEADLINE);
     let _ = child.kill();
     let status = child.wait().expect("waiting for ferrox");
@@ -348,7 +369,7 @@ pub fn serve_refuses_in(text: &str, data: &Path) -> String {
 
 /// Runs `ferrox <args>` to completion (the offline WAL tools).
 pub fn ferrox(args: &[&std::ffi::OsStr]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ferrox")).args(args).env("RUST_LOG", "warn").output().expect("running ferrox")
+    ferrox_command(&[]).args(args).output().expect("running ferrox")
 }
 
 /// Waits until `condition` holds, polling, or panics after `deadline`.

@@ -1,9 +1,23 @@
-//! The configuration file (TOML, SPEC §9) and its defaults. Unknown keys
-//! are an error that names them.
+//! The configuration (SPEC §9, §16): the file (TOML), then the `FERROX_`
+//! environment variables over it (`env`), and defaults for what neither
+//! sets. Unknown keys are an error that names them.
 
-use std::{net::SocketAddr, path::PathBuf};
+mod env;
+mod listen;
+mod probe;
+#[cfg(test)]
+mod tests;
+
+use std::{
+    ffi::OsString,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
 
 use serde::Deserialize;
+
+pub use env::{PREFIX as ENV_PREFIX, variables_set as env_variables_set};
+pub use listen::resolve as resolve_listen;
 
 use crate::{
     limits,
@@ -17,6 +31,8 @@ pub struct Config {
     /// The file this configuration was read from, for messages.
     #[serde(skip)]
     pub origin: Option<PathBuf>,
+    /// An address, or a host name resolved at start-up.
+    #[serde(deserialize_with = "listen::deserialize")]
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     /// Bearer token of the operator API; `None` disables `/api/v1`.
@@ -31,6 +47,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Longest a request body may take to arrive; then 408.
     pub body_read_timeout_ms: u64,
+    /// How log lines are written: `text`, or `json` (one object a line).
+    pub log_format: LogFormat,
     pub auth: AuthConfig,
     pub delivery: DeliveryConfig,
     pub storage: StorageConfig,
@@ -40,6 +58,15 @@ pub struct Config {
     pub subscriptions: Vec<SubscriptionSpec>,
     /// Operators of the operator API besides `admin_token` (SPEC §12).
     pub operators: Vec<OperatorSpec>,
+}
+
+/// `log_format`: lines for people, or JSON objects for a log collector.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -143,6 +170,7 @@ impl Default for Config {
             alert_webhook_url: None,
             max_body_bytes: limits::DEFAULT_MAX_BODY_BYTES,
             body_read_timeout_ms: limits::BODY_READ_TIMEOUT_MS,
+            log_format: LogFormat::Text,
             auth: AuthConfig::default(),
             delivery: DeliveryConfig::default(),
             storage: StorageConfig::default(),
@@ -195,7 +223,41 @@ impl Config {
 
     /// Parses a configuration file's text and checks its values.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        Self::parse_with(text, Vec::new())
+    }
+
+    /// The configuration from the file at `path` (none: the defaults) with
+    /// the `FERROX_` variables among `vars` over it, checked. Errors name
+    /// the file or the variable at fault.
+    pub fn load(path: Option<&Path>, vars: impl IntoIterator<Item = (OsString, OsString)>) -> Result<Self, String> {
+        let text = match path {
+            Some(path) => std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?,
+            None => String::new(),
+        };
+        let mut config = Self::parse_with(&text, vars).map_err(|e| match path {
+            Some(path) => format!("{}: {e}", path.display()),
+            None => e,
+        })?;
+        config.origin = path.map(Path::to_path_buf);
+        Ok(config)
+    }
+
+    /// Parses `text` with the `FERROX_` variables among `vars` over it.
+    fn parse_with(text: &str, vars: impl IntoIterator<Item = (OsString, OsString)>) -> Result<Self, String> {
+        let overrides = env::overrides(vars)?;
+        // Without variables the file is read straight, so its errors point
+        // at their line.
+        let config: Config = if overrides.is_empty() {
+            toml::from_str(text).map_err(|e| e.to_string())?
+        } else {
+            env::check_each(&overrides)?;
+            let mut table: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
+            env::apply(&mut table, &overrides)?;
+            Config::deserialize(toml::Value::Table(table)).map_err(|e| {
+                // The variables pass on their own, so the file is at fault.
+                toml::from_str::<Config>(text).err().map_or_else(|| e.message().to_owned(), |e| e.to_string())
+            })?
+        };
         config.validate()?;
         Ok(config)
     }
@@ -321,78 +383,5 @@ fn check_otlp_endpoint(url: &str) -> Result<(), String> {
     match (parsed.scheme_str(), parsed.host()) {
         (Some("http" | "https"), Some(host)) if !host.is_empty() => Ok(()),
         _ => Err(format!("otlp_endpoint {url:?} must be an http:// or https:// URL with a host")),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn defaults_when_empty() {
-        let c = Config::parse("").unwrap();
-        assert_eq!(c, Config::default());
-        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
-        assert_eq!(c.delivery.retry_schedule_ms[1], 10_000);
-    }
-
-    #[test]
-    fn unknown_keys_are_named() {
-        let err = Config::parse("listen = \"127.0.0.1:1\"\nlisten_port = 3\n").unwrap_err();
-        assert!(err.contains("listen_port"), "{err}");
-        let err = Config::parse("[storage]\nsegment_size = 1\n").unwrap_err();
-        assert!(err.contains("segment_size"), "{err}");
-        let err = Config::parse("[[sources]]\nname = \"a\"\ncolor = \"red\"\n").unwrap_err();
-        assert!(err.contains("color"), "{err}");
-    }
-
-    #[test]
-    fn full_file_parses() {
-        let text = r#"
-            listen = "127.0.0.1:0"
-            data_dir = "/tmp/x"
-            admin_token = "0123456789abcdef0"
-            max_body_bytes = 524288
-            [auth]
-            token_lifetime_s = 60
-            [delivery]
-            retry_schedule_ms = [0, 5]
-            timeout_ms = 1000
-            [storage]
-            segment_bytes = 1048576
-            retention_hours = 1
-            [[sources]]
-            name = "ehr"
-            [[destinations]]
-            name = "lab"
-            url = "http://127.0.0.1:9/x"
-            environment = "staging"
-            [[subscriptions]]
-            source_id = "00000000-0000-0000-0000-000000000001"
-            destination_id = "00000000-0000-0000-0000-000000000002"
-            data_model = "PatientAdmin"
-            event_types = ["NewPatient"]
-        "#;
-        let c = Config::parse(text).unwrap();
-        assert_eq!((c.sources.len(), c.destinations.len(), c.subscriptions.len()), (1, 1, 1));
-        assert!(Config::parse("max_body_bytes = 0").is_err());
-        let err = Config::parse("[storage]\nsegment_bytes = 1048576").unwrap_err();
-        assert!(err.contains("segment_bytes") && err.contains("max_body_bytes"), "{err}");
-        assert!(Config::parse("max_body_bytes = 65536\n[storage]\nsegment_bytes = 1048576").is_ok());
-        assert!(Config::parse("admin_token = \"short\"").is_err());
-    }
-
-    #[test]
-    fn a_ca_file_must_hold_certificates() {
-        let dir = tempfile::tempdir().unwrap();
-        let missing = dir.path().join("no-such-ca.pem");
-        let err = Config::parse(&format!("[delivery]\nca_file = {:?}\n", missing.display().to_string())).unwrap_err();
-        assert!(err.contains("delivery.ca_file") && err.contains("no-such-ca.pem"), "{err}");
-        let empty = dir.path().join("empty.pem");
-        std::fs::write(&empty, "").unwrap();
-        let err = Config::parse(&format!("[delivery]\nca_file = {:?}\n", empty.display().to_string())).unwrap_err();
-        assert!(err.contains("empty.pem") && err.contains("no PEM certificate"), "{err}");
-        let err = Config::parse("[delivery]\nca_path = \"x\"\n").unwrap_err();
-        assert!(err.contains("ca_path"), "{err}");
     }
 }
