@@ -170,6 +170,7 @@
 
 #![deny(unsafe_code)]
 
+mod capture;
 mod checkpoint;
 mod commit;
 mod crc;
@@ -190,6 +191,7 @@ pub mod vfs;
 mod wal;
 
 pub use crate::{
+    capture::{Captured, capture},
     commit::{Commit, Committer},
     error::{Error, Result},
     index::Record,
