@@ -8,6 +8,7 @@
 
 pub mod alerts;
 pub mod auth;
+pub mod backup;
 pub mod clock;
 pub mod config;
 pub mod datamodels;
@@ -37,4 +38,5 @@ pub mod signature;
 pub mod state;
 pub mod tls;
 pub mod torture;
+pub mod wal_dump;
 pub mod wal_tool;
