@@ -129,7 +129,9 @@ fn summary(event: &Event) -> String {
             let logs: Vec<String> = r.logs.iter().map(|l| format!("{}<-{}", l.id, l.resent_from)).collect();
             format!("destination={} logs=[{}]", r.destination_id, logs.join(","))
         }
-        Event::Audited(a) => format!("id={} operator={:?} action={:?} target={:?}", a.id, a.operator, a.action, a.target),
+        Event::Audited(a) => {
+            format!("id={} operator={:?} action={:?} target={:?}", a.id, a.operator, a.action, a.target)
+        }
         Event::Snapshot(s) => format!(
             "from={} sources={} destinations={} subscriptions={} paused={} alerts={} audit={} next_message_id={}",
             s.from,

@@ -34,7 +34,8 @@ fn open(data_dir: &Path, tool: &str) -> anyhow::Result<(Inspection, Option<TempD
             eprintln!("the engine (pid {pid}) is running on this data directory; {tool} reads the durable part only");
             let copy = tempfile::tempdir().context("making a temporary directory for the copy")?;
             let copied = copy.path().join("wal");
-            ferrox_storage::capture(&dir, &copied).with_context(|| format!("copying the durable part of {}", dir.display()))?;
+            ferrox_storage::capture(&dir, &copied)
+                .with_context(|| format!("copying the durable part of {}", dir.display()))?;
             let inspection =
                 ferrox_storage::inspect(&copied).with_context(|| format!("verifying the copy of {}", dir.display()))?;
             Ok((inspection, Some(copy)))

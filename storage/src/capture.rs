@@ -208,12 +208,9 @@ fn sync_dir(dir: &Path) -> Result<()> {
 fn read_checkpoint(src: &Path) -> Result<u64> {
     let path = src.join(checkpoint::FILE_NAME);
     match std::fs::read(&path) {
-        Ok(bytes) => checkpoint::decode(&bytes).map_err(|reason| Error::Corrupt {
-            segment: path,
-            offset: 0,
-            seq: 0,
-            reason,
-        }),
+        Ok(bytes) => {
+            checkpoint::decode(&bytes).map_err(|reason| Error::Corrupt { segment: path, offset: 0, seq: 0, reason })
+        }
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
         Err(e) => Err(io_err("read", &path)(e)),
     }
