@@ -21,7 +21,7 @@ use crate::{
 
 /// Segments small enough that the copy spans several, with a live one.
 fn options() -> Options {
-    Options { segment_bytes: Some(65536), max_body_bytes: Some(4096), ..Options::default() }
+    Options { segment_bytes: Some(131072), max_body_bytes: Some(4096), ..Options::default() }
 }
 
 fn backup(data_dir: &Path, target: &Path) -> Output {
