@@ -8,6 +8,7 @@
 
 pub mod alerts;
 pub mod auth;
+pub mod backup;
 pub mod clock;
 pub mod config;
 pub mod datamodels;
@@ -39,4 +40,5 @@ pub mod state;
 pub mod tls;
 pub mod torture;
 pub mod traces;
+pub mod wal_dump;
 pub mod wal_tool;

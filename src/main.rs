@@ -5,6 +5,7 @@ use std::{path::PathBuf, process::ExitCode, sync::Arc};
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use ferrox::{
+    backup,
     clock::SystemClock,
     config::{self, Config, LogFormat},
     ids::OsIds,
@@ -71,6 +72,18 @@ enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Copy the journal of a data directory, consistently, while the
+    /// engine runs on it or not; the copy starts as a data directory.
+    Backup {
+        /// Where the copy goes: a new or empty directory.
+        target: PathBuf,
+        /// The data directory to copy.
+        #[arg(long, conflicts_with = "config")]
+        data_dir: Option<PathBuf>,
+        /// The engine's configuration file, whose data directory is copied.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Inspect the write-ahead log offline.
     Wal {
         #[command(subcommand)]
@@ -91,6 +104,9 @@ enum WalCommand {
         /// Most records to print.
         #[arg(long)]
         limit: Option<u64>,
+        /// One JSON object per line, with the fields of the text lines.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -113,9 +129,12 @@ fn main() -> ExitCode {
         Command::Wal { command: WalCommand::Verify { data_dir } } => {
             wal_tool::verify(&data_dir, &mut std::io::stdout())
         }
-        Command::Wal { command: WalCommand::Dump { data_dir, from, limit } } => {
-            wal_tool::dump(&data_dir, from, limit, &mut std::io::stdout())
+        Command::Wal { command: WalCommand::Dump { data_dir, from, limit, json } } => {
+            let format = if json { wal_tool::DumpFormat::Json } else { wal_tool::DumpFormat::Text };
+            wal_tool::dump(&data_dir, from, limit, format, &mut std::io::stdout())
         }
+        Command::Backup { target, data_dir, config } => backup::data_dir_of(data_dir, config.as_deref())
+            .and_then(|data_dir| backup::backup(&data_dir, &target, &mut std::io::stdout())),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,24 +1,58 @@
 //! `ferrox wal verify` and `ferrox wal dump`: offline views of the
 //! write-ahead log of a data directory.
+//!
+//! On the data directory of a running engine, which holds the log's lock,
+//! both say so on stderr in one line and then read the durable part only:
+//! they capture it (as `ferrox backup` does, without the lock) into a
+//! temporary directory and read the copy, which needs that much free space
+//! in the temporary directory.
 
-use std::{io::Write, path::Path};
-
-use anyhow::Context as _;
-
-use crate::{
-    clock::rfc3339,
-    journal::{Event, decode, decode_event, describe_kind},
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
 };
 
-fn wal_dir(data_dir: &Path) -> std::path::PathBuf {
+use anyhow::Context as _;
+use ferrox_storage::Inspection;
+use tempfile::TempDir;
+
+use crate::{journal::decode, wal_dump::Line};
+
+fn wal_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("wal")
+}
+
+/// The log of `data_dir`, inspected in place, or through a captured copy
+/// when a running engine holds it. The copy, if any, lives as long as the
+/// returned directory.
+fn open(data_dir: &Path, tool: &str) -> anyhow::Result<(Inspection, Option<TempDir>)> {
+    let dir = wal_dir(data_dir);
+    match ferrox_storage::inspect(&dir) {
+        Ok(inspection) => Ok((inspection, None)),
+        Err(e) if e.is_locked() => {
+            let pid = ferrox_storage::lock_holder(&dir).map_or_else(|| "unknown".to_owned(), |p| p.to_string());
+            eprintln!("the engine (pid {pid}) is running on this data directory; {tool} reads the durable part only");
+            let copy = tempfile::tempdir().context("making a temporary directory for the copy")?;
+            let copied = copy.path().join("wal");
+            ferrox_storage::capture(&dir, &copied)
+                .with_context(|| format!("copying the durable part of {}", dir.display()))?;
+            let inspection =
+                ferrox_storage::inspect(&copied).with_context(|| format!("verifying the copy of {}", dir.display()))?;
+            Ok((inspection, Some(copy)))
+        }
+        Err(e) => Err(e).with_context(|| format!("reading {}", dir.display())),
+    }
 }
 
 /// Checks every record, and that each is an event this build can read;
 /// reports the first damage as an error.
 pub fn verify(data_dir: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
-    let dir = wal_dir(data_dir);
-    let inspection = ferrox_storage::inspect(&dir).with_context(|| format!("verifying {}", dir.display()))?;
+    let (inspection, _copy) = open(data_dir, "verify")?;
+    report(&inspection, out)
+}
+
+/// Decodes every record of an inspected log and prints what it found.
+pub(crate) fn report(inspection: &Inspection, out: &mut dyn Write) -> anyhow::Result<()> {
     let s = &inspection.stats;
     let mut events = 0u64;
     for record in inspection.records() {
@@ -39,64 +73,31 @@ pub fn verify(data_dir: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How `dump` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DumpFormat {
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
 /// Prints one line per record from `from`, at most `limit`.
-pub fn dump(data_dir: &Path, from: u64, limit: Option<u64>, out: &mut dyn Write) -> anyhow::Result<()> {
-    let dir = wal_dir(data_dir);
-    let inspection = ferrox_storage::inspect(&dir).with_context(|| format!("reading {}", dir.display()))?;
+pub fn dump(
+    data_dir: &Path,
+    from: u64,
+    limit: Option<u64>,
+    format: DumpFormat,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let (inspection, _copy) = open(data_dir, "dump")?;
     let records = inspection.records().filter(|r| r.as_ref().map_or(true, |r| r.seq() >= from));
     for record in records.take(usize::try_from(limit.unwrap_or(u64::MAX)).unwrap_or(usize::MAX)) {
         let record = record?;
-        let text = match decode_event(record.kind(), record.payload()) {
-            Ok(event) => describe(&event),
-            Err(e) => format!("{}: {e}", describe_kind(record.kind())),
-        };
-        writeln!(out, "{:>10} {:>8}B {text}", record.seq(), record.payload().len())?;
+        let line = Line::of(record.seq(), record.kind(), record.payload());
+        match format {
+            DumpFormat::Text => writeln!(out, "{}", line.text())?,
+            DumpFormat::Json => writeln!(out, "{}", line.json())?,
+        }
     }
     Ok(())
-}
-
-/// One line about an event; secrets and bodies stay out of it.
-fn describe(event: &Event) -> String {
-    match event {
-        Event::MessageAccepted(a) => {
-            let logs: Vec<String> = a.logs.iter().map(|l| l.id.to_string()).collect();
-            format!(
-                "MessageAccepted id={} {}:{} received_at={} payload={}B logs=[{}]",
-                a.message_id,
-                a.data_model,
-                a.event_type,
-                rfc3339(a.received_at_ms),
-                a.payload.len(),
-                logs.join(",")
-            )
-        }
-        Event::TokenKeyCreated { .. } => "TokenKeyCreated".to_owned(),
-        Event::SourceUpserted(s) => format!("SourceUpserted id={} name={:?}", s.id, s.name),
-        Event::DestinationUpserted(d) => {
-            format!("DestinationUpserted id={} name={:?} url={:?} enabled={}", d.id, d.name, d.url, d.enabled)
-        }
-        Event::SubscriptionUpserted(s) => format!(
-            "SubscriptionUpserted id={} source={} destination={} {}",
-            s.id, s.source_id, s.destination_id, s.data_model
-        ),
-        Event::ConfigurationApplied(b) => format!(
-            "ConfigurationApplied origin={:?} sources={} destinations={} subscriptions={}",
-            b.origin,
-            b.sources.len(),
-            b.destinations.len(),
-            b.subscriptions.len()
-        ),
-        Event::Snapshot(s) => format!(
-            "Snapshot from={} sources={} destinations={} subscriptions={} paused={} alerts={} audit={} next_message_id={}",
-            s.from,
-            s.sources.len(),
-            s.destinations.len(),
-            s.subscriptions.len(),
-            s.paused.len(),
-            s.alerts.len(),
-            s.audit.len(),
-            s.next_message_id
-        ),
-        other => format!("{other:?}"),
-    }
 }

@@ -21,8 +21,8 @@ pub use self::{
         Replayed, Resent, ResentLog, Snapshot, body_hash,
     },
     wire::{
-        DecodeError, RESENT_LOG_BYTES, decode, decode_event, describe_kind, encode, is_snapshot, known_kinds,
-        message_payload,
+        DecodeError, RESENT_LOG_BYTES, decode, decode_event, describe_kind, encode, event_name, is_snapshot,
+        known_kinds, message_payload,
     },
 };
 

@@ -22,7 +22,7 @@ fn encode(seq: u64) -> [u8; BYTES] {
     out
 }
 
-fn decode(buf: &[u8]) -> Result<u64, &'static str> {
+pub(crate) fn decode(buf: &[u8]) -> Result<u64, &'static str> {
     if buf.len() != BYTES || buf[0..8] != MAGIC {
         return Err("not a checkpoint file");
     }

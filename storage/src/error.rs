@@ -38,6 +38,13 @@ pub enum Error {
     CheckpointBeyondEnd { requested: u64, next_seq: u64 },
 }
 
+impl Error {
+    /// Whether opening failed because another process holds the log's lock.
+    pub fn is_locked(&self) -> bool {
+        matches!(self, Self::Io { op: "lock", source, .. } if source.kind() == io::ErrorKind::WouldBlock)
+    }
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Attaches the operation and path to an I/O error.

@@ -25,7 +25,7 @@
 //! |---|---|
 //! | `00000000000000000001.seg`, ... | segments, named by index (20 digits, so names sort in log order) |
 //! | `checkpoint` | the owner's checkpoint (32 bytes, CRC-checked, replaced atomically) |
-//! | `LOCK` | held with an exclusive `flock` while the log is open |
+//! | `LOCK` | held with an exclusive `flock` while the log is open; holds the holder's process ID |
 //! | `*.tmp`, `*.deleted` | leftovers of an interrupted creation or deletion, removed at open (and a failed creation removes its own) |
 //!
 //! # Segment layout
@@ -162,6 +162,15 @@
 //! - Nothing but this crate writes to the directory while it is open. The
 //!   `LOCK` file keeps a second process of ferrox out.
 //!
+//! # Copies of a live log
+//!
+//! [`capture`] copies a log that another process has open, without its lock:
+//! every record synced before the call started, and perhaps later ones, cut
+//! at a clean end, with the checkpoint. It reads the files through handles
+//! of its own with `pread`, never a shared map, because the writer changes the
+//! active segment while it is read; see its module for why the copy is
+//! consistent with a log that stopped at that point.
+//!
 //! # Testing seam
 //!
 //! All file I/O goes through [`vfs::Vfs`]. [`sim::LazyDisk`] is an
@@ -170,6 +179,7 @@
 
 #![deny(unsafe_code)]
 
+mod capture;
 mod checkpoint;
 mod commit;
 mod crc;
@@ -190,6 +200,7 @@ pub mod vfs;
 mod wal;
 
 pub use crate::{
+    capture::{Captured, capture},
     commit::{Commit, Committer},
     error::{Error, Result},
     index::Record,
@@ -199,6 +210,7 @@ pub use crate::{
         DEFAULT_MAX_RECORD_BYTES, DEFAULT_SEGMENT_BYTES, MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES, Options, Recovery,
     },
     recovery::RecoveryStats,
+    vfs::lock_holder,
     wal::{Health, Iter, SyncObserver, Wal},
 };
 

@@ -104,7 +104,13 @@ impl Vfs for StdFs {
     fn lock(&self, dir: &Path) -> io::Result<Box<dyn Any + Send + Sync>> {
         let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(dir.join("LOCK"))?;
         match file.try_lock() {
-            Ok(()) => Ok(Box::new(file)),
+            Ok(()) => {
+                // The holder's process ID, for tools to name the process
+                // that has the log open (`lock_holder`).
+                file.set_len(0)?;
+                file.write_all_at(format!("{}\n", std::process::id()).as_bytes(), 0)?;
+                Ok(Box::new(file))
+            }
             Err(fs::TryLockError::WouldBlock) => Err(io::Error::new(
                 io::ErrorKind::WouldBlock,
                 format!("{} is in use by another process", dir.display()),
@@ -112,6 +118,13 @@ impl Vfs for StdFs {
             Err(fs::TryLockError::Error(e)) => Err(e),
         }
     }
+}
+
+/// The process ID the holder of the lock on `dir` wrote into the `LOCK`
+/// file, if it wrote one. Reading it takes no lock; whether the lock is held
+/// is what [`Error::is_locked`](crate::Error::is_locked) tells of a failed open.
+pub fn lock_holder(dir: &Path) -> Option<u32> {
+    fs::read_to_string(dir.join("LOCK")).ok()?.trim().parse().ok()
 }
 
 /// Writes `len` zero bytes to `file` from offset 0, so that its blocks are

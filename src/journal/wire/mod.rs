@@ -144,7 +144,8 @@ pub fn encode(event: &Event) -> Result<(u16, AlignedVec), String> {
     }
 }
 
-fn event_name(event: &Event) -> &'static str {
+/// The name of an event's type, as its record kind is named.
+pub fn event_name(event: &Event) -> &'static str {
     match event {
         Event::SourceUpserted(_) => "SourceUpserted",
         Event::SourceDeleted { .. } => "SourceDeleted",
