@@ -32,6 +32,8 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     pub storage: StorageConfig,
     pub alerts: AlertsConfig,
+    /// HTTPS served by ferrox itself (SPEC §16).
+    pub tls: TlsConfig,
     pub sources: Vec<SourceSpec>,
     pub destinations: Vec<DestinationSpec>,
     pub subscriptions: Vec<SubscriptionSpec>,
@@ -116,6 +118,29 @@ impl AlertsConfig {
     }
 }
 
+/// `[tls]`: with both files set, `listen` serves HTTPS with them (PEM:
+/// the certificate and its chain; a PKCS#8, RSA or EC key), read again on
+/// SIGHUP.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+}
+
+impl TlsConfig {
+    /// The certificate and key files, when HTTPS is on; setting one
+    /// without the other is an error.
+    pub fn files(&self) -> Result<Option<(&std::path::Path, &std::path::Path)>, String> {
+        match (&self.cert_file, &self.key_file) {
+            (Some(cert), Some(key)) => Ok(Some((cert, key))),
+            (None, None) => Ok(None),
+            (Some(_), None) => Err("tls.cert_file is set without tls.key_file: set both or neither".into()),
+            (None, Some(_)) => Err("tls.key_file is set without tls.cert_file: set both or neither".into()),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
@@ -143,6 +168,7 @@ impl Default for Config {
             delivery: DeliveryConfig::default(),
             storage: StorageConfig::default(),
             alerts: AlertsConfig::default(),
+            tls: TlsConfig::default(),
             sources: Vec::new(),
             destinations: Vec::new(),
             subscriptions: Vec::new(),
@@ -259,6 +285,9 @@ impl Config {
         if let Some(path) = &self.delivery.ca_file {
             crate::tls::read_ca_file(path)?;
         }
+        if let Some((cert, key)) = self.tls.files()? {
+            crate::tls::ServingCert::load(cert, key)?;
+        }
         Ok(())
     }
 
@@ -362,6 +391,19 @@ mod tests {
         assert!(err.contains("segment_bytes") && err.contains("max_body_bytes"), "{err}");
         assert!(Config::parse("max_body_bytes = 65536\n[storage]\nsegment_bytes = 1048576").is_ok());
         assert!(Config::parse("admin_token = \"short\"").is_err());
+    }
+
+    #[test]
+    fn tls_files_come_in_pairs_and_must_load() {
+        let err = Config::parse("[tls]\nkey_file = \"/x.key\"\n").unwrap_err();
+        assert!(err.contains("tls.key_file is set without tls.cert_file"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("gone.crt").display().to_string();
+        let err = Config::parse(&format!("[tls]\ncert_file = {missing:?}\nkey_file = {missing:?}\n")).unwrap_err();
+        assert!(err.contains("tls.cert_file") && err.contains("gone.crt"), "{err}");
+        assert_eq!(Config::parse("[tls]\n").unwrap().tls.files(), Ok(None));
+        let err = Config::parse("[tls]\ncert = \"x\"\n").unwrap_err();
+        assert!(err.contains("cert"), "{err}");
     }
 
     #[test]

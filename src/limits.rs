@@ -136,3 +136,9 @@ pub const CONSOLE_SESSION_MAX_MS: i64 = 24 * 3600 * 1000;
 pub const CONSOLE_SESSIONS: usize = 10_000;
 /// Rows a console page shows by default.
 pub const CONSOLE_PAGE: usize = 50;
+
+/// Client certificates whose TLS configurations and HTTP clients are kept
+/// at once (per thread for clients): more than any deployment has
+/// destinations with their own certificate, and the cache starts over
+/// rather than grow if it is reached.
+pub const CLIENT_CERTS_KEPT: usize = 256;

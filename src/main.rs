@@ -137,7 +137,7 @@ fn serve(config: Option<PathBuf>, listen: Option<SocketAddr>, data_dir: Option<P
             // Tests and scripts read this line to find an OS-chosen port.
             #[allow(clippy::print_stdout)]
             {
-                println!("ferrox listening on http://{addr}");
+                println!("ferrox listening on {}://{addr}", running.scheme);
             }
         }
         running.serve().await
