@@ -10,7 +10,9 @@
 //! ```
 //!
 //! The directory holds `ferrox.toml` (the configuration the test starts
-//! with), `data/` (the data directory) and `expected.json`. Phase one runs
+//! with), `data/` (the data directory), `expected.json` and, from format 4,
+//! `tls/` (a client certificate of a destination, a test's own, named by
+//! paths relative to the repository's root: run this from there). Phase one runs
 //! with a retention of zero so that a compaction writes a snapshot and
 //! deletes segments; phase two makes every status, pause, halt, alert,
 //! operator action and configuration change the engine knows.
@@ -51,18 +53,19 @@ fn main() {
     std::fs::create_dir_all(&out).expect("creating the out dir");
     let port = start_receiver();
     let data = out.join("data");
+    let client_cert = write_client_cert(&out.join("tls"));
 
     let phase_one = out.join("phase-one.toml");
-    std::fs::write(&phase_one, config(port, 0, 100, false)).expect("writing the phase-one config");
+    std::fs::write(&phase_one, config(port, 0, 100, false, &client_cert)).expect("writing the phase-one config");
     let engine = Engine::start(&bin, &phase_one, &data);
     compacted(&engine);
     engine.stop();
     std::fs::remove_file(&phase_one).expect("removing the phase-one config");
 
     let config_path = out.join("ferrox.toml");
-    std::fs::write(&config_path, config(port, 876_000, 60_000, true)).expect("writing the config");
+    std::fs::write(&config_path, config(port, 876_000, 60_000, true, &client_cert)).expect("writing the config");
     let engine = Engine::start(&bin, &config_path, &data);
-    let tokens = scenario(&engine);
+    let tokens = scenario(&engine, &client_cert);
     let mut expected = capture(&engine);
     expected["tokens"] = tokens;
     expected["written_by"] = json!(version(&bin));
@@ -84,7 +87,13 @@ fn version(bin: &Path) -> String {
 /// between the phases, and phase two adds the alert webhook and the Search
 /// destination, so its start applies configuration and opens a channel.
 /// Segments are small so that a few messages roll them.
-fn config(port: u16, retention_hours: u64, compaction_interval_ms: u64, phase_two: bool) -> String {
+fn config(
+    port: u16,
+    retention_hours: u64,
+    compaction_interval_ms: u64,
+    phase_two: bool,
+    (cert, key): &(String, String),
+) -> String {
     let url = |path: &str| format!("http://127.0.0.1:{port}{path}");
     let text = format!(
         r#"admin_token = "{ADMIN_TOKEN}"
@@ -151,6 +160,8 @@ enabled = false
 alert_emails = ["archive-team@hospital.test"]
 alert_depth = 1
 alert_age_ms = 86400000
+client_cert_file = "{cert}"
+client_key_file = "{key}"
 
 [[destinations]]
 id = "{FHIR_SINK}"
@@ -232,6 +243,22 @@ data_model = "PatientAdmin"
         return text;
     }
     strip_phase_two(&text)
+}
+
+/// A client certificate and its key, made for the golden directory and
+/// written to `dir`; returns their paths as the configuration names them.
+fn write_client_cert(dir: &Path) -> (String, String) {
+    std::fs::create_dir_all(dir).expect("creating the tls dir");
+    let key = rcgen::KeyPair::generate().expect("a client key");
+    let mut params = rcgen::CertificateParams::new(Vec::new()).expect("client certificate parameters");
+    params.distinguished_name.push(rcgen::DnType::CommonName, "ferrox golden client");
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let cert = params.self_signed(&key).expect("the client certificate");
+    let (cert_file, key_file) = (dir.join("client.crt"), dir.join("client.key"));
+    std::fs::write(&cert_file, cert.pem()).expect("writing the client certificate");
+    std::fs::write(&key_file, key.serialize_pem()).expect("writing the client key");
+    let text = |p: PathBuf| p.to_str().expect("a UTF-8 path").to_owned();
+    (text(cert_file), text(key_file))
 }
 
 /// Phase one's configuration: phase two's without the alert webhook and
@@ -413,7 +440,7 @@ fn compacted(engine: &Engine) {
 }
 
 /// Phase two; returns the tokens issued to the EHR.
-fn scenario(engine: &Engine) -> Value {
+fn scenario(engine: &Engine, (cert, key): &(String, String)) -> Value {
     let tokens = engine.tokens("golden-ehr-key", "golden-ehr-secret-0123456789");
     let token = tokens["accessToken"].as_str().expect("an access token").to_owned();
     let status = |log: &str| engine.log(log)["status"].as_str().unwrap_or_default().to_owned();
@@ -526,6 +553,13 @@ fn scenario(engine: &Engine) -> Value {
     );
     assert!(replayed["resent"].as_u64().is_some_and(|n| n >= 2), "{replayed}");
     wait_for("the resent logs", || status(&resent) == "Succeeded");
+
+    // Format 4: a client certificate set through the API.
+    let registry_cert = json!({ "name": "Registry", "url": "https://127.0.0.1:9/registry/v2", "environment": "staging",
+                                "enabled": false, "timeout_ms": 1234, "alert_emails": ["registry@hospital.test"],
+                                "alert_depth": 500, "alert_age_ms": 600000,
+                                "client_cert_file": cert, "client_key_file": key });
+    engine.admin("PUT", &format!("/destinations/{registry_id}"), Some(&registry_cert));
     wait_for("the archive's backlog", || {
         let alerts = engine.admin("GET", "/alerts", None)["alerts"].clone();
         alerts.as_array().expect("alerts").iter().any(|a| a["kind"] == "QueueBacklog")

@@ -204,6 +204,7 @@ fn objects() -> Vec<Event> {
             alert_emails: Vec::new(),
             alert_depth: None,
             alert_age_ms: None,
+            client_cert: None,
         }));
     }
     for n in 0..DESTINATIONS {

@@ -38,6 +38,7 @@ pub(crate) fn destination(n: u128, version: u64) -> Destination {
         alert_emails: Vec::new(),
         alert_depth: None,
         alert_age_ms: None,
+        client_cert: None,
     }
 }
 

@@ -146,3 +146,9 @@ pub const OTLP_EXPORT_TIMEOUT_MS: u64 = 5_000;
 /// are dropped until the collector catches up, so a collector outage
 /// cannot grow the engine's memory.
 pub const OTLP_QUEUED_SPANS: usize = 8_192;
+
+/// Client certificates whose TLS configurations and HTTP clients are kept
+/// at once (per thread for clients): more than any deployment has
+/// destinations with their own certificate, and the cache starts over
+/// rather than grow if it is reached.
+pub const CLIENT_CERTS_KEPT: usize = 256;

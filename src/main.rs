@@ -159,7 +159,7 @@ fn serve(config: Option<PathBuf>, listen: Option<String>, data_dir: Option<PathB
             // Tests and scripts read this line to find an OS-chosen port.
             #[allow(clippy::print_stdout)]
             {
-                println!("ferrox listening on http://{addr}");
+                println!("ferrox listening on {}://{addr}", running.scheme);
             }
         }
         running.serve().await

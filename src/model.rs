@@ -84,6 +84,16 @@ pub struct Destination {
     pub alert_depth: Option<u64>,
     /// Age of the oldest pending log past which its queue is backlogged.
     pub alert_age_ms: Option<u64>,
+    /// The certificate presented to a receiver that asks for one.
+    pub client_cert: Option<ClientCert>,
+}
+
+/// A client certificate (with its chain) and its private key, as the
+/// paths of PEM files (SPEC §16). Both or neither: the type holds both.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ClientCert {
+    pub cert_file: String,
+    pub key_file: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

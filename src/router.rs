@@ -504,6 +504,7 @@ mod tests {
                 alert_emails: Vec::new(),
                 alert_depth: None,
                 alert_age_ms: None,
+                client_cert: None,
             }),
             Event::SubscriptionUpserted(Subscription {
                 id: Id(3),

@@ -36,6 +36,8 @@ use crate::{
 pub struct Running {
     pub server: actix_web::dev::Server,
     pub addrs: Vec<SocketAddr>,
+    /// `https` with `[tls]`, else `http`.
+    pub scheme: &'static str,
     pub ctx: AppCtx,
     ledger: Ledger,
 }
@@ -202,19 +204,24 @@ fn first_log_before(journal: &dyn Journal, start: u64, snapshot: &Snapshot) -> a
 /// first and answers "starting" (`http::starting`) while the journal is
 /// replayed and the engine set up; then the engine takes it over.
 pub async fn start(config: Config, clock: SharedClock, ids: SharedIds) -> anyhow::Result<Running> {
+    let serving = match config.tls.files().map_err(|e| anyhow::anyhow!(e))? {
+        Some((cert, key)) => Some(tls::ServingCert::load(cert, key).map_err(|e| anyhow::anyhow!(e))?),
+        None => None,
+    };
+    let https = serving.as_ref().map(tls::ServingCert::server_config).transpose().map_err(|e| anyhow::anyhow!(e))?;
     let listener = std::net::TcpListener::bind(config.listen).with_context(|| format!("binding {}", config.listen))?;
-    let starting = http::starting::serve(listener.try_clone().context("sharing the listening socket")?)
-        .context("answering while starting")?;
+    let shared_listener = listener.try_clone().context("sharing the listening socket")?;
+    let starting = http::starting::serve(shared_listener, https.clone()).context("answering while starting")?;
     let starting_handle = starting.handle();
     actix_web::rt::spawn(starting);
-    let built = build(config, clock, ids).await;
+    let built = build(config, clock, ids, serving).await;
     starting_handle.stop(true).await;
     let (ctx, ledger) = built?;
     let app_ctx = ctx.clone();
     let server = HttpServer::new(move || {
         App::new()
             .app_data(web::Data::new(app_ctx.clone()))
-            .app_data(http::QueryClient::new(&app_ctx.tls, app_ctx.config.egress()))
+            .app_data(http::QueryClient::new(app_ctx.tls.clone(), app_ctx.config.egress()))
             .app_data(
                 web::QueryConfig::default()
                     .error_handler(|e, _| ApiError::invalid(format!("Invalid query: {e}")).into()),
@@ -227,19 +234,30 @@ pub async fn start(config: Config, clock: SharedClock, ids: SharedIds) -> anyhow
             .default_service(web::to(|| async {
                 HttpResponse::NotFound().json(ApiError::not_found("No such endpoint").redox_body("Http", None, None))
             }))
-    })
-    .listen(listener)
-    .context("serving HTTP on the bound port")?
-    .shutdown_timeout(5);
+    });
+    let (server, scheme) = match https {
+        Some(https) => (server.listen_rustls_0_23(listener, https), "https"),
+        None => (server.listen(listener), "http"),
+    };
+    let server = server.context("serving HTTP on the bound port")?.shutdown_timeout(5);
     let addrs = server.addrs();
-    crate::logs::started(&ctx.config, &ctx.state.read(), &addrs);
-    Ok(Running { server: server.run(), addrs, ctx, ledger })
+    crate::logs::started(&ctx.config, &ctx.state.read(), &addrs, scheme);
+    Ok(Running { server: server.run(), addrs, scheme, ctx, ledger })
 }
 
 /// Replays the journal, applies the configuration file and starts every
 /// part of the engine; returns what the HTTP handlers share, and the ledger.
-async fn build(config: Config, clock: SharedClock, ids: SharedIds) -> anyhow::Result<(AppCtx, Ledger)> {
+async fn build(
+    config: Config,
+    clock: SharedClock,
+    ids: SharedIds,
+    serving: Option<Arc<tls::ServingCert>>,
+) -> anyhow::Result<(AppCtx, Ledger)> {
     let tls = tls::client_config(config.delivery.ca_file.as_deref()).map_err(|e| anyhow::anyhow!(e))?;
+    let client_tls = Arc::new(tls::ClientTls::new(tls.clone()));
+    // From here on SIGHUP reloads certificates rather than ending the
+    // process, replay included.
+    tls::on_hangup(serving, client_tls.clone()).context("listening for SIGHUP")?;
     let (journal, state) = recover(&config)?;
     let metrics = Arc::new(Metrics::new());
     let traces = Arc::new(match &config.otlp_endpoint {
@@ -293,7 +311,7 @@ async fn build(config: Config, clock: SharedClock, ids: SharedIds) -> anyhow::Re
         )
         .context("starting the processing pool")?,
         retry_schedule_ms: config.delivery.retry_schedule_ms.clone(),
-        tls: tls.clone(),
+        tls: client_tls.clone(),
         egress: config.egress(),
         ahead_counts: Arc::default(),
         metrics: metrics.clone(),
@@ -318,7 +336,7 @@ async fn build(config: Config, clock: SharedClock, ids: SharedIds) -> anyhow::Re
         clock,
         ids,
         token_key,
-        tls,
+        tls: client_tls,
         operators,
         sessions: Default::default(),
         metrics,

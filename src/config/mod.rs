@@ -53,6 +53,8 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     pub storage: StorageConfig,
     pub alerts: AlertsConfig,
+    /// HTTPS served by ferrox itself (SPEC §16).
+    pub tls: TlsConfig,
     pub sources: Vec<SourceSpec>,
     pub destinations: Vec<DestinationSpec>,
     pub subscriptions: Vec<SubscriptionSpec>,
@@ -146,6 +148,29 @@ impl AlertsConfig {
     }
 }
 
+/// `[tls]`: with both files set, `listen` serves HTTPS with them (PEM:
+/// the certificate and its chain; a PKCS#8, RSA or EC key), read again on
+/// SIGHUP.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+}
+
+impl TlsConfig {
+    /// The certificate and key files, when HTTPS is on; setting one
+    /// without the other is an error.
+    pub fn files(&self) -> Result<Option<(&std::path::Path, &std::path::Path)>, String> {
+        match (&self.cert_file, &self.key_file) {
+            (Some(cert), Some(key)) => Ok(Some((cert, key))),
+            (None, None) => Ok(None),
+            (Some(_), None) => Err("tls.cert_file is set without tls.key_file: set both or neither".into()),
+            (None, Some(_)) => Err("tls.key_file is set without tls.cert_file: set both or neither".into()),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
@@ -175,6 +200,7 @@ impl Default for Config {
             delivery: DeliveryConfig::default(),
             storage: StorageConfig::default(),
             alerts: AlertsConfig::default(),
+            tls: TlsConfig::default(),
             sources: Vec::new(),
             destinations: Vec::new(),
             subscriptions: Vec::new(),
@@ -327,6 +353,9 @@ impl Config {
         self.alerts.check().map_err(|e| format!("[alerts]: {e}"))?;
         if let Some(path) = &self.delivery.ca_file {
             crate::tls::read_ca_file(path)?;
+        }
+        if let Some((cert, key)) = self.tls.files()? {
+            crate::tls::ServingCert::load(cert, key)?;
         }
         Ok(())
     }

@@ -132,3 +132,16 @@ fn the_otlp_endpoint_is_an_http_url_with_a_host() {
         assert!(err.contains("otlp_endpoint"), "{bad}: {err}");
     }
 }
+
+#[test]
+fn tls_files_come_in_pairs_and_must_load() {
+    let err = Config::parse("[tls]\nkey_file = \"/x.key\"\n").unwrap_err();
+    assert!(err.contains("tls.key_file is set without tls.cert_file"), "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("gone.crt").display().to_string();
+    let err = Config::parse(&format!("[tls]\ncert_file = {missing:?}\nkey_file = {missing:?}\n")).unwrap_err();
+    assert!(err.contains("tls.cert_file") && err.contains("gone.crt"), "{err}");
+    assert_eq!(Config::parse("[tls]\n").unwrap().tls.files(), Ok(None));
+    let err = Config::parse("[tls]\ncert = \"x\"\n").unwrap_err();
+    assert!(err.contains("cert"), "{err}");
+}

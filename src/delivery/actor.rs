@@ -29,7 +29,8 @@ use crate::{
 pub struct DestinationActor {
     pub(super) id: Id,
     pub(super) shared: Arc<Shared>,
-    client: awc::Client,
+    /// Its HTTP clients: with the destination's client certificate, if any.
+    clients: tls::Clients,
     /// The log being processed or delivered.
     in_flight: Option<Id>,
     /// The retry timer: the log it is for and its handle.
@@ -49,8 +50,7 @@ impl DestinationActor {
             .read()
             .queue_head(id, durable)
             .is_some_and(|h| matches!(h.status, LogStatus::Retrying | LogStatus::ProcessingFailed));
-        // The timeout is set per request, from the destination.
-        let client = tls::http_client(&shared.tls, None, shared.egress);
+        let clients = tls::Clients::new(shared.tls.clone(), shared.egress);
         let processing = Processing::new(
             id,
             shared.ledger.state().clone(),
@@ -59,7 +59,7 @@ impl DestinationActor {
             shared.ahead_counts.clone(),
         );
         let outcomes = Outcomes::new(id, shared.clone(), episode_open);
-        Self { id, shared, client, in_flight: None, retry: None, outcomes, processing }
+        Self { id, shared, clients, in_flight: None, retry: None, outcomes, processing }
     }
 
     /// Looks at the queue: starts the head's delivery if it is due, and
@@ -161,11 +161,11 @@ impl DestinationActor {
         self.in_flight = Some(head.id);
         let (preparation, received_at_ms) = self.processing.for_head(&head);
         let shared = self.shared.clone();
-        let client = self.client.clone();
+        let client = self.clients.get(dest.client_cert.as_ref());
         let log_id = head.id;
         let work = async move {
             let Some(body) = preparation.await? else { return Ok(Outcome::Filtered) };
-            Ok(attempt::send(&shared, &client, &dest, &head, received_at_ms, body).await)
+            Ok(attempt::send(&shared, client, &dest, &head, received_at_ms, body).await)
         };
         ctx.spawn(work.into_actor(self).map(move |result: Result<Outcome, String>, act, ctx| {
             act.in_flight = None;

@@ -16,10 +16,12 @@ use crate::{
     state::Log,
 };
 
-/// Makes one delivery attempt of `head` with `body`.
+/// Makes one delivery attempt of `head` with `body`, through `client`, or
+/// fails it with the reason there is none (a client certificate that does
+/// not load).
 pub(super) async fn send(
     shared: &Shared,
-    client: &awc::Client,
+    client: Result<awc::Client, String>,
     dest: &Destination,
     head: &Log,
     received_at_ms: i64,
@@ -41,9 +43,9 @@ pub(super) async fn send(
         now_s: started_at_ms.div_euclid(1000),
     };
     let (http_status, error, response) =
-        match shared.egress.check(&dest.url).and_then(|()| request::headers(dest, &ids, &body)) {
+        match shared.egress.check(&dest.url).and_then(|()| Ok((request::headers(dest, &ids, &body)?, client?))) {
             Err(e) => (None, Some(e), None),
-            Ok(headers) => {
+            Ok((headers, client)) => {
                 let mut req = client.post(&dest.url).timeout(Duration::from_millis(dest.timeout_ms));
                 for (name, value) in headers {
                     req = req.insert_header((name, value));

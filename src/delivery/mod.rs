@@ -46,8 +46,8 @@ pub struct Shared {
     pub ids: SharedIds,
     pub pool: TransformPool,
     pub retry_schedule_ms: Vec<u64>,
-    /// TLS for `https://` destinations (`tls::client_config`).
-    pub tls: Arc<rustls::ClientConfig>,
+    /// TLS for `https://` destinations, with their client certificates.
+    pub tls: Arc<crate::tls::ClientTls>,
     /// Where deliveries may go.
     pub egress: Egress,
     /// What the actors' processing look-ahead did, for `/metrics`.

@@ -100,6 +100,7 @@ mod tests {
             alert_emails: Vec::new(),
             alert_depth: None,
             alert_age_ms: None,
+            client_cert: None,
         };
         let ids = AttemptIds {
             log_id: "msg_p5jXN8AQM9LWM0D4loKWxJek".into(),

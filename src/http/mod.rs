@@ -50,8 +50,8 @@ pub struct AppCtx {
     pub clock: SharedClock,
     pub ids: SharedIds,
     pub token_key: Arc<TokenKey>,
-    /// TLS for `https://` destinations (`tls::client_config`).
-    pub tls: Arc<rustls::ClientConfig>,
+    /// TLS for `https://` destinations, with their client certificates.
+    pub tls: Arc<crate::tls::ClientTls>,
     /// Who may use the operator API, and for what.
     pub operators: Arc<Operators>,
     /// Operators signed in to the console.

@@ -28,10 +28,10 @@ use crate::{
     traces::TraceSpan,
 };
 
-/// The HTTP client of one HTTP worker, in its app data: awc clients stay on
-/// their thread, and queries through a worker reuse its connections. The
-/// timeout is set per request, from the destination.
-pub struct QueryClient(awc::Client);
+/// The HTTP clients of one HTTP worker, in its app data: awc clients stay
+/// on their thread, and queries through a worker reuse its connections.
+/// The timeout is set per request, from the destination.
+pub struct QueryClient(std::cell::RefCell<tls::Clients>);
 
 impl std::fmt::Debug for QueryClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -40,8 +40,8 @@ impl std::fmt::Debug for QueryClient {
 }
 
 impl QueryClient {
-    pub fn new(tls: &Arc<rustls::ClientConfig>, egress: Egress) -> Self {
-        Self(tls::http_client(tls, None, egress))
+    pub fn new(tls: Arc<tls::ClientTls>, egress: Egress) -> Self {
+        Self(std::cell::RefCell::new(tls::Clients::new(tls, egress)))
     }
 }
 
@@ -168,7 +168,8 @@ async fn run(
     let started_at_ms = ctx.clock.now_ms();
     let response_transform = response_transform.map(Arc::new);
     let egress = ctx.config.egress();
-    let result = forward(&client.0, &target.destination, &ids, outbound, response_transform, pool, egress).await;
+    let client = client.0.borrow_mut().get(target.destination.client_cert.as_ref());
+    let result = forward(client, &target.destination, &ids, outbound, response_transform, pool, egress).await;
     let duration_ms = u64::try_from(ctx.clock.now_ms().saturating_sub(started_at_ms)).unwrap_or(0);
     if let Some(status) = result.as_ref().map_or_else(|(s, _)| *s, |(s, _)| *s) {
         span.set_i64("ferrox.destination_status", status.into());
@@ -184,7 +185,7 @@ async fn run(
 type Forwarded = Result<(Option<u16>, Value), (Option<u16>, ApiError)>;
 
 async fn forward(
-    client: &awc::Client,
+    client: Result<awc::Client, String>,
     dest: &Destination,
     ids: &AttemptIds,
     body: Vec<u8>,
@@ -195,6 +196,7 @@ async fn forward(
     let bad_gateway = |status, text: String| (status, ApiError::new(ErrorKind::BadGateway, text));
     egress.check(&dest.url).map_err(|e| bad_gateway(None, format!("The destination is refused: {e}")))?;
     let headers = request::headers(dest, ids, &body).map_err(|e| (None, ApiError::internal(e)))?;
+    let client = client.map_err(|e| bad_gateway(None, format!("The destination could not be reached: {e}")))?;
     let mut req = client.post(&dest.url).timeout(Duration::from_millis(dest.timeout_ms));
     for header in headers {
         req = req.insert_header(header);

@@ -10,8 +10,9 @@ use crate::error::{ApiError, ErrorKind};
 
 const REASON: &str = "ferrox is starting: its write-ahead log is being replayed";
 
-/// Serves the starting answers on `listener` until stopped.
-pub fn serve(listener: std::net::TcpListener) -> std::io::Result<Server> {
+/// Serves the starting answers on `listener` until stopped, over HTTPS
+/// with `tls` when given, as the engine will.
+pub fn serve(listener: std::net::TcpListener, tls: Option<rustls::ServerConfig>) -> std::io::Result<Server> {
     let server = HttpServer::new(|| {
         App::new()
             .route("/healthz", web::get().to(|| async { HttpResponse::Ok().json(json!({ "status": "starting" })) }))
@@ -30,9 +31,12 @@ pub fn serve(listener: std::net::TcpListener) -> std::io::Result<Server> {
     .workers(1)
     .disable_signals()
     // Stopping for the engine to take over waits this long at most.
-    .shutdown_timeout(1)
-    .listen(listener)?
-    .run();
+    .shutdown_timeout(1);
+    let server = match tls {
+        Some(tls) => server.listen_rustls_0_23(listener, tls)?,
+        None => server.listen(listener)?,
+    };
+    let server = server.run();
     Ok(server)
 }
 
@@ -44,7 +48,7 @@ mod tests {
     async fn while_starting_the_port_is_alive_but_not_ready() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        let server = serve(listener).unwrap();
+        let server = serve(listener, None).unwrap();
         let handle = server.handle();
         actix_web::rt::spawn(server);
         let client = awc::Client::default();

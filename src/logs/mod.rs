@@ -32,7 +32,7 @@ pub fn init(format: LogFormat, default_level: &str) {
 /// Says what the engine runs with, once it serves: the file, the data
 /// directory, the objects and where it listens. Without a file, says how
 /// to give it one.
-pub fn started(config: &Config, state: &State, addrs: &[SocketAddr]) {
+pub fn started(config: &Config, state: &State, addrs: &[SocketAddr], scheme: &str) {
     let listen: Vec<String> = addrs.iter().map(ToString::to_string).collect();
     let config_file = config.origin.as_ref().map_or_else(|| "(none)".to_owned(), |p| p.display().to_string());
     tracing::info!(
@@ -42,6 +42,7 @@ pub fn started(config: &Config, state: &State, addrs: &[SocketAddr]) {
         destinations = state.destinations.len(),
         subscriptions = state.subscriptions.len(),
         listen = %listen.join(", "),
+        scheme,
         log_format = ?config.log_format,
         "ferrox started"
     );

@@ -14,7 +14,7 @@ use crate::{
     error::ApiError,
     ids::IdSource,
     jq::Transform,
-    model::{Destination, Environment, Id, Source, Subscription},
+    model::{ClientCert, Destination, Environment, Id, Source, Subscription},
     signature,
     state::State,
 };
@@ -53,6 +53,10 @@ pub struct DestinationSpec {
     pub alert_depth: Option<u64>,
     /// Age of the oldest pending log past which the queue is backlogged.
     pub alert_age_ms: Option<u64>,
+    /// PEM certificate (and chain) presented to a receiver that asks for
+    /// one; with `client_key_file`, or neither.
+    pub client_cert_file: Option<String>,
+    pub client_key_file: Option<String>,
 }
 
 /// A subscription names its source and destination by ID (`source_id`,
@@ -224,7 +228,29 @@ impl DestinationSpec {
             alert_emails: alert_emails(&self.alert_emails)?,
             alert_depth: positive("alert_depth", self.alert_depth)?,
             alert_age_ms: positive("alert_age_ms", self.alert_age_ms)?,
+            client_cert: self.client_cert()?,
         })
+    }
+
+    /// The client certificate: both files or neither, and they must load
+    /// and belong together now, not at the first delivery.
+    fn client_cert(&self) -> Result<Option<ClientCert>, ApiError> {
+        let cert = match (&self.client_cert_file, &self.client_key_file) {
+            (None, None) => return Ok(None),
+            (Some(cert_file), Some(key_file)) => {
+                ClientCert { cert_file: cert_file.clone(), key_file: key_file.clone() }
+            }
+            (Some(_), None) => {
+                return Err(ApiError::invalid("client_cert_file needs client_key_file: set both or neither"));
+            }
+            (None, Some(_)) => {
+                return Err(ApiError::invalid("client_key_file needs client_cert_file: set both or neither"));
+            }
+        };
+        nonempty("client_cert_file", &cert.cert_file)?;
+        nonempty("client_key_file", &cert.key_file)?;
+        crate::tls::ClientTls::check(&cert).map_err(ApiError::invalid)?;
+        Ok(Some(cert))
     }
 }
 
@@ -358,6 +384,8 @@ pub fn destination_json(d: &Destination) -> Value {
         "alert_emails": d.alert_emails,
         "alert_depth": d.alert_depth,
         "alert_age_ms": d.alert_age_ms,
+        "client_cert_file": d.client_cert.as_ref().map(|c| &c.cert_file),
+        "client_key_file": d.client_cert.as_ref().map(|c| &c.key_file),
     })
 }
 

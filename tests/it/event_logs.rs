@@ -60,6 +60,7 @@ fn json_lines_carry_the_start_up_a_failed_delivery_and_an_operators_pause_and_re
     assert_eq!(started["data_dir"], server.data_dir().display().to_string(), "{started}");
     assert!(started["config_file"].as_str().is_some_and(|f| f.ends_with("ferrox.toml")), "{started}");
     assert!(server.base_url().ends_with(started["listen"].as_str().expect("listen")), "{started}");
+    assert_eq!(started["scheme"], "http", "{started}");
 
     let token = server.token();
     let sent = Sent::of(&server.send(&token, &patient_admin("NewPatient", "0000012345")));

@@ -12,11 +12,11 @@
 //! | 0 | format 0: kind 1 any event but a snapshot, kind 2 a snapshot (one rkyv enum, before versioning) | read only |
 //! | 1 | `SourceUpserted` | 1, 2 (2 adds `alert_emails`) |
 //! | 2 | `SourceDeleted` | 1 |
-//! | 3 | `DestinationUpserted` | 1, 2 (2 adds `alert_emails`, `alert_depth`, `alert_age_ms`) |
+//! | 3 | `DestinationUpserted` | 1, 2 (2 adds `alert_emails`, `alert_depth`, `alert_age_ms`), 3 (3 adds the client certificate) |
 //! | 4 | `DestinationDeleted` | 1 |
 //! | 5 | `SubscriptionUpserted` | 1 |
 //! | 6 | `SubscriptionDeleted` | 1 |
-//! | 7 | `ConfigurationApplied` | 1, 2 (2 holds sources and destinations of version 2) |
+//! | 7 | `ConfigurationApplied` | 1, 2 (2 holds sources and destinations of version 2), 3 (3 holds destinations of version 3) |
 //! | 8 | `TokenKeyCreated` | 1 |
 //! | 9 | `MessageAccepted` | 1 |
 //! | 10 | `AttemptRecorded` | 1 |
@@ -26,7 +26,7 @@
 //! | 14 | `AlertRaised` | 1, 2 (2 may be `QueueBacklog`) |
 //! | 15 | `AlertChannelOpened` | 1 |
 //! | 16 | `AlertSent` | 1 |
-//! | 17 | `Snapshot` | 1, 2 (2 adds the audit trail), 3 (3 adds alert settings, operators, backlogged queues) |
+//! | 17 | `Snapshot` | 1, 2 (2 adds the audit trail), 3 (3 adds alert settings, operators, backlogged queues), 4 (4 adds destinations' client certificates) |
 //! | 18 | `AlertChannelClosed` | 1 |
 //! | 19 | `AuditRecorded` | 1 |
 //! | 20 | `OperatorUpserted` | 1 |
@@ -34,7 +34,8 @@
 //! | 22 | `LogsResent` | 1 |
 //!
 //! Format 1 is every type's version 1; format 2 added snapshot version 2
-//! and type 19 (`v2`); format 3 the rest of the newest versions (`v3`).
+//! and type 19 (`v2`); format 3 operators, resent logs and alert settings
+//! (`v3`); format 4 destinations' client certificates (`v4`).
 //!
 //! # How the format evolves
 //!
@@ -61,6 +62,7 @@ mod v0;
 mod v1;
 mod v2;
 mod v3;
+mod v4;
 
 pub use self::v3::RESENT_LOG_BYTES;
 
@@ -131,7 +133,7 @@ pub fn describe_kind(kind: u16) -> String {
 /// The newest wire form of `event`: its record kind and bytes.
 pub fn encode(event: &Event) -> Result<(u16, AlignedVec), String> {
     let failed = |e: rkyv::rancor::Error| format!("encoding {}: {e}", event_name(event));
-    if let Some(written) = v3::encode(event) {
+    if let Some(written) = v4::encode(event).or_else(|| v3::encode(event)) {
         let (type_code, version, bytes) = written.map_err(failed)?;
         return Ok((kind_of(type_code, version), bytes));
     }
@@ -187,9 +189,10 @@ pub fn decode(kind: u16, bytes: &[u8]) -> Result<Replayed<'_>, DecodeError> {
             v1::decode(type_code, bytes).ok_or_else(|| unknown(kind))?.map_err(DecodeError::Invalid)
         }
         (_, (v1::types::SNAPSHOT, 2)) => v2::decode_snapshot(bytes).map(Replayed::Event).map_err(DecodeError::Invalid),
-        (_, (type_code, version)) => {
-            v3::decode(type_code, version, bytes).ok_or_else(|| unknown(kind))?.map_err(DecodeError::Invalid)
-        }
+        (_, (type_code, version)) => v4::decode(type_code, version, bytes)
+            .or_else(|| v3::decode(type_code, version, bytes))
+            .ok_or_else(|| unknown(kind))?
+            .map_err(DecodeError::Invalid),
     }
 }
 
@@ -227,7 +230,7 @@ pub fn known_kinds() -> Vec<u16> {
     let mut kinds = vec![v0::EVENT_KIND, v0::SNAPSHOT_KIND];
     kinds.extend((1..v3::types::OPERATOR_UPSERTED).map(|t| kind_of(t, 1)));
     kinds.push(kind_of(v1::types::SNAPSHOT, 2));
-    kinds.extend(v3::KINDS.iter().map(|&(t, v)| kind_of(t, v)));
+    kinds.extend(v3::KINDS.iter().chain(&v4::KINDS).map(|&(t, v)| kind_of(t, v)));
     kinds
 }
 
@@ -240,8 +243,8 @@ mod tests {
             body_hash,
         },
         model::{
-            Alert, AlertKind, Attempt, AuditEntry, Destination, Environment, Id, LogStatus, LogType, OperatorRecord,
-            Role, Source, Subscription,
+            Alert, AlertKind, Attempt, AuditEntry, ClientCert, Destination, Environment, Id, LogStatus, LogType,
+            OperatorRecord, Role, Source, Subscription,
         },
     };
 
@@ -271,6 +274,7 @@ mod tests {
             alert_emails: Vec::new(),
             alert_depth: None,
             alert_age_ms: None,
+            client_cert: None,
         };
         let subscription = Subscription {
             id: id(3),
@@ -354,6 +358,10 @@ mod tests {
         let Event::DestinationUpserted(mut destination) = events[2].clone() else { panic!("not a destination") };
         destination.alert_emails = vec!["lab@example.org".into(), "it@example.org".into()];
         (destination.alert_depth, destination.alert_age_ms) = (Some(500), Some(60_000));
+        destination.client_cert = Some(ClientCert {
+            cert_file: "/etc/ferrox/lab-client.crt".into(),
+            key_file: "/etc/ferrox/lab-client.key".into(),
+        });
         events[0] = Event::SourceUpserted(source.clone());
         events[2] = Event::DestinationUpserted(destination.clone());
         let Event::Snapshot(mut snapshot) = events.pop().expect("a snapshot") else { panic!("not a snapshot") };
@@ -442,7 +450,7 @@ mod tests {
             s.alert_emails.clear();
         }
         for d in &mut older.destinations {
-            (d.alert_emails, d.alert_depth, d.alert_age_ms) = (Vec::new(), None, None);
+            (d.alert_emails, d.alert_depth, d.alert_age_ms, d.client_cert) = (Vec::new(), None, None, None);
         }
         assert_eq!(decode_event(kind, &bytes), Ok(Event::Snapshot(older.clone())));
         assert!(is_snapshot(kind));
@@ -450,7 +458,33 @@ mod tests {
         let bytes = v2::encode_snapshot(&snapshot).expect("encodes");
         older.audit = snapshot.audit.clone();
         assert_eq!(decode_event(kind_of(17, 2), &bytes), Ok(Event::Snapshot(older)));
-        assert_eq!(encode(&Event::Snapshot(Default::default())).map(|(k, _)| split(k)), Ok((17, 3)));
+        // Version 3 keeps everything but the client certificates.
+        let bytes = v4::encode_v3_snapshot(&snapshot).expect("encodes");
+        let mut older = snapshot.clone();
+        older.destinations.iter_mut().for_each(|d| d.client_cert = None);
+        assert_eq!(decode_event(kind_of(17, 3), &bytes), Ok(Event::Snapshot(older)));
+        assert_eq!(encode(&Event::Snapshot(Default::default())).map(|(k, _)| split(k)), Ok((17, 4)));
+    }
+
+    #[test]
+    fn destinations_of_format_3_read_without_a_client_certificate() {
+        let events = samples();
+        let with_destinations = events
+            .iter()
+            .filter(|e| matches!(e, Event::DestinationUpserted(_) | Event::ConfigurationApplied(_)))
+            .collect::<Vec<_>>();
+        assert_eq!(with_destinations.len(), 2);
+        for event in with_destinations {
+            let (type_code, version, bytes) = v3::encode(event).expect("a format-3 type").expect("encodes");
+            let mut older = event.clone();
+            match &mut older {
+                Event::DestinationUpserted(d) => d.client_cert = None,
+                Event::ConfigurationApplied(batch) => batch.destinations.iter_mut().for_each(|d| d.client_cert = None),
+                _ => unreachable!("filtered above"),
+            }
+            assert_ne!(&older, event, "the sample has a client certificate");
+            assert_eq!(decode_event(kind_of(type_code, version), &bytes), Ok(older));
+        }
     }
 
     #[test]
@@ -500,8 +534,9 @@ mod tests {
         assert_eq!(unique.len(), kinds.len(), "two events share a record kind");
         assert_eq!(describe_kind(0x0901), "MessageAccepted version 1 (kind 0x0901)");
         // Format 0, version 1 of the first 19 types, version 2 of the
-        // snapshot, and what format 3 added.
-        assert_eq!(known_kinds().len(), 2 + 19 + 1 + v3::KINDS.len());
+        // snapshot, and what formats 3 and 4 added.
+        assert_eq!(known_kinds().len(), 2 + 19 + 1 + v3::KINDS.len() + v4::KINDS.len());
+        assert_eq!(describe_kind(0x0303), "DestinationUpserted version 3 (kind 0x0303)");
         assert_eq!(describe_kind(0x1601), "LogsResent version 1 (kind 0x1601)");
         assert_eq!(describe_kind(0x1102), "Snapshot version 2 (kind 0x1102)");
     }

@@ -257,6 +257,7 @@ fn destination(a: &ArchivedDestination) -> model::Destination {
         alert_emails: Vec::new(),
         alert_depth: None,
         alert_age_ms: None,
+        client_cert: None,
     }
 }
 

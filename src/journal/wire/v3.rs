@@ -136,11 +136,11 @@ fn role_of(code: u8) -> Decoded<Role> {
     }
 }
 
-fn source(s: &model::Source) -> Source {
+pub fn source(s: &model::Source) -> Source {
     Source { base: v1::source(s), alert_emails: s.alert_emails.clone() }
 }
 
-fn destination(d: &model::Destination) -> Destination {
+pub fn destination(d: &model::Destination) -> Destination {
     Destination {
         base: v1::destination(d),
         alert_emails: d.alert_emails.clone(),
@@ -163,11 +163,11 @@ fn strings(list: &rkyv::vec::ArchivedVec<rkyv::string::ArchivedString>) -> Vec<S
     list.iter().map(|s| s.to_string()).collect()
 }
 
-fn from_source(a: &ArchivedSource) -> model::Source {
+pub fn from_source(a: &ArchivedSource) -> model::Source {
     model::Source { alert_emails: strings(&a.alert_emails), ..v1::from_source(&a.base) }
 }
 
-fn from_destination(a: &ArchivedDestination) -> Decoded<model::Destination> {
+pub fn from_destination(a: &ArchivedDestination) -> Decoded<model::Destination> {
     Ok(model::Destination {
         alert_emails: strings(&a.alert_emails),
         alert_depth: a.alert_depth.as_ref().map(|v| v.to_native()),
@@ -257,7 +257,7 @@ fn from_resent(a: &ArchivedLogsResent) -> Decoded<Resent> {
     Ok(Resent { destination_id: Id(a.destination_id.to_native()), at_ms: a.at_ms.to_native(), logs })
 }
 
-fn snapshot(s: &DomainSnapshot) -> Result<Snapshot, rancor::Error> {
+pub fn snapshot(s: &DomainSnapshot) -> Result<Snapshot, rancor::Error> {
     Ok(Snapshot {
         base: v2::snapshot(s),
         source_alerting: s
@@ -280,7 +280,7 @@ fn snapshot(s: &DomainSnapshot) -> Result<Snapshot, rancor::Error> {
     })
 }
 
-fn from_snapshot(a: &ArchivedSnapshot) -> Decoded<DomainSnapshot> {
+pub fn from_snapshot(a: &ArchivedSnapshot) -> Decoded<DomainSnapshot> {
     let mut s = v2::from_snapshot(&a.base)?;
     for alerting in a.source_alerting.iter() {
         let id = Id(alerting.id.to_native());

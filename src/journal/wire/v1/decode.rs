@@ -91,6 +91,7 @@ pub fn from_destination(a: &ArchivedDestination) -> Decoded<model::Destination> 
         alert_emails: Vec::new(),
         alert_depth: None,
         alert_age_ms: None,
+        client_cert: None,
     })
 }
 

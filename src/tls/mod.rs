@@ -1,8 +1,22 @@
-//! TLS for the engine's outgoing HTTP: deliveries, queries and alerts.
-//! One rustls client configuration (the ring provider) is built at start
-//! and shared by every HTTP client the engine makes. It trusts the
-//! system's root certificates and the CA certificates of
-//! `[delivery] ca_file`.
+//! TLS, both ways. Outgoing HTTP (deliveries, queries and alerts): one
+//! rustls client configuration (the ring provider) is built at start and
+//! shared by every HTTP client the engine makes. It trusts the system's
+//! root certificates and the CA certificates of `[delivery] ca_file`;
+//! destinations with a client certificate get a copy of it that presents
+//! theirs (`clients`). Incoming: HTTPS served with `[tls]`'s certificate
+//! (`serving`), reloaded on SIGHUP (`reload`); both read PEM files through
+//! `identity`.
+
+mod clients;
+mod identity;
+mod reload;
+mod serving;
+
+pub use self::{
+    clients::{ClientTls, Clients},
+    reload::on_hangup,
+    serving::ServingCert,
+};
 
 use std::{path::Path, sync::Arc, time::Duration};
 
