@@ -88,6 +88,13 @@ pub struct Destination {
     alert_depth: Option<u64>,
     #[schema(required = true)]
     alert_age_ms: Option<u64>,
+    /// PEM certificate presented to a receiver that asks for one (mutual
+    /// TLS), or null.
+    #[schema(required = true)]
+    client_cert_file: Option<String>,
+    /// The certificate's private key (PEM), or null.
+    #[schema(required = true)]
+    client_key_file: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
