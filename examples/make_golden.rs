@@ -168,6 +168,8 @@ id = "{FHIR_SINK}"
 name = "FhirSink"
 url = "{fhir}"
 environment = "production"
+fifo_key = ".entry[1].resource.identifier[0].value"
+max_in_flight = 4
 
 [[destinations]]
 id = "{SEARCH}"
@@ -560,6 +562,14 @@ fn scenario(engine: &Engine, (cert, key): &(String, String)) -> Value {
                                 "alert_depth": 500, "alert_age_ms": 600000,
                                 "client_cert_file": cert, "client_key_file": key });
     engine.admin("PUT", &format!("/destinations/{registry_id}"), Some(&registry_cert));
+
+    // Format 5: ordered lanes set through the API.
+    let registry_lanes = json!({ "name": "Registry", "url": "https://127.0.0.1:9/registry/v2", "environment": "staging",
+                                 "enabled": false, "timeout_ms": 1234, "alert_emails": ["registry@hospital.test"],
+                                 "alert_depth": 500, "alert_age_ms": 600000,
+                                 "client_cert_file": cert, "client_key_file": key,
+                                 "fifo_key": ".Patient.Identifiers[0].ID", "max_in_flight": 8 });
+    engine.admin("PUT", &format!("/destinations/{registry_id}"), Some(&registry_lanes));
     wait_for("the archive's backlog", || {
         let alerts = engine.admin("GET", "/alerts", None)["alerts"].clone();
         alerts.as_array().expect("alerts").iter().any(|a| a["kind"] == "QueueBacklog")

@@ -205,6 +205,8 @@ fn objects() -> Vec<Event> {
             alert_depth: None,
             alert_age_ms: None,
             client_cert: None,
+            fifo_key: None,
+            max_in_flight: 1,
         }));
     }
     for n in 0..DESTINATIONS {

@@ -39,6 +39,8 @@ pub(crate) fn destination(n: u128, version: u64) -> Destination {
         alert_depth: None,
         alert_age_ms: None,
         client_cert: None,
+        fifo_key: None,
+        max_in_flight: 1,
     }
 }
 

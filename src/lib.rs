@@ -23,6 +23,7 @@ pub mod ids;
 pub mod inbound;
 pub mod journal;
 pub mod jq;
+pub mod lanes;
 pub mod ledger;
 pub mod limits;
 pub mod logs;

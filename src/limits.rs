@@ -152,3 +152,16 @@ pub const OTLP_QUEUED_SPANS: usize = 8_192;
 /// destinations with their own certificate, and the cache starts over
 /// rather than grow if it is reached.
 pub const CLIENT_CERTS_KEPT: usize = 256;
+
+/// Longest `fifo_key` path, and most steps in it: a key names a field of
+/// a message, a few steps deep.
+pub const FIFO_KEY_BYTES: usize = 256;
+pub const FIFO_KEY_STEPS: usize = 16;
+/// Most logs of one destination in flight at once, across its lanes
+/// (SPEC §18).
+pub const MAX_IN_FLIGHT: u8 = 64;
+/// Logs of a laned queue looked at, from its front, for lanes to start:
+/// past it, logs wait until the ones before them move. A lane blocked
+/// behind a longer run of its own logs holds up the lanes behind them,
+/// as strict FIFO would; the bound keeps each look at the queue cheap.
+pub const LANE_SCAN: usize = 16_384;

@@ -86,6 +86,11 @@ pub struct Destination {
     pub alert_age_ms: Option<u64>,
     /// The certificate presented to a receiver that asks for one.
     pub client_cert: Option<ClientCert>,
+    /// Ordered lanes (SPEC §18): the key whose logs keep their order; none
+    /// for one lane, the whole queue.
+    pub fifo_key: Option<crate::lanes::FifoKey>,
+    /// Logs in flight at once across lanes, 1–64; 1 without a key.
+    pub max_in_flight: u8,
 }
 
 /// A client certificate (with its chain) and its private key, as the

@@ -505,6 +505,8 @@ mod tests {
                 alert_depth: None,
                 alert_age_ms: None,
                 client_cert: None,
+                fifo_key: None,
+                max_in_flight: 1,
             }),
             Event::SubscriptionUpserted(Subscription {
                 id: Id(3),

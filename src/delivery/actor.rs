@@ -8,12 +8,17 @@
 //! only say "look again"; every handler re-reads the state, so a lost or
 //! repeated hint changes nothing.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    time::Duration,
+};
 
 use actix::prelude::*;
 
 use super::{
     Shared, attempt,
+    lanes::LaneKeys,
     outcome::{Outcome, Outcomes},
     schedule::next_attempt_at,
 };
@@ -31,10 +36,15 @@ pub struct DestinationActor {
     pub(super) shared: Arc<Shared>,
     /// Its HTTP clients: with the destination's client certificate, if any.
     clients: tls::Clients,
-    /// The log being processed or delivered.
-    in_flight: Option<Id>,
-    /// The retry timer: the log it is for and its handle.
-    retry: Option<(Id, SpawnHandle)>,
+    /// The logs being processed or delivered, with their lanes: at most
+    /// one, or with lanes one per lane up to `max_in_flight`.
+    pub(super) flights: HashMap<Id, Arc<str>>,
+    /// Retry timers, by the log they are for: one, or one per blocked lane.
+    retries: HashMap<Id, SpawnHandle>,
+    /// Logs whose retry timer went off, due now whatever the clock says.
+    pub(super) due: HashSet<Id>,
+    /// The lanes of the queue's logs, read from their messages.
+    pub(super) lane_keys: LaneKeys,
     /// Outcomes on their way to the disk, and the alert episode.
     outcomes: Outcomes,
     /// Bodies for the head and, ahead of it, for the logs after it.
@@ -44,12 +54,13 @@ pub struct DestinationActor {
 impl DestinationActor {
     pub fn new(id: Id, shared: Arc<Shared>) -> Self {
         let durable = shared.ledger.durable_through();
-        let episode_open = shared
-            .ledger
-            .state()
-            .read()
-            .queue_head(id, durable)
-            .is_some_and(|h| matches!(h.status, LogStatus::Retrying | LogStatus::ProcessingFailed));
+        let episode_open = {
+            let state = shared.ledger.state().read();
+            let head = state.queue_head(id, durable);
+            let head_blocked =
+                head.is_some_and(|h| matches!(h.status, LogStatus::Retrying | LogStatus::ProcessingFailed));
+            head_blocked || state.lanes_blocked(id) > 0
+        };
         let clients = tls::Clients::new(shared.tls.clone(), shared.egress);
         let processing = Processing::new(
             id,
@@ -59,7 +70,17 @@ impl DestinationActor {
             shared.ahead_counts.clone(),
         );
         let outcomes = Outcomes::new(id, shared.clone(), episode_open);
-        Self { id, shared, clients, in_flight: None, retry: None, outcomes, processing }
+        Self {
+            id,
+            shared,
+            clients,
+            flights: HashMap::new(),
+            retries: HashMap::new(),
+            due: HashSet::new(),
+            lane_keys: LaneKeys::default(),
+            outcomes,
+            processing,
+        }
     }
 
     /// Looks at the queue: starts the head's delivery if it is due, and
@@ -69,11 +90,19 @@ impl DestinationActor {
         self.look_ahead(ctx);
     }
 
-    /// Starts the head's delivery or its retry timer, if due.
+    /// Starts the head's delivery or its retry timer, if due; with lanes,
+    /// those of every lane's head (`pump_lanes`).
     fn pump_head(&mut self, ctx: &mut Context<Self>) {
+        let laned = {
+            let state = self.shared.ledger.state().read();
+            state.destinations.get(&self.id).and_then(|d| d.fifo_key.clone().map(|k| (d.clone(), k)))
+        };
+        if let Some((dest, key)) = laned {
+            return self.pump_lanes(dest, &key, ctx);
+        }
         // Until the last outcome is journaled, the head in the state is
         // not what it was: nothing more goes out.
-        if self.in_flight.is_some() || self.outcomes.waiting() || !self.window_open(ctx) {
+        if !self.flights.is_empty() || self.outcomes.waiting() || !self.window_open(ctx) {
             return;
         }
         let durable = self.shared.ledger.durable_through();
@@ -89,7 +118,7 @@ impl DestinationActor {
             return;
         }
         match head.status {
-            LogStatus::Pending => self.deliver(dest, head, ctx),
+            LogStatus::Pending => self.deliver(dest, head, Arc::from(""), ctx),
             LogStatus::Retrying => self.wait_to_retry(dest, head, ctx),
             // Halted: waits for an operator.
             _ => {}
@@ -98,7 +127,7 @@ impl DestinationActor {
 
     /// Whether another delivery may go out (see `Outcomes::window`); when
     /// the window is full, the sync it asks for wakes the queue.
-    fn window_open(&mut self, ctx: &mut Context<Self>) -> bool {
+    pub(super) fn window_open(&mut self, ctx: &mut Context<Self>) -> bool {
         let (open, sync) = self.outcomes.window();
         if let Some(sync) = sync {
             ctx.spawn(sync.into_actor(self).map(|synced, act, ctx| {
@@ -113,24 +142,41 @@ impl DestinationActor {
 
     /// Schedules the head's next attempt, or makes it now if it is due.
     fn wait_to_retry(&mut self, dest: Destination, head: Log, ctx: &mut Context<Self>) {
-        if self.retry.as_ref().is_some_and(|(log, _)| *log == head.id) {
+        if self.retries.contains_key(&head.id) {
             return;
         }
         let due = next_attempt_at(&head, &self.shared.retry_schedule_ms);
         if due <= self.shared.clock.now_ms() {
-            return self.deliver(dest, head, ctx);
+            return self.deliver(dest, head, Arc::from(""), ctx);
         }
+        self.arm_retry(head.id, due, ctx);
+    }
+
+    /// Sets the retry timer of `log` for `due`: when it goes off, the log
+    /// is due whatever the clock says, and the queue is looked at.
+    pub(super) fn arm_retry(&mut self, log: Id, due: i64, ctx: &mut Context<Self>) {
         let sleep = self.shared.clock.sleep_until(due);
-        let handle = ctx.spawn(sleep.into_actor(self).map(|(), act, ctx| {
-            act.retry = None;
+        let handle = ctx.spawn(sleep.into_actor(self).map(move |(), act, ctx| {
+            act.retries.remove(&log);
+            act.due.insert(log);
             act.pump_due(ctx);
         }));
-        self.retry = Some((head.id, handle));
+        self.retries.insert(log, handle);
+    }
+
+    /// Whether `log` has a retry timer set.
+    pub(super) fn retry_armed(&self, log: Id) -> bool {
+        self.retries.contains_key(&log)
     }
 
     /// After a retry timer: deliver the head if it is still waiting.
     fn pump_due(&mut self, ctx: &mut Context<Self>) {
-        if self.in_flight.is_some() || self.outcomes.waiting() || !self.window_open(ctx) {
+        let laned = self.shared.ledger.state().read().destinations.get(&self.id).is_some_and(|d| d.fifo_key.is_some());
+        if laned {
+            return self.pump(ctx);
+        }
+        self.due.clear();
+        if !self.flights.is_empty() || self.outcomes.waiting() || !self.window_open(ctx) {
             return;
         }
         let durable = self.shared.ledger.durable_through();
@@ -142,23 +188,29 @@ impl DestinationActor {
         };
         match (dest, head) {
             (Some(dest), Some(head)) if dest.enabled => {
-                self.deliver(dest, head, ctx);
+                self.deliver(dest, head, Arc::from(""), ctx);
                 self.look_ahead(ctx);
             }
             _ => self.pump(ctx),
         }
     }
 
-    fn cancel_retry(&mut self, ctx: &mut Context<Self>) {
-        if let Some((_, handle)) = self.retry.take() {
+    /// Cancels every retry timer.
+    fn cancel_retries(&mut self, ctx: &mut Context<Self>) {
+        for (_, handle) in self.retries.drain() {
             ctx.cancel_future(handle);
         }
+        self.due.clear();
     }
 
-    /// Processes and delivers `head`, then records the outcome.
-    fn deliver(&mut self, dest: Destination, head: Log, ctx: &mut Context<Self>) {
-        self.cancel_retry(ctx);
-        self.in_flight = Some(head.id);
+    /// Processes and delivers `head`, the head of `lane` (the empty lane
+    /// without a key), then records the outcome.
+    pub(super) fn deliver(&mut self, dest: Destination, head: Log, lane: Arc<str>, ctx: &mut Context<Self>) {
+        if let Some(handle) = self.retries.remove(&head.id) {
+            ctx.cancel_future(handle);
+        }
+        self.due.remove(&head.id);
+        self.flights.insert(head.id, lane);
         let (preparation, received_at_ms) = self.processing.for_head(&head);
         let shared = self.shared.clone();
         let client = self.clients.get(dest.client_cert.as_ref());
@@ -168,7 +220,7 @@ impl DestinationActor {
             Ok(attempt::send(&shared, client, &dest, &head, received_at_ms, body).await)
         };
         ctx.spawn(work.into_actor(self).map(move |result: Result<Outcome, String>, act, ctx| {
-            act.in_flight = None;
+            act.flights.remove(&log_id);
             let retry = act.outcomes.record(log_id, result);
             act.journal_later(retry, ctx);
             act.pump(ctx);
@@ -219,13 +271,16 @@ impl DestinationActor {
         self.id
     }
 
-    pub(super) fn in_flight(&self) -> Option<Id> {
-        self.in_flight
+    /// Whether `log` is being delivered, or its outcome waits to be
+    /// journaled.
+    pub(super) fn busy_with(&self, log: Id) -> bool {
+        self.flights.contains_key(&log) || self.outcomes.is_waiting(log)
     }
 
-    /// The log whose outcome waits to be journaled, if any.
-    pub(super) fn unrecorded_log(&self) -> Option<Id> {
-        self.outcomes.waiting_log()
+    /// Whether an outcome waits to be journaled: until it is, the state's
+    /// heads are not what they are.
+    pub(super) fn outcomes_waiting(&self) -> bool {
+        self.outcomes.waiting()
     }
 
     /// Tries the outcome the journal refused again after `retry`, until it
@@ -239,7 +294,7 @@ impl DestinationActor {
     }
 
     pub(super) fn after_operator(&mut self, ctx: &mut Context<Self>, recovered_log: Option<Id>) -> Option<Event> {
-        self.cancel_retry(ctx);
+        self.cancel_retries(ctx);
         recovered_log.and_then(|log| self.outcomes.recovered(log))
     }
 

@@ -5,6 +5,7 @@
 
 mod actor;
 mod attempt;
+mod lanes;
 mod operate;
 mod outcome;
 pub mod request;

@@ -107,10 +107,17 @@ impl DestinationActor {
                 Ok([Some(retry), recovered].into_iter().flatten().collect())
             }
             Action::Skip(log_id) => {
-                let stuck = matches!(head, Some((id, s)) if id == log_id && (paused || matches!(s, LogStatus::Retrying | LogStatus::ProcessingFailed)));
+                // The head of the queue, or with lanes of its lane.
+                let head_status = match head {
+                    Some((id, status)) if id == log_id => Some(status),
+                    _ if self.laned() && self.is_lane_head(log_id) => Some(self.log_status(log_id)?),
+                    _ => None,
+                };
+                let stuck = head_status
+                    .is_some_and(|s| paused || matches!(s, LogStatus::Retrying | LogStatus::ProcessingFailed));
                 if !stuck {
                     return Err(ApiError::conflict(format!(
-                        "log {log_id} is not the head of a paused or halted queue"
+                        "log {log_id} is not the head of a paused or halted queue (or lane)"
                     )));
                 }
                 self.not_in_flight(log_id)?;
@@ -126,6 +133,10 @@ impl DestinationActor {
         }
     }
 
+    fn laned(&self) -> bool {
+        self.shared().ledger.state().read().destinations.get(&self.id()).is_some_and(|d| d.fifo_key.is_some())
+    }
+
     fn log_status(&self, log_id: Id) -> Result<LogStatus, ApiError> {
         let state = self.shared().ledger.state().read();
         let found = state.log_status(log_id).map_err(|e| ApiError::internal(format!("reading the history: {e}")))?;
@@ -134,7 +145,7 @@ impl DestinationActor {
     }
 
     fn not_in_flight(&self, log_id: Id) -> Result<(), ApiError> {
-        if self.in_flight() == Some(log_id) || self.unrecorded_log() == Some(log_id) {
+        if self.busy_with(log_id) {
             return Err(ApiError::conflict(format!("log {log_id} is being delivered right now; try again")));
         }
         Ok(())

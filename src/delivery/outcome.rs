@@ -32,10 +32,12 @@ struct Unrecorded {
 pub(super) struct Outcomes {
     destination: Id,
     shared: Arc<Shared>,
-    /// A pause or halt alert was raised and no recovery yet.
+    /// A pause or halt alert was raised and no recovery yet: one episode
+    /// covers the destination while any of its lanes is blocked.
     episode_open: bool,
-    /// The outcome of the last delivery, while the journal has not taken it.
-    unrecorded: Option<Unrecorded>,
+    /// Outcomes of deliveries the journal has not taken yet, in the order
+    /// they ended (more than one only with lanes in flight together).
+    unrecorded: VecDeque<Unrecorded>,
     /// Where the outcomes journaled but maybe not yet durable end, oldest
     /// first: at most `UNSYNCED_OUTCOMES_MAX`, which bounds what a crash
     /// makes the queue send again.
@@ -46,7 +48,14 @@ pub(super) struct Outcomes {
 
 impl Outcomes {
     pub(super) fn new(destination: Id, shared: Arc<Shared>, episode_open: bool) -> Self {
-        Self { destination, shared, episode_open, unrecorded: None, unsynced: VecDeque::new(), sync_asked: 0 }
+        Self {
+            destination,
+            shared,
+            episode_open,
+            unrecorded: VecDeque::new(),
+            unsynced: VecDeque::new(),
+            sync_asked: 0,
+        }
     }
 
     /// Journals what happened to `log_id` and the alerts it calls for; the
@@ -91,7 +100,7 @@ impl Outcomes {
         // The ledger's flusher makes these durable within its interval: the
         // next delivery need not wait, and should a crash come first,
         // at-least-once delivery covers an outcome that was not durable.
-        self.unrecorded = Some(Unrecorded { log_id, events: events.into(), tries: 0 });
+        self.unrecorded.push_back(Unrecorded { log_id, events: events.into(), tries: 0 });
         self.journal()
     }
 
@@ -100,7 +109,19 @@ impl Outcomes {
     /// Until it is journaled the queue waits: its head's status in the
     /// state is not its outcome yet.
     pub(super) fn journal(&mut self) -> Option<Duration> {
-        let unrecorded = self.unrecorded.as_mut()?;
+        loop {
+            match self.journal_first() {
+                None => return None,
+                Some(Some(wait)) => return Some(wait),
+                Some(None) => {}
+            }
+        }
+    }
+
+    /// Journals the oldest outcome not yet journaled: `None` when there is
+    /// none, `Some(Some(wait))` when the journal refused it.
+    fn journal_first(&mut self) -> Option<Option<Duration>> {
+        let unrecorded = self.unrecorded.front_mut()?;
         while let Some(event) = unrecorded.events.front() {
             match self.shared.ledger.record(event) {
                 Ok(position) => {
@@ -119,7 +140,7 @@ impl Outcomes {
                         );
                     }
                     let wait_ms = (limits::OUTCOME_RETRY_MIN_MS << tries.min(16)).min(limits::OUTCOME_RETRY_MAX_MS);
-                    return Some(Duration::from_millis(wait_ms));
+                    return Some(Some(Duration::from_millis(wait_ms)));
                 }
             }
         }
@@ -127,18 +148,18 @@ impl Outcomes {
             let tries = unrecorded.tries;
             tracing::info!(destination = %self.destination, tries, "the delivery outcome was journaled: the queue goes on");
         }
-        self.unrecorded = None;
-        None
+        self.unrecorded.pop_front();
+        Some(None)
     }
 
     /// Whether an outcome waits to be journaled.
     pub(super) fn waiting(&self) -> bool {
-        self.unrecorded.is_some()
+        !self.unrecorded.is_empty()
     }
 
-    /// The log whose outcome waits to be journaled, if any.
-    pub(super) fn waiting_log(&self) -> Option<Id> {
-        self.unrecorded.as_ref().map(|u| u.log_id)
+    /// Whether the outcome of `log` waits to be journaled.
+    pub(super) fn is_waiting(&self, log: Id) -> bool {
+        self.unrecorded.iter().any(|u| u.log_id == log)
     }
 
     /// Whether another delivery may go out: fewer than
@@ -170,13 +191,29 @@ impl Outcomes {
         Some(self.raised(kind, log_id, text))
     }
 
-    /// The recovery alert, when an episode was open.
+    /// The recovery alert, when an episode was open and `log_id`, leaving
+    /// the queue, was the last blocked log: with lanes, the episode lasts
+    /// while any lane is blocked.
     pub(super) fn recovered(&mut self, log_id: Id) -> Option<Event> {
-        if !self.episode_open {
+        if !self.episode_open || self.another_blocked(log_id) {
             return None;
         }
         self.episode_open = false;
         Some(self.raised(AlertKind::QueueRecovered, Some(log_id), "queue recovered".to_owned()))
+    }
+
+    /// Whether a log of the queue other than `log_id` blocks its lane.
+    fn another_blocked(&self, log_id: Id) -> bool {
+        let state = self.shared.ledger.state().read();
+        let Some(queue) = state.queues.get(&self.destination) else { return false };
+        let blocked = |l: &&crate::state::Log| matches!(l.status, LogStatus::Retrying | LogStatus::ProcessingFailed);
+        queue
+            .pending
+            .iter()
+            .take(limits::LANE_SCAN)
+            .filter_map(|&i| state.log_at(i))
+            .filter(blocked)
+            .any(|l| l.id != log_id)
     }
 
     fn raised(&self, kind: AlertKind, log_id: Option<Id>, text: String) -> Event {

@@ -101,6 +101,8 @@ mod tests {
             alert_depth: None,
             alert_age_ms: None,
             client_cert: None,
+            fifo_key: None,
+            max_in_flight: 1,
         };
         let ids = AttemptIds {
             log_id: "msg_p5jXN8AQM9LWM0D4loKWxJek".into(),

@@ -14,6 +14,8 @@ use crate::{
     error::ApiError,
     ids::IdSource,
     jq::Transform,
+    lanes::FifoKey,
+    limits,
     model::{ClientCert, Destination, Environment, Id, Source, Subscription},
     signature,
     state::State,
@@ -57,6 +59,11 @@ pub struct DestinationSpec {
     /// one; with `client_key_file`, or neither.
     pub client_cert_file: Option<String>,
     pub client_key_file: Option<String>,
+    /// Ordered lanes (SPEC §18): a jq path whose value keeps order; null
+    /// for strict FIFO over the whole queue.
+    pub fifo_key: Option<String>,
+    /// Logs in flight at once across lanes (1–64, default 1).
+    pub max_in_flight: Option<u64>,
 }
 
 /// A subscription names its source and destination by ID (`source_id`,
@@ -229,7 +236,21 @@ impl DestinationSpec {
             alert_depth: positive("alert_depth", self.alert_depth)?,
             alert_age_ms: positive("alert_age_ms", self.alert_age_ms)?,
             client_cert: self.client_cert()?,
+            fifo_key: self.fifo_key.as_deref().map(FifoKey::parse).transpose().map_err(ApiError::invalid)?,
+            max_in_flight: self.max_in_flight()?,
         })
+    }
+
+    fn max_in_flight(&self) -> Result<u8, ApiError> {
+        let max = limits::MAX_IN_FLIGHT;
+        match self.max_in_flight {
+            None => Ok(1),
+            Some(n) if n > 1 && self.fifo_key.is_none() => Err(ApiError::invalid(format!(
+                "max_in_flight {n} needs a fifo_key: without one the queue is a single lane, delivered one log at a time"
+            ))),
+            Some(n) if (1..=u64::from(max)).contains(&n) => Ok(n as u8),
+            Some(n) => Err(ApiError::invalid(format!("max_in_flight {n} must be between 1 and {max}"))),
+        }
     }
 
     /// The client certificate: both files or neither, and they must load
@@ -386,6 +407,8 @@ pub fn destination_json(d: &Destination) -> Value {
         "alert_age_ms": d.alert_age_ms,
         "client_cert_file": d.client_cert.as_ref().map(|c| &c.cert_file),
         "client_key_file": d.client_cert.as_ref().map(|c| &c.key_file),
+        "fifo_key": d.fifo_key.as_ref().map(FifoKey::as_str),
+        "max_in_flight": d.max_in_flight,
     })
 }
 

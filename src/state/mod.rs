@@ -497,6 +497,18 @@ impl State {
         queue.pending.iter().filter_map(|i| self.logs.get(i)).find(|l| l.created_at() <= durable)
     }
 
+    /// The lanes of a destination's queue whose head is `Retrying` or
+    /// `ProcessingFailed` (SPEC §18): only a lane's head is ever attempted,
+    /// so these are its blocked logs, among the first `LANE_SCAN` (past
+    /// them no lane starts).
+    pub fn lanes_blocked(&self, destination: Id) -> usize {
+        let Some(queue) = self.queues.get(&destination) else { return 0 };
+        let blocked = |l: &&Log| matches!(l.status, LogStatus::Retrying | LogStatus::ProcessingFailed);
+        let laned = self.destinations.get(&destination).is_some_and(|d| d.fifo_key.is_some());
+        let scanned = if laned { crate::limits::LANE_SCAN } else { 1 };
+        queue.pending.iter().take(scanned).filter_map(|&i| self.logs.get(&i)).filter(blocked).count()
+    }
+
     /// When a log joined its queue: when its message was received, or
     /// when it was resent. `None` if its message is not in memory.
     pub fn queued_at(&self, log: &Log) -> Option<TimestampMs> {

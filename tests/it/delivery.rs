@@ -40,6 +40,8 @@ pub struct Dest {
     pub signing_secret: Option<String>,
     pub verification_token: Option<String>,
     pub transform: Option<String>,
+    /// Ordered lanes: `fifo_key` and `max_in_flight`.
+    pub lanes: Option<(String, u64)>,
     number: u16,
 }
 
@@ -55,6 +57,7 @@ impl Dest {
             signing_secret: None,
             verification_token: None,
             transform: None,
+            lanes: None,
             number,
         }
     }
@@ -141,6 +144,9 @@ impl Setup {
             }
             if let Some(token) = &d.verification_token {
                 let _ = writeln!(toml, "verification_token = {}", quoted(token));
+            }
+            if let Some((key, max)) = &d.lanes {
+                let _ = writeln!(toml, "fifo_key = {}\nmax_in_flight = {max}", quoted(key));
             }
         }
         for d in self.destinations.iter().filter(|_| subscriptions) {

@@ -24,6 +24,7 @@ mod harness;
 mod history;
 mod https;
 mod in_process;
+mod lanes;
 mod log_detail;
 mod logs;
 mod look_ahead;

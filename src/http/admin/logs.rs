@@ -209,8 +209,12 @@ pub(in crate::http) fn queue_view(ctx: &AppCtx, id: Id) -> Result<Value, ApiErro
     let paused = paused.or_else(|| disabled.then(|| (now, "destination disabled".to_owned())));
     // A queue is in the order its logs joined it: its head waited longest.
     let oldest = head.and_then(|l| state.queued_at(l)).map(|at| (now - at).max(0));
-    let halted = head.is_some_and(|l| l.status == LogStatus::ProcessingFailed);
-    let retrying = head.is_some_and(|l| l.status == LogStatus::Retrying);
+    // With lanes a blocked head blocks its lane only: the queue flows
+    // unless paused, and `lanes_blocked` tells how many lanes wait.
+    let laned = state.destinations.get(&id).is_some_and(|d| d.fifo_key.is_some());
+    let lanes_blocked = state.lanes_blocked(id);
+    let halted = !laned && head.is_some_and(|l| l.status == LogStatus::ProcessingFailed);
+    let retrying = !laned && head.is_some_and(|l| l.status == LogStatus::Retrying);
     let queue_state = if halted {
         "halted"
     } else if paused.is_some() || retrying {
@@ -230,5 +234,6 @@ pub(in crate::http) fn queue_view(ctx: &AppCtx, id: Id) -> Result<Value, ApiErro
         "head_log_id": head.map(|l| l.id.to_string()),
         "next_retry_at": head.filter(|_| retrying).map(|h| rfc3339(next_attempt_at(h, &ctx.config.delivery.retry_schedule_ms))),
         "head_attempts": head.map(|l| l.attempts().iter().map(attempt_json).collect::<Vec<_>>()).unwrap_or_default(),
+        "lanes_blocked": lanes_blocked,
     }))
 }

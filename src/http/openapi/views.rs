@@ -95,6 +95,13 @@ pub struct Destination {
     /// The certificate's private key (PEM), or null.
     #[schema(required = true)]
     client_key_file: Option<String>,
+    /// Ordered lanes: the jq path whose value keeps order, or null for
+    /// one lane (strict FIFO over the whole queue).
+    #[schema(required = true)]
+    fifo_key: Option<String>,
+    /// Logs in flight at once across lanes.
+    #[schema(minimum = 1, maximum = 64)]
+    max_in_flight: u8,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -256,6 +263,10 @@ pub struct Queue {
     #[schema(required = true, format = DateTime)]
     next_retry_at: Option<String>,
     head_attempts: Vec<Attempt>,
+    /// Lanes whose head is `Retrying` or `ProcessingFailed`: with a
+    /// `fifo_key` these wait while the other lanes flow; without one, 1
+    /// when the queue's head is blocked.
+    lanes_blocked: u64,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -35,7 +35,8 @@
 //!
 //! Format 1 is every type's version 1; format 2 added snapshot version 2
 //! and type 19 (`v2`); format 3 operators, resent logs and alert settings
-//! (`v3`); format 4 destinations' client certificates (`v4`).
+//! (`v3`); format 4 destinations' client certificates (`v4`); format 5
+//! destinations' ordered lanes (`v5`).
 //!
 //! # How the format evolves
 //!
@@ -63,6 +64,7 @@ mod v1;
 mod v2;
 mod v3;
 mod v4;
+mod v5;
 
 pub use self::v3::RESENT_LOG_BYTES;
 
@@ -133,7 +135,7 @@ pub fn describe_kind(kind: u16) -> String {
 /// The newest wire form of `event`: its record kind and bytes.
 pub fn encode(event: &Event) -> Result<(u16, AlignedVec), String> {
     let failed = |e: rkyv::rancor::Error| format!("encoding {}: {e}", event_name(event));
-    if let Some(written) = v4::encode(event).or_else(|| v3::encode(event)) {
+    if let Some(written) = v5::encode(event).or_else(|| v4::encode(event)).or_else(|| v3::encode(event)) {
         let (type_code, version, bytes) = written.map_err(failed)?;
         return Ok((kind_of(type_code, version), bytes));
     }
@@ -189,7 +191,8 @@ pub fn decode(kind: u16, bytes: &[u8]) -> Result<Replayed<'_>, DecodeError> {
             v1::decode(type_code, bytes).ok_or_else(|| unknown(kind))?.map_err(DecodeError::Invalid)
         }
         (_, (v1::types::SNAPSHOT, 2)) => v2::decode_snapshot(bytes).map(Replayed::Event).map_err(DecodeError::Invalid),
-        (_, (type_code, version)) => v4::decode(type_code, version, bytes)
+        (_, (type_code, version)) => v5::decode(type_code, version, bytes)
+            .or_else(|| v4::decode(type_code, version, bytes))
             .or_else(|| v3::decode(type_code, version, bytes))
             .ok_or_else(|| unknown(kind))?
             .map_err(DecodeError::Invalid),
@@ -230,7 +233,7 @@ pub fn known_kinds() -> Vec<u16> {
     let mut kinds = vec![v0::EVENT_KIND, v0::SNAPSHOT_KIND];
     kinds.extend((1..v3::types::OPERATOR_UPSERTED).map(|t| kind_of(t, 1)));
     kinds.push(kind_of(v1::types::SNAPSHOT, 2));
-    kinds.extend(v3::KINDS.iter().chain(&v4::KINDS).map(|&(t, v)| kind_of(t, v)));
+    kinds.extend(v3::KINDS.iter().chain(&v4::KINDS).chain(&v5::KINDS).map(|&(t, v)| kind_of(t, v)));
     kinds
 }
 
@@ -275,6 +278,8 @@ mod tests {
             alert_depth: None,
             alert_age_ms: None,
             client_cert: None,
+            fifo_key: None,
+            max_in_flight: 1,
         };
         let subscription = Subscription {
             id: id(3),
@@ -362,6 +367,8 @@ mod tests {
             cert_file: "/etc/ferrox/lab-client.crt".into(),
             key_file: "/etc/ferrox/lab-client.key".into(),
         });
+        destination.fifo_key = Some(crate::lanes::FifoKey::parse(".Patient.Identifiers[0].ID").expect("a path"));
+        destination.max_in_flight = 16;
         events[0] = Event::SourceUpserted(source.clone());
         events[2] = Event::DestinationUpserted(destination.clone());
         let Event::Snapshot(mut snapshot) = events.pop().expect("a snapshot") else { panic!("not a snapshot") };
@@ -451,6 +458,7 @@ mod tests {
         }
         for d in &mut older.destinations {
             (d.alert_emails, d.alert_depth, d.alert_age_ms, d.client_cert) = (Vec::new(), None, None, None);
+            (d.fifo_key, d.max_in_flight) = (None, 1);
         }
         assert_eq!(decode_event(kind, &bytes), Ok(Event::Snapshot(older.clone())));
         assert!(is_snapshot(kind));
@@ -461,9 +469,14 @@ mod tests {
         // Version 3 keeps everything but the client certificates.
         let bytes = v4::encode_v3_snapshot(&snapshot).expect("encodes");
         let mut older = snapshot.clone();
-        older.destinations.iter_mut().for_each(|d| d.client_cert = None);
+        older.destinations.iter_mut().for_each(|d| (d.client_cert, d.fifo_key, d.max_in_flight) = (None, None, 1));
         assert_eq!(decode_event(kind_of(17, 3), &bytes), Ok(Event::Snapshot(older)));
-        assert_eq!(encode(&Event::Snapshot(Default::default())).map(|(k, _)| split(k)), Ok((17, 4)));
+        // Version 4 keeps everything but the lanes.
+        let bytes = v5::encode_v4_snapshot(&snapshot).expect("encodes");
+        let mut older = snapshot.clone();
+        older.destinations.iter_mut().for_each(|d| (d.fifo_key, d.max_in_flight) = (None, 1));
+        assert_eq!(decode_event(kind_of(17, 4), &bytes), Ok(Event::Snapshot(older)));
+        assert_eq!(encode(&Event::Snapshot(Default::default())).map(|(k, _)| split(k)), Ok((17, 5)));
     }
 
     #[test]
@@ -477,12 +490,35 @@ mod tests {
         for event in with_destinations {
             let (type_code, version, bytes) = v3::encode(event).expect("a format-3 type").expect("encodes");
             let mut older = event.clone();
+            let forget = |d: &mut Destination| (d.client_cert, d.fifo_key, d.max_in_flight) = (None, None, 1);
             match &mut older {
-                Event::DestinationUpserted(d) => d.client_cert = None,
-                Event::ConfigurationApplied(batch) => batch.destinations.iter_mut().for_each(|d| d.client_cert = None),
+                Event::DestinationUpserted(d) => forget(d),
+                Event::ConfigurationApplied(batch) => batch.destinations.iter_mut().for_each(forget),
                 _ => unreachable!("filtered above"),
             }
             assert_ne!(&older, event, "the sample has a client certificate");
+            assert_eq!(decode_event(kind_of(type_code, version), &bytes), Ok(older));
+        }
+    }
+
+    #[test]
+    fn destinations_of_format_4_read_as_one_lane() {
+        let events = samples();
+        let with_destinations = events
+            .iter()
+            .filter(|e| matches!(e, Event::DestinationUpserted(_) | Event::ConfigurationApplied(_)))
+            .collect::<Vec<_>>();
+        assert_eq!(with_destinations.len(), 2);
+        for event in with_destinations {
+            let (type_code, version, bytes) = v4::encode(event).expect("a format-4 type").expect("encodes");
+            let mut older = event.clone();
+            let forget = |d: &mut Destination| (d.fifo_key, d.max_in_flight) = (None, 1);
+            match &mut older {
+                Event::DestinationUpserted(d) => forget(d),
+                Event::ConfigurationApplied(batch) => batch.destinations.iter_mut().for_each(forget),
+                _ => unreachable!("filtered above"),
+            }
+            assert_ne!(&older, event, "the sample has lanes");
             assert_eq!(decode_event(kind_of(type_code, version), &bytes), Ok(older));
         }
     }
@@ -535,7 +571,7 @@ mod tests {
         assert_eq!(describe_kind(0x0901), "MessageAccepted version 1 (kind 0x0901)");
         // Format 0, version 1 of the first 19 types, version 2 of the
         // snapshot, and what formats 3 and 4 added.
-        assert_eq!(known_kinds().len(), 2 + 19 + 1 + v3::KINDS.len() + v4::KINDS.len());
+        assert_eq!(known_kinds().len(), 2 + 19 + 1 + v3::KINDS.len() + v4::KINDS.len() + v5::KINDS.len());
         assert_eq!(describe_kind(0x0303), "DestinationUpserted version 3 (kind 0x0303)");
         assert_eq!(describe_kind(0x1601), "LogsResent version 1 (kind 0x1601)");
         assert_eq!(describe_kind(0x1102), "Snapshot version 2 (kind 0x1102)");

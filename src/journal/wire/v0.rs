@@ -258,6 +258,8 @@ fn destination(a: &ArchivedDestination) -> model::Destination {
         alert_depth: None,
         alert_age_ms: None,
         client_cert: None,
+        fifo_key: None,
+        max_in_flight: 1,
     }
 }
 

@@ -60,18 +60,18 @@ fn from_client_cert(a: &ArchivedClientCert) -> model::ClientCert {
     model::ClientCert { cert_file: a.cert_file.to_string(), key_file: a.key_file.to_string() }
 }
 
-fn destination(d: &model::Destination) -> Destination {
+pub(super) fn destination(d: &model::Destination) -> Destination {
     Destination { base: v3::destination(d), client_cert: d.client_cert.as_ref().map(client_cert) }
 }
 
-fn from_destination(a: &ArchivedDestination) -> Decoded<model::Destination> {
+pub(super) fn from_destination(a: &ArchivedDestination) -> Decoded<model::Destination> {
     Ok(model::Destination {
         client_cert: a.client_cert.as_ref().map(from_client_cert),
         ..v3::from_destination(&a.base)?
     })
 }
 
-fn snapshot(s: &DomainSnapshot) -> Result<Snapshot, rancor::Error> {
+pub(super) fn snapshot(s: &DomainSnapshot) -> Result<Snapshot, rancor::Error> {
     let client_certs = s
         .destinations
         .iter()
@@ -80,7 +80,7 @@ fn snapshot(s: &DomainSnapshot) -> Result<Snapshot, rancor::Error> {
     Ok(Snapshot { base: v3::snapshot(s)?, client_certs })
 }
 
-fn from_snapshot(a: &ArchivedSnapshot) -> Decoded<DomainSnapshot> {
+pub(super) fn from_snapshot(a: &ArchivedSnapshot) -> Decoded<DomainSnapshot> {
     let mut s = v3::from_snapshot(&a.base)?;
     for kept in a.client_certs.iter() {
         let id = Id(kept.id.to_native());

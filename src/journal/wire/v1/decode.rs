@@ -92,6 +92,8 @@ pub fn from_destination(a: &ArchivedDestination) -> Decoded<model::Destination> 
         alert_depth: None,
         alert_age_ms: None,
         client_cert: None,
+        fifo_key: None,
+        max_in_flight: 1,
     })
 }
 
