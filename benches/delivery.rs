@@ -47,6 +47,12 @@ const LATENCY_MESSAGES: usize = 300;
 const MEMORY_WARM_UP: usize = 5_000;
 const MEMORY_MESSAGES: usize = 100_000;
 const QUERIES: usize = 1000;
+/// Messages to the slow receiver, per destination, and their keys.
+const SLOW_MESSAGES: usize = 1000;
+const SLOW_KEYS: usize = 64;
+/// What the slow receiver takes over each request.
+const SLOW_RECEIVER: Duration = Duration::from_millis(5);
+const LANES: usize = 16;
 const ADMIN: &str = "bench-operator-token-0123456789";
 
 /// What the receiver saw.
@@ -57,6 +63,11 @@ struct Seen {
     fifo: Mutex<Vec<u64>>,
     /// Milliseconds from the engine's received-at to arrival.
     latencies_ms: Mutex<Vec<f64>>,
+    /// (key, message ID) delivered to the laned slow destination, in
+    /// arrival order; and how many reached each slow destination.
+    laned: Mutex<Vec<(String, u64)>>,
+    slow_strict: AtomicU64,
+    slow_lanes: AtomicU64,
 }
 
 /// Fan-out destinations: 100, or `FERROX_BENCH_DESTINATIONS`.
@@ -71,9 +82,26 @@ fn now_ms() -> f64 {
 /// Reads the whole body, as a real receiver does: actix-web closes a
 /// connection whose request body was left unread, which would make the
 /// engine open a new one for the next delivery.
-async fn receive(req: HttpRequest, _body: web::Bytes, seen: web::Data<Arc<Seen>>) -> HttpResponse {
-    seen.total.fetch_add(1, Ordering::Relaxed);
+async fn receive(req: HttpRequest, body: web::Bytes, seen: web::Data<Arc<Seen>>) -> HttpResponse {
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    if req.path().starts_with("/slow-") {
+        // A receiver that takes its time: 5 ms a request, as many at once
+        // as are sent.
+        actix_web::rt::time::sleep(SLOW_RECEIVER).await;
+        if req.path() == "/slow-lanes" {
+            let key =
+                serde_json::from_slice::<Value>(&body).ok().map(|b| b["Patient"]["Identifiers"][0]["ID"].to_string());
+            let id = header("ferrox-message-id").and_then(|v| v.parse().ok());
+            if let (Some(key), Some(id)) = (key, id) {
+                seen.laned.lock().push((key, id));
+            }
+            seen.slow_lanes.fetch_add(1, Ordering::Relaxed);
+        } else {
+            seen.slow_strict.fetch_add(1, Ordering::Relaxed);
+        }
+        return HttpResponse::Ok().body("{}");
+    }
+    seen.total.fetch_add(1, Ordering::Relaxed);
     if req.path() == "/fifo"
         && let Some(id) = header("ferrox-message-id").and_then(|v| v.parse().ok())
     {
@@ -111,6 +139,16 @@ fn config(port: u16, data: &std::path::Path) -> String {
     toml += &format!(
         "[[destinations]]\nid = \"00000000-0000-4000-9000-000000000001\"\nname = \"records\"\nurl = \"http://127.0.0.1:{port}/records\"\nenvironment = \"production\"\n[[subscriptions]]\nsource_id = \"00000000-0000-4000-8000-000000000001\"\ndestination_id = \"00000000-0000-4000-9000-000000000001\"\ndata_model = \"ClinicalSummary\"\n"
     );
+    // The slow receiver behind one destination in strict FIFO and one with
+    // 16 lanes, both for Scheduling messages only.
+    for (n, path, lanes) in [
+        (1, "slow-strict", String::new()),
+        (2, "slow-lanes", format!("fifo_key = \".Patient.Identifiers[0].ID\"\nmax_in_flight = {LANES}\n")),
+    ] {
+        toml += &format!(
+            "[[destinations]]\nid = \"00000000-0000-4000-a000-{n:012}\"\nname = \"{path}\"\nurl = \"http://127.0.0.1:{port}/{path}\"\nenvironment = \"production\"\n{lanes}[[subscriptions]]\nsource_id = \"00000000-0000-4000-8000-000000000001\"\ndestination_id = \"00000000-0000-4000-a000-{n:012}\"\ndata_model = \"Scheduling\"\n"
+        );
+    }
     let destinations = destinations();
     for i in 0..=destinations {
         let (path, model) =
@@ -327,6 +365,9 @@ fn main() {
     if wants("queries") {
         queries(&engine, port);
     }
+    if wants("lanes") {
+        lanes(&engine, &seen);
+    }
 }
 
 fn memory(engine: &Arc<Engine>, seen: &Seen, fifo: &str) {
@@ -415,5 +456,40 @@ fn latency(engine: &Arc<Engine>, seen: &Seen) {
         percentile(&lat, 0.5),
         percentile(&lat, 0.99),
         lat.last().copied().unwrap_or(0.0)
+    );
+}
+
+fn booking(n: usize) -> Value {
+    json!({ "Meta": { "DataModel": "Scheduling", "EventType": "New" }, "Patient": { "Identifiers": [{ "ID": (n % SLOW_KEYS).to_string() }] }, "Visit": { "VisitNumber": n.to_string() } })
+}
+
+/// A receiver that takes 5 ms per request, behind strict FIFO and behind
+/// 16 lanes, with the same messages queued for both.
+fn lanes(engine: &Arc<Engine>, seen: &Seen) {
+    let strict = "/destinations/00000000-0000-4000-a000-000000000001";
+    let laned = "/destinations/00000000-0000-4000-a000-000000000002";
+    engine.admin_post(&format!("{strict}/pause"));
+    engine.admin_post(&format!("{laned}/pause"));
+    send_many(engine, SLOW_MESSAGES, booking);
+    let drain = |path: &str, count: &AtomicU64| {
+        let before = count.load(Ordering::Relaxed);
+        engine.admin_post(&format!("{path}/resume"));
+        let took = wait_until("the slow receiver's queue", Duration::from_secs(120), || {
+            count.load(Ordering::Relaxed) >= before + SLOW_MESSAGES as u64
+        });
+        SLOW_MESSAGES as f64 / took.as_secs_f64()
+    };
+    let strict_rate = drain(strict, &seen.slow_strict);
+    let laned_rate = drain(laned, &seen.slow_lanes);
+    // Each key's messages arrived in acceptance order.
+    let mut last: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+    for (key, id) in seen.laned.lock().iter() {
+        let before = last.insert(key.clone(), *id);
+        assert!(before.is_none_or(|b| b < *id), "lane {key}: message {id} after {before:?}");
+    }
+    println!(
+        "lanes: a receiver taking {} ms per request, {SLOW_MESSAGES} messages over {SLOW_KEYS} keys: strict FIFO {strict_rate:.0} deliveries/s, {LANES} lanes {laned_rate:.0} deliveries/s: {:.1}x (order per key verified)",
+        SLOW_RECEIVER.as_millis(),
+        laned_rate / strict_rate
     );
 }
