@@ -124,6 +124,12 @@ fn destination(ctx: &AppCtx, id: &str, may_act: bool) -> Result<(String, Markup)
             dt { "Queue" } dd { (badge(state)) }
             dt { "Why" } dd { (text(&queue["paused_reason"])) }
             dt { "Depth" } dd { (text(&queue["depth"])) " pending" }
+            @if let Some(key) = d.fifo_key.as_ref() {
+                dt { "Lanes" } dd {
+                    "by " code { (key.as_str()) } ", " (d.max_in_flight) " in flight at most; "
+                    (text(&queue["lanes_blocked"])) " blocked"
+                }
+            }
             dt { "Oldest pending" } dd { (age(&queue["oldest_pending_age_ms"])) }
             dt { "Head log" } dd {
                 @if let Some(head) = queue["head_log_id"].as_str() { a href={ "/ui/logs/" (head) } { code { (head) } } }
