@@ -11,7 +11,8 @@
 #
 #   bash benches/restart/run.sh [pending]
 #
-# FERROX_BIN=/path/to/ferrox runs another build. Needs wrk, curl, python3.
+# FERROX_BIN=/path/to/ferrox runs another build; RESTART_JSON=FILE also writes
+# the figures to FILE as JSON. Needs wrk, curl, python3.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 pending=${1:-1000000}
@@ -100,3 +101,7 @@ printf '| a clean stop (SIGTERM) | %s | %s MiB | **%s ms** | %s | %s |\n' "$n" "
 printf '| kill -9 | %s | | **%s ms** | %s | %s |\n' "$n2" "$crash_ms" "$crash_replayed" "$crash_depth"
 echo "resident memory after the last start: $anon_mib MiB anonymous, $file_mib MiB of mapped files (the WAL's pages the start read)"
 [ "$clean_depth" = "$n" ] && [ "$crash_depth" = "$n2" ] || { echo "pending messages were lost" >&2; exit 1; }
+if [ -n "${RESTART_JSON:-}" ]; then
+    printf '{"pending": %s, "wal_mib": %s, "clean_ms": %s, "clean_replayed": %s, "crash_pending": %s, "crash_ms": %s, "crash_replayed": %s, "rss_anon_mib": %s}\n' \
+        "$n" "$wal_mib" "$clean_ms" "$clean_replayed" "$n2" "$crash_ms" "$crash_replayed" "$anon_mib" > "$RESTART_JSON"
+fi

@@ -59,8 +59,6 @@ const SOURCE: &str = "00000000-0000-4000-8000-000000000001";
 const API_KEY: &str = "load-key";
 const SECRET: &str = "load-secret";
 const ADMIN: &str = "load-operator-token-0123456789";
-/// Longest wait for every accepted message's deliveries after the run.
-const DRAIN_LIMIT: Duration = Duration::from_secs(60);
 /// Longest wait for the engine to start and take SENDs.
 const START_LIMIT: Duration = Duration::from_secs(30);
 /// A message's ID in the payload: fixed width, so that every payload of a
@@ -96,6 +94,16 @@ struct Args {
     /// Open loop: SENDs a second in all, spread over the connections [default: closed loop]
     #[arg(long)]
     rate: Option<f64>,
+    /// Burst: send this many messages in all (closed loop, no warm-up, no time limit), then wait for
+    /// their deliveries; rates count from the first SEND to the last answer and to the last delivery
+    #[arg(long, conflicts_with = "rate", value_parser = clap::value_parser!(u64).range(1..))]
+    messages: Option<u64>,
+    /// Milliseconds the receiver takes over each request (a slow receiver)
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    receiver_delay_ms: u64,
+    /// Seconds to wait after the run for every accepted message's deliveries
+    #[arg(long, default_value_t = 60.0)]
+    drain_limit: f64,
     /// Write the report as JSON to this file (`-`: stdout, the table then goes to stderr)
     #[arg(long)]
     json: Option<String>,
@@ -148,6 +156,8 @@ struct Plan {
     connections: u64,
     size: usize,
     rate: Option<f64>,
+    /// Burst: the messages sent in all.
+    burst: Option<u64>,
     /// When the senders start (the warm-up's start).
     t0: Instant,
     window: (Instant, Instant),
@@ -191,6 +201,8 @@ fn sender(plan: &Plan, tracker: &Tracker, connection: u64) -> Result<Sent, Strin
     for seq in 0u64.. {
         let now = Instant::now();
         let start = match plan.rate {
+            // Connection c sends messages c, c + N, c + 2N, ... below the total.
+            None if plan.burst.is_some_and(|n| seq * plan.connections + connection >= n) => break,
             None if now >= end => break,
             None => now,
             Some(rate) => {
@@ -282,15 +294,20 @@ fn run(args: &Args) -> Result<Report, String> {
     let bin = engine_binary(args)?;
     let dir = tempfile::Builder::new().prefix("ferrox-load.").tempdir().map_err(|e| format!("temp dir: {e}"))?;
 
-    let tracker = Arc::new(Tracker::new(args.destinations as usize)?);
+    let tracker = Arc::new(Tracker::new(args.destinations as usize, Duration::from_millis(args.receiver_delay_ms))?);
     let port = start_receiver(tracker.clone())?;
     let config_path = dir.path().join("ferrox.toml");
     std::fs::write(&config_path, config(args, port, dir.path())).map_err(|e| format!("writing the config: {e}"))?;
     let engine = start_engine(&bin, dir.path(), &config_path)?;
 
     let t0 = Instant::now() + Duration::from_millis(100);
-    let window_start = t0 + Duration::from_secs_f64(args.warmup);
-    let window = (window_start, window_start + Duration::from_secs_f64(args.duration));
+    // A burst is measured whole: from its first SEND, with no end but its own.
+    let (warmup, duration) = match args.messages {
+        Some(_) => (0.0, 24.0 * 3600.0),
+        None => (args.warmup, args.duration),
+    };
+    let window_start = t0 + Duration::from_secs_f64(warmup);
+    let window = (window_start, window_start + Duration::from_secs_f64(duration));
     let _ = tracker.window.set(window);
     let plan = Plan {
         url: format!("{}/endpoint", engine.url),
@@ -298,16 +315,23 @@ fn run(args: &Args) -> Result<Report, String> {
         connections: args.connections,
         size: args.payload as usize,
         rate: args.rate,
+        burst: args.messages,
         t0,
         window,
     };
     let (plan, shared) = (&plan, &*tracker);
     let engine_pid = engine.child.id();
     let mut cpu = (0.0, 0.0);
+    let burst = args.messages.is_some();
+    // A burst's CPU is counted from its start to its last delivery.
+    let cpu_at_start = (cpu_seconds(engine_pid), cpu_seconds(std::process::id()));
     let results: Vec<Result<Sent, String>> = thread::scope(|s| {
         // CPU used in the window by the engine and by this process.
         let cpu = &mut cpu;
         s.spawn(move || {
+            if burst {
+                return;
+            }
             thread::sleep(window.0.saturating_duration_since(Instant::now()));
             let before = (cpu_seconds(engine_pid), cpu_seconds(std::process::id()));
             thread::sleep(window.1.saturating_duration_since(Instant::now()));
@@ -320,7 +344,8 @@ fn run(args: &Args) -> Result<Report, String> {
 
     let mut accept = histogram()?;
     let mut report = Report {
-        window_s: args.duration,
+        window_s: if burst { sends_done.saturating_duration_since(t0).as_secs_f64() } else { args.duration },
+        delivery_window_s: args.duration,
         accepted: 0,
         refused: 0,
         errors: 0,
@@ -364,12 +389,20 @@ fn run(args: &Args) -> Result<Report, String> {
             report.drain_s = Some(last.saturating_duration_since(sends_done).as_secs_f64());
             break;
         }
-        if sends_done.elapsed() > DRAIN_LIMIT {
+        if sends_done.elapsed().as_secs_f64() > args.drain_limit {
             break;
         }
         drop(book);
         thread::sleep(Duration::from_millis(1));
     }
+    let book = tracker.book.lock();
+    if burst {
+        let last = book.last_delivery.unwrap_or(sends_done);
+        report.delivery_window_s = last.saturating_duration_since(t0).as_secs_f64();
+        report.engine_cpu_s = cpu_seconds(engine_pid) - cpu_at_start.0;
+        report.tool_cpu_s = cpu_seconds(std::process::id()) - cpu_at_start.1;
+    }
+    drop(book);
     // The engine stops here: nothing more arrives.
     drop(engine);
     let book = tracker.book.lock();

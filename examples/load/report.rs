@@ -37,7 +37,12 @@ impl Quantiles {
 }
 
 pub(crate) struct Report {
+    /// Seconds over which accepted/s counts: the window, or a burst's
+    /// first SEND to its last answer.
     pub(crate) window_s: f64,
+    /// Seconds over which delivered/s and CPU count: the window, or a
+    /// burst's first SEND to its last delivery.
+    pub(crate) delivery_window_s: f64,
     pub(crate) accepted: u64,
     pub(crate) refused: u64,
     pub(crate) errors: u64,
@@ -82,15 +87,19 @@ pub(crate) fn plural(n: u64, one: &str, many: &str) -> String {
 }
 
 pub(crate) fn table(args: &Args, r: &Report) -> String {
-    let mode = args.rate.map_or("closed loop".to_owned(), |rate| format!("open loop at {rate} SENDs/s"));
+    let (mode, length) = match (args.rate, args.messages) {
+        (Some(rate), _) => {
+            (format!("open loop at {rate} SENDs/s"), format!("{} s (+{} s warm-up)", args.duration, args.warmup))
+        }
+        (None, Some(n)) => ("burst".to_owned(), format!("{n} messages")),
+        (None, None) => ("closed loop".to_owned(), format!("{} s (+{} s warm-up)", args.duration, args.warmup)),
+    };
     let mut t = format!(
-        "ferrox load: {}, {mode}, {} B payloads, {}{}, {} s (+{} s warm-up)\n",
+        "ferrox load: {}, {mode}, {} B payloads, {}{}, {length}\n",
         plural(args.connections, "connection", "connections"),
         args.payload,
         plural(args.destinations, "destination", "destinations"),
         if args.lanes > 1 { format!(" ({} lanes each)", args.lanes) } else { String::new() },
-        args.duration,
-        args.warmup,
     );
     let missed = if args.rate.is_some() { format!(", {} not sent in time", r.missed) } else { String::new() };
     t += &format!(
@@ -103,14 +112,14 @@ pub(crate) fn table(args: &Args, r: &Report) -> String {
     let drained = match r.drain_s {
         Some(s) => format!("drained {s:.1} s after the last SEND"),
         None => {
-            format!("NOT drained: {} deliveries missing {} s after the last SEND", r.undelivered, DRAIN_LIMIT.as_secs())
+            format!("NOT drained: {} deliveries missing {} s after the last SEND", r.undelivered, args.drain_limit)
         }
     };
-    t += &format!("delivered  {:>7.0}/s   ({drained})\n", r.deliveries_in_window as f64 / r.window_s);
+    t += &format!("delivered  {:>7.0}/s   ({drained})\n", r.deliveries_in_window as f64 / r.delivery_window_s);
     t += &format!(
         "cpu        engine {:.2} cores, load tool {:.2} cores (of {} on this machine)\n",
-        r.engine_cpu_s / r.window_s,
-        r.tool_cpu_s / r.window_s,
+        r.engine_cpu_s / r.delivery_window_s,
+        r.tool_cpu_s / r.delivery_window_s,
         thread::available_parallelism().map_or(0, |n| n.get())
     );
     t += &format!("{:<14}{:>10}{:>10}{:>10}{:>10}{:>10}\n", "", "p50", "p90", "p99", "p99.9", "max");
@@ -152,11 +161,13 @@ pub(crate) fn report_json(args: &Args, r: &Report) -> Value {
     json!({
         "engine": r.engine,
         "connections": args.connections,
-        "mode": if args.rate.is_some() { "open" } else { "closed" },
+        "mode": if args.rate.is_some() { "open" } else if args.messages.is_some() { "burst" } else { "closed" },
         "rate_per_s": args.rate,
+        "messages": args.messages,
         "payload_bytes": args.payload,
         "destinations": args.destinations,
         "lanes": args.lanes,
+        "receiver_delay_ms": args.receiver_delay_ms,
         "duration_s": args.duration,
         "warmup_s": args.warmup,
         "accepted": r.accepted,
@@ -168,7 +179,7 @@ pub(crate) fn report_json(args: &Args, r: &Report) -> Value {
         "outside_window_errors": r.outside_errors,
         "accepted_per_s": r.accepted as f64 / r.window_s,
         "deliveries_in_window": r.deliveries_in_window,
-        "delivered_per_s": r.deliveries_in_window as f64 / r.window_s,
+        "delivered_per_s": r.deliveries_in_window as f64 / r.delivery_window_s,
         "drained": r.drain_s.is_some(),
         "drain_s": r.drain_s,
         "undelivered": r.undelivered,

@@ -28,6 +28,8 @@ pub(crate) struct Book {
 /// What the receiver and the senders share.
 pub(crate) struct Tracker {
     pub(crate) destinations: usize,
+    /// What the receiver takes over each request.
+    pub(crate) delay: Duration,
     /// The measured window, set when the senders start.
     pub(crate) window: OnceLock<(Instant, Instant)>,
     pub(crate) book: Mutex<Book>,
@@ -58,9 +60,10 @@ impl Book {
 }
 
 impl Tracker {
-    pub(crate) fn new(destinations: usize) -> Result<Self, String> {
+    pub(crate) fn new(destinations: usize, delay: Duration) -> Result<Self, String> {
         Ok(Self {
             destinations,
+            delay,
             window: OnceLock::new(),
             book: Mutex::new(Book {
                 pending: HashMap::new(),
@@ -132,6 +135,9 @@ async fn receive(req: HttpRequest, _body: web::Bytes, tracker: web::Data<Arc<Tra
         _ => {
             tracker.malformed.fetch_add(1, Ordering::Relaxed);
         }
+    }
+    if !tracker.delay.is_zero() {
+        actix_web::rt::time::sleep(tracker.delay).await;
     }
     HttpResponse::Ok().body("{}")
 }
