@@ -3,7 +3,7 @@
 //!
 //! - fan-out: messages each routed to 100 staging destinations
 //!   (`FERROX_BENCH_DESTINATIONS` for another number, up to the 256 logs a
-//!   message may have), 100,000 deliveries in all; deliveries per second
+//!   message may have), 300,000 deliveries in all; deliveries per second
 //!   until the receiver has every one, and the CPU each delivery cost the
 //!   engine and this process.
 //! - strict FIFO: one destination paused while N messages queue, then
@@ -41,7 +41,7 @@ use parking_lot::Mutex;
 use serde_json::{Value, json};
 
 /// Deliveries in the fan-out phase, spread over the destinations.
-const FANOUT_DELIVERIES: usize = 100_000;
+const FANOUT_DELIVERIES: usize = 300_000;
 const FIFO_MESSAGES: usize = 20_000;
 const LATENCY_MESSAGES: usize = 300;
 const MEMORY_WARM_UP: usize = 5_000;

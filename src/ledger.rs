@@ -82,6 +82,30 @@ impl Ledger {
         Ok(position)
     }
 
+    /// Records `events` in order under one hold of the state lock, as
+    /// `record` does each; stops at the first the journal refuses. Returns
+    /// the positions of those recorded, and the refusal if there was one.
+    pub fn record_each<'a>(&self, events: impl IntoIterator<Item = &'a Event>) -> (Vec<u64>, Option<JournalError>) {
+        let mut state = self.state.0.write();
+        let mut positions = Vec::new();
+        let mut refused = None;
+        for event in events {
+            match self.journal.append(event) {
+                Ok(position) => {
+                    state.apply(position, event);
+                    crate::logs::journaled(&state, position, event);
+                    positions.push(position);
+                }
+                Err(e) => {
+                    refused = Some(e);
+                    break;
+                }
+            }
+        }
+        settle(&mut state, self.journal.durable_through());
+        (positions, refused)
+    }
+
     /// Like `record`, with the event decided under the state lock from
     /// the state and the position the event will get. Nothing is written
     /// if `decide` returns `None`.

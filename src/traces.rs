@@ -108,10 +108,17 @@ impl std::fmt::Debug for TraceSpan {
 }
 
 impl TraceSpan {
-    /// Sets a text attribute.
-    pub fn set(&mut self, key: &'static str, value: impl Into<Cow<'static, str>>) {
+    /// Sets a text attribute; `value` is formatted only when traces are on.
+    pub fn set(&mut self, key: &'static str, value: impl std::fmt::Display) {
         if let Some(span) = &mut self.0 {
-            span.set_attribute(KeyValue::new(key, value.into()));
+            span.set_attribute(KeyValue::new(key, value.to_string()));
+        }
+    }
+
+    /// Sets a text attribute made by `value`, called only when traces are on.
+    pub fn set_with(&mut self, key: &'static str, value: impl FnOnce() -> String) {
+        if let Some(span) = &mut self.0 {
+            span.set_attribute(KeyValue::new(key, value()));
         }
     }
 

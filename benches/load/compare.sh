@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Durable SEND against PostgreSQL's durable INSERT, same machine, same run:
-# ferrox (benches/load/run.sh: wrk, 1 KiB messages, N connections) and
+# ferrox (benches/load/run.sh: wrk, 1 KiB messages, N connections, its one
+# destination paused so that the run measures accepting: journaled, synced,
+# answered; as the INSERT is) and
 # PostgreSQL 15 (pgbench, one 1 KiB row per transaction, N clients, fsync
 # and synchronous_commit on, its defaults), alternating, `rounds` times.
 #
@@ -34,7 +36,7 @@ chown postgres "$cluster/insert.sql"
 
 declare -a ferrox_rps pg_tps ferrox_p99 pg_lat
 for round in $(seq "$rounds"); do
-    out=$(bash benches/load/run.sh "$duration" "$connections" 2>&1)
+    out=$(DESTINATION=paused bash benches/load/run.sh "$duration" "$connections" 2>&1)
     ferrox_rps+=("$(sed -n 's/^Requests\/sec: *//p' <<< "$out")")
     ferrox_p99+=("$(sed -n 's/.*p99 \([0-9.]*\) ms,.*/\1/p' <<< "$out")")
     out=$(as_pg "$pg/pgbench" -h "$cluster" -n -c "$connections" -j 2 -T "$duration" -f "$cluster/insert.sql" postgres 2>&1)

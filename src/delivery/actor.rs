@@ -220,8 +220,8 @@ impl DestinationActor {
             Ok(attempt::send(&shared, client, &dest, &head, received_at_ms, body).await)
         };
         ctx.spawn(work.into_actor(self).map(move |result: Result<Outcome, String>, act, ctx| {
-            act.flights.remove(&log_id);
-            let retry = act.outcomes.record(log_id, result);
+            let laned = act.flights.remove(&log_id).is_some_and(|lane| !lane.is_empty());
+            let retry = act.outcomes.record(log_id, laned, result);
             act.journal_later(retry, ctx);
             act.pump(ctx);
         }));

@@ -29,10 +29,10 @@ pub(super) async fn send(
 ) -> Outcome {
     let attempt_id = if head.attempts().is_empty() { head.first_attempt_id } else { shared.ids.id() };
     let mut span = shared.traces.span("delivery_attempt");
-    span.set("ferrox.destination_id", dest.id.to_string());
-    span.set("ferrox.log_id", head.id.to_string());
-    span.set("ferrox.attempt_id", attempt_id.to_string());
-    span.set("ferrox.message_id", head.message_id.to_string());
+    span.set("ferrox.destination_id", dest.id);
+    span.set("ferrox.log_id", head.id);
+    span.set("ferrox.attempt_id", attempt_id);
+    span.set("ferrox.message_id", head.message_id);
     span.set_i64("ferrox.attempt", i64::try_from(head.attempts().len() + 1).unwrap_or(i64::MAX));
     let started_at_ms = shared.clock.now_ms();
     let ids = AttemptIds {

@@ -58,9 +58,10 @@ impl Outcomes {
         }
     }
 
-    /// Journals what happened to `log_id` and the alerts it calls for; the
-    /// wait before trying again if the journal did not take it all.
-    pub(super) fn record(&mut self, log_id: Id, result: Result<Outcome, String>) -> Option<Duration> {
+    /// Journals what happened to `log_id` (of an ordered lane when
+    /// `laned`) and the alerts it calls for; the wait before trying again
+    /// if the journal did not take it all.
+    pub(super) fn record(&mut self, log_id: Id, laned: bool, result: Result<Outcome, String>) -> Option<Duration> {
         let now = self.shared.clock.now_ms();
         let status = |status, reason: Option<String>| Event::LogStatusChanged { log_id, status, at_ms: now, reason };
         let mut events = Vec::new();
@@ -84,7 +85,13 @@ impl Outcomes {
                     events.extend(self.recovered(log_id));
                 } else if environment == Environment::Production {
                     events.push(status(LogStatus::Retrying, error.clone()));
-                    let text = format!("delivery failed, queue paused for retries: {}", error.unwrap_or_default());
+                    // The lane's key is left out: it is often a patient's ID.
+                    let paused = if laned {
+                        "its lane paused for retries, the other lanes go on"
+                    } else {
+                        "queue paused for retries"
+                    };
+                    let text = format!("delivery failed, {paused}: {}", error.unwrap_or_default());
                     events.extend(self.alert(AlertKind::QueuePaused, Some(log_id), text));
                 } else {
                     events.push(status(LogStatus::Failed, error));
@@ -122,26 +129,26 @@ impl Outcomes {
     /// none, `Some(Some(wait))` when the journal refused it.
     fn journal_first(&mut self) -> Option<Option<Duration>> {
         let unrecorded = self.unrecorded.front_mut()?;
-        while let Some(event) = unrecorded.events.front() {
-            match self.shared.ledger.record(event) {
-                Ok(position) => {
-                    if unrecorded.events.len() == 1 {
-                        self.unsynced.push_back(position);
-                    }
-                    unrecorded.events.pop_front();
+        if !unrecorded.events.is_empty() {
+            // One hold of the state's lock for the outcome's events.
+            let (positions, refused) = self.shared.ledger.record_each(&unrecorded.events);
+            unrecorded.events.drain(..positions.len());
+            if unrecorded.events.is_empty()
+                && let Some(&last) = positions.last()
+            {
+                self.unsynced.push_back(last);
+            }
+            if let Some(e) = refused {
+                unrecorded.tries += 1;
+                let tries = unrecorded.tries;
+                if tries == 1 || tries.is_multiple_of(10) {
+                    tracing::error!(
+                        destination = %self.destination, error = %e, tries,
+                        "a delivery outcome could not be journaled: the queue waits and tries again"
+                    );
                 }
-                Err(e) => {
-                    unrecorded.tries += 1;
-                    let tries = unrecorded.tries;
-                    if tries == 1 || tries.is_multiple_of(10) {
-                        tracing::error!(
-                            destination = %self.destination, error = %e, tries,
-                            "a delivery outcome could not be journaled: the queue waits and tries again"
-                        );
-                    }
-                    let wait_ms = (limits::OUTCOME_RETRY_MIN_MS << tries.min(16)).min(limits::OUTCOME_RETRY_MAX_MS);
-                    return Some(Some(Duration::from_millis(wait_ms)));
-                }
+                let wait_ms = (limits::OUTCOME_RETRY_MIN_MS << tries.min(16)).min(limits::OUTCOME_RETRY_MAX_MS);
+                return Some(Some(Duration::from_millis(wait_ms)));
             }
         }
         if unrecorded.tries > 0 {

@@ -125,7 +125,7 @@ async fn run(
     span: &mut TraceSpan,
 ) -> Result<Value, InboundError> {
     let source_id = authenticate_source(ctx, req).map_err(plain)?;
-    span.set("ferrox.source_id", source_id.to_string());
+    span.set("ferrox.source_id", source_id);
     let client = req.app_data::<QueryClient>().ok_or_else(|| plain(ApiError::internal("no query client")))?;
     require_json(req, &[]).map_err(plain)?;
     let body = read_body(ctx, req, payload, ctx.config.max_body_bytes).await.map_err(plain)?;
@@ -135,11 +135,11 @@ async fn run(
         data_model: Some(inbound.data_model.clone()),
         event_type: Some(inbound.event_type.clone()),
     };
-    span.set("ferrox.data_model", inbound.data_model.clone());
-    span.set("ferrox.event_type", inbound.event_type.clone());
+    span.set("ferrox.data_model", &inbound.data_model);
+    span.set("ferrox.event_type", &inbound.event_type);
     let routing = Routing::of(&inbound);
     let target = target(ctx, source_id, &routing).map_err(known)?;
-    span.set("ferrox.destination_id", target.destination.id.to_string());
+    span.set("ferrox.destination_id", target.destination.id);
     let transform = compile(target.transform.as_ref(), "transform").map_err(known)?;
     let response_transform = compile(target.response_transform.as_ref(), "response_transform").map_err(known)?;
     let submit = Submit { source_id, routing, payload: body.clone(), idempotency: None, log_type: LogType::Query };
@@ -150,8 +150,8 @@ async fn run(
     let log =
         submitted.outcome.logs.first().copied().ok_or_else(|| known(ApiError::internal("the query has no log")))?;
     let message_id = submitted.outcome.message_id;
-    span.set("ferrox.message_id", message_id.to_string());
-    span.set("ferrox.log_id", log.id.to_string());
+    span.set("ferrox.message_id", message_id);
+    span.set("ferrox.log_id", log.id);
     let pool = ctx.deliveries.pool();
     let outbound = pool
         .prepare(body.to_vec(), transform.map(Arc::new), Some((message_id, message_id << 16)))

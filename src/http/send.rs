@@ -112,15 +112,15 @@ async fn accept(
     span: &mut TraceSpan,
 ) -> Result<(Inbound, SendOutcome), InboundError> {
     let source_id = authenticate_source(ctx, req).map_err(plain)?;
-    span.set("ferrox.source_id", source_id.to_string());
+    span.set("ferrox.source_id", source_id);
     require_json(req, &["application/fhir+json"]).map_err(plain)?;
     let body = read_body(ctx, req, payload, ctx.config.max_body_bytes).await.map_err(plain)?;
     let inbound = match shape {
         Shape::Redox => inbound::parse_redox(&body, Endpoint::Send)?,
         Shape::Fhir => inbound::parse_fhir(&body)?,
     };
-    span.set("ferrox.data_model", inbound.data_model.clone());
-    span.set("ferrox.event_type", inbound.event_type.clone());
+    span.set("ferrox.data_model", &inbound.data_model);
+    span.set("ferrox.event_type", &inbound.event_type);
     let known = |error: ApiError| InboundError {
         error,
         data_model: Some(inbound.data_model.clone()),
@@ -140,8 +140,8 @@ async fn accept(
     };
     submitted.durable.await.map_err(|e| known(e.into()))?;
     let outcome = submitted.outcome;
-    span.set("ferrox.message_id", outcome.message_id.to_string());
-    span.set("ferrox.log_ids", outcome.logs.iter().map(|l| l.id.to_string()).collect::<Vec<_>>().join(","));
+    span.set("ferrox.message_id", outcome.message_id);
+    span.set_with("ferrox.log_ids", || outcome.logs.iter().map(|l| l.id.to_string()).collect::<Vec<_>>().join(","));
     span.set("ferrox.repeated", if outcome.repeated { "true" } else { "false" });
     Ok((inbound, outcome))
 }

@@ -197,7 +197,11 @@ fn a_failing_lane_waits_alone_and_one_alert_episode_covers_the_destination() {
     let view = queue(&server, &dest);
     assert_eq!(view["lanes_blocked"], 2, "{view}");
     assert_eq!(view["state"], "flowing", "blocked lanes do not pause the queue: {view}");
-    assert_eq!(kinds(&alerts(&server, &dest)), ["QueuePaused"], "one episode for both blocked lanes");
+    let paused = alerts(&server, &dest);
+    assert_eq!(kinds(&paused), ["QueuePaused"], "one episode for both blocked lanes");
+    let text = paused[0]["text"].as_str().unwrap_or_default();
+    assert!(text.contains("its lane paused for retries, the other lanes go on"), "{text}");
+    assert!(!text.contains("bad-"), "the alert names no lane's key (a patient's ID): {text}");
 
     // One lane recovers: the episode goes on while the other is blocked.
     failing.lock().expect("set").remove("bad-1");
