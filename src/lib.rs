@@ -10,6 +10,7 @@ pub mod alerts;
 pub mod auth;
 pub mod backup;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod datamodels;
 pub mod delivery;

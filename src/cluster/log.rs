@@ -1,0 +1,222 @@
+//! The journal's records on one JetStream stream.
+
+use std::time::Duration;
+
+use async_nats::{
+    HeaderMap,
+    jetstream::{
+        self,
+        consumer::{DeliverPolicy, pull::OrderedConfig},
+        context::PublishErrorKind,
+        message::PublishMessage,
+        stream::{Config, DiscardPolicy, RetentionPolicy, StorageType},
+    },
+};
+use bytes::Bytes;
+use futures_util::StreamExt;
+
+use super::{ClusterError, is_token, opening};
+
+/// The stream every node appends to and folds.
+pub const STREAM: &str = "FERROX_JOURNAL";
+/// Record subjects: `ferrox.journal.<key>`, where the key is `engine` for
+/// records of the whole engine and a destination's ID for its outcomes.
+const SUBJECT_PREFIX: &str = "ferrox.journal.";
+/// The record kind, as the embedded log numbers it.
+const KIND: &str = "Ferrox-Kind";
+/// CRC-32 of the kind's two bytes and the payload, in lowercase hex.
+const CRC: &str = "Ferrox-Crc";
+/// How long the servers remember a `Nats-Msg-Id`, so that an append
+/// repeated after a lost acknowledgement is stored once.
+const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+
+/// What an append expects to follow; JetStream refuses it otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    Nothing,
+    /// The stream's last record is at this sequence (0: the stream is empty).
+    LastSequence(u64),
+    /// The last record on this record's subject is at this sequence (0: none).
+    LastOnSubject(u64),
+}
+
+/// One record read back from the stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub sequence: u64,
+    /// The subject's key: `engine` or a destination's ID.
+    pub key: String,
+    pub kind: u16,
+    pub payload: Bytes,
+}
+
+/// The journal stream, shared by every node.
+#[derive(Debug, Clone)]
+pub struct ClusterLog {
+    context: jetstream::Context,
+    stream: jetstream::stream::Stream,
+}
+
+impl ClusterLog {
+    /// Opens the stream, creating it with `replicas` copies if it does not
+    /// exist. A stream made with other settings is used as it is.
+    pub async fn open(context: jetstream::Context, replicas: usize) -> Result<Self, ClusterError> {
+        let config = Config {
+            name: STREAM.into(),
+            subjects: vec![format!("{SUBJECT_PREFIX}>")],
+            retention: RetentionPolicy::Limits,
+            discard: DiscardPolicy::New,
+            storage: StorageType::File,
+            num_replicas: replicas,
+            duplicate_window: DUPLICATE_WINDOW,
+            allow_direct: true,
+            allow_atomic_publish: true,
+            ..Default::default()
+        };
+        let stream = opening("opening the journal stream", || context.get_or_create_stream(config.clone())).await?;
+        Ok(Self { context, stream })
+    }
+
+    /// Appends a record under `key` and returns its sequence once a quorum
+    /// of servers holds it. `id` names the append: repeating an append with
+    /// the same `id` (after a lost acknowledgement) stores it once and
+    /// answers the first sequence.
+    pub async fn append(
+        &self,
+        key: &str,
+        kind: u16,
+        payload: Bytes,
+        id: &str,
+        expect: Expect,
+    ) -> Result<u64, ClusterError> {
+        if !is_token(key) {
+            return Err(ClusterError::BadName(key.into()));
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert(KIND, kind.to_string().as_str());
+        headers.insert(CRC, format!("{:08x}", checksum(kind, &payload)).as_str());
+        let mut publish = PublishMessage::build().payload(payload).headers(headers).message_id(id);
+        publish = match expect {
+            Expect::Nothing => publish,
+            Expect::LastSequence(sequence) => publish.expected_last_sequence(sequence),
+            Expect::LastOnSubject(sequence) => publish.expected_last_subject_sequence(sequence),
+        };
+        let acknowledged = self
+            .context
+            .send_publish(format!("{SUBJECT_PREFIX}{key}"), publish)
+            .await
+            .map_err(|e| ClusterError::jetstream("appending", e))?
+            .await;
+        match acknowledged {
+            Ok(ack) => Ok(ack.sequence),
+            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
+                let expected = match expect {
+                    Expect::LastSequence(s) | Expect::LastOnSubject(s) => s,
+                    Expect::Nothing => 0,
+                };
+                Err(ClusterError::Conflict { expected })
+            }
+            Err(e) => Err(ClusterError::jetstream("appending", e)),
+        }
+    }
+
+    /// The sequence of the stream's last record (0 if it holds none).
+    pub async fn last_sequence(&self) -> Result<u64, ClusterError> {
+        let info =
+            self.stream.get_info().await.map_err(|e| ClusterError::jetstream("reading the stream's state", e))?;
+        Ok(info.state.last_sequence)
+    }
+
+    /// The name of the server that leads the stream now.
+    pub async fn leader(&self) -> Result<String, ClusterError> {
+        let info =
+            self.stream.get_info().await.map_err(|e| ClusterError::jetstream("reading the stream's state", e))?;
+        info.cluster
+            .and_then(|c| c.leader)
+            .ok_or_else(|| ClusterError::JetStream { what: "reading the stream's leader", reason: "no leader".into() })
+    }
+
+    /// The records from `from` through the stream's last record as it
+    /// stands now, in order, each checked against its CRC.
+    pub async fn read(&self, from: u64) -> Result<Vec<Record>, ClusterError> {
+        let through = self.last_sequence().await?;
+        let from = from.max(1);
+        if from > through {
+            return Ok(Vec::new());
+        }
+        let consumer = self
+            .stream
+            .create_consumer(OrderedConfig {
+                deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: from },
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| ClusterError::jetstream("reading the journal", e))?;
+        let mut messages = consumer.messages().await.map_err(|e| ClusterError::jetstream("reading the journal", e))?;
+        let mut records = Vec::new();
+        while let Some(message) = messages.next().await {
+            let message = message.map_err(|e| ClusterError::jetstream("reading the journal", e))?;
+            let sequence =
+                message.info().map_err(|e| ClusterError::jetstream("reading the journal", e))?.stream_sequence;
+            let record = decode(sequence, message.subject.as_str(), message.headers.as_ref(), &message.payload)?;
+            records.push(record);
+            if sequence >= through {
+                break;
+            }
+        }
+        Ok(records)
+    }
+}
+
+fn checksum(kind: u16, payload: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&kind.to_le_bytes());
+    hasher.update(payload);
+    hasher.finalize()
+}
+
+/// A stream message as a record, refused if its headers or CRC are wrong.
+fn decode(sequence: u64, subject: &str, headers: Option<&HeaderMap>, payload: &Bytes) -> Result<Record, ClusterError> {
+    let damaged = |reason: String| ClusterError::Damaged { sequence, reason };
+    let key = subject.strip_prefix(SUBJECT_PREFIX).ok_or_else(|| damaged(format!("subject {subject:?}")))?;
+    let header = |name: &str| headers.and_then(|h| h.get(name)).map(|v| v.as_str().to_owned());
+    let kind = header(KIND).and_then(|k| k.parse::<u16>().ok()).ok_or_else(|| damaged(format!("no {KIND} header")))?;
+    let crc = header(CRC)
+        .and_then(|c| u32::from_str_radix(&c, 16).ok())
+        .ok_or_else(|| damaged(format!("no {CRC} header")))?;
+    let actual = checksum(kind, payload);
+    if crc != actual {
+        return Err(damaged(format!("CRC {actual:08x} where the record says {crc:08x}")));
+    }
+    Ok(Record { sequence, key: key.into(), kind, payload: payload.clone() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(kind: &str, crc: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(KIND, kind);
+        headers.insert(CRC, crc);
+        headers
+    }
+
+    #[test]
+    fn a_record_reads_back_only_when_its_crc_matches() {
+        let payload = Bytes::from_static(b"{\"Meta\":{}}");
+        let crc = format!("{:08x}", checksum(7, &payload));
+        let record = decode(5, "ferrox.journal.engine", Some(&headers("7", &crc)), &payload).expect("intact");
+        assert_eq!((record.sequence, record.key.as_str(), record.kind), (5, "engine", 7));
+
+        let flipped = Bytes::from_static(b"{\"Meta\":{]}");
+        let error = decode(5, "ferrox.journal.engine", Some(&headers("7", &crc)), &flipped).expect_err("damaged");
+        assert!(error.to_string().contains("stream record 5: CRC"), "{error}");
+        let error = decode(5, "ferrox.journal.engine", Some(&headers("8", &crc)), &payload).expect_err("kind");
+        assert!(error.to_string().contains("CRC"), "{error}");
+        let error = decode(5, "ferrox.journal.engine", None, &payload).expect_err("no headers");
+        assert!(error.to_string().contains("no Ferrox-Kind header"), "{error}");
+        let error = decode(5, "elsewhere.engine", Some(&headers("7", &crc)), &payload).expect_err("subject");
+        assert!(error.to_string().contains("subject"), "{error}");
+    }
+}

@@ -1,0 +1,176 @@
+//! Cluster mode's footing on NATS JetStream (SPEC §17): the replicated
+//! journal stream and the destination leases.
+//!
+//! What is here is the part every node shares with the others:
+//!
+//! - [`ClusterLog`]: the journal's records on one JetStream stream, each a
+//!   message whose stream sequence is its position. A record is answered
+//!   only once a quorum of servers synced it (the servers run with
+//!   `sync_interval: always`). Every record carries a CRC-32 header that is
+//!   checked on read, so a record damaged on a server's disk is refused
+//!   rather than folded. An append may name the sequence it expects to
+//!   follow, on the whole stream or on one record's subject: JetStream
+//!   refuses it when another writer came first, which is how a node that
+//!   lost a destination's lease is fenced off from its queue.
+//! - [`Leases`]: one key per destination in a JetStream key-value bucket
+//!   whose entries age out after `lease_ms`. Taking a lease creates the key
+//!   only if it is absent; keeping it rewrites the key at the revision last
+//!   seen. The revision is the holder's fencing token.
+//!
+//! The engine does not run on these yet: `ferrox serve` still runs on its
+//! embedded log alone.
+
+mod lease;
+mod log;
+
+use std::time::Duration;
+
+pub use self::{
+    lease::{Lease, Leases},
+    log::{ClusterLog, Expect, Record},
+};
+
+/// How a node joins the cluster: the `[cluster]` settings of SPEC §17.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterSettings {
+    /// NATS servers to connect to (`nats://host:port`); the client learns
+    /// the rest of the cluster from them.
+    pub nats_urls: Vec<String>,
+    /// This node's name, unique in the cluster: the holder named in leases.
+    pub node_name: String,
+    /// Copies of every stream and bucket (3 in production; 1–5).
+    pub replicas: usize,
+    /// How long a lease lasts without being kept.
+    pub lease: Duration,
+}
+
+impl ClusterSettings {
+    pub const DEFAULT_REPLICAS: usize = 3;
+    pub const DEFAULT_LEASE: Duration = Duration::from_millis(10_000);
+
+    /// Checks the settings, saying what is wrong with the first bad one.
+    pub fn check(&self) -> Result<(), String> {
+        if self.nats_urls.is_empty() {
+            return Err("cluster.nats_urls names no server".into());
+        }
+        for url in &self.nats_urls {
+            if url.trim().is_empty() {
+                return Err("cluster.nats_urls holds an empty address".into());
+            }
+        }
+        if !is_token(&self.node_name) {
+            return Err(format!("cluster.node_name {:?} must be 1–64 letters, digits, '-' or '_'", self.node_name));
+        }
+        if !(1..=5).contains(&self.replicas) {
+            return Err(format!("cluster.replicas is {}; it must be 1–5", self.replicas));
+        }
+        if self.lease < Duration::from_millis(500) || self.lease > Duration::from_secs(600) {
+            return Err(format!("cluster.lease_ms is {}; it must be 500–600000", self.lease.as_millis()));
+        }
+        Ok(())
+    }
+}
+
+/// Whether `name` can stand in a NATS subject or key: letters, digits,
+/// `-` and `_`, 1–64 of them.
+pub(crate) fn is_token(name: &str) -> bool {
+    (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("cannot reach the NATS servers {urls}: {reason}")]
+    Connect { urls: String, reason: String },
+    #[error("JetStream {what}: {reason}")]
+    JetStream { what: &'static str, reason: String },
+    #[error("the append expected to follow sequence {expected}, but another writer came first")]
+    Conflict { expected: u64 },
+    #[error("stream record {sequence}: {reason}")]
+    Damaged { sequence: u64, reason: String },
+    #[error("{0:?} cannot name a destination in the cluster")]
+    BadName(String),
+}
+
+impl ClusterError {
+    fn jetstream(what: &'static str, error: impl std::fmt::Display) -> Self {
+        Self::JetStream { what, reason: error.to_string() }
+    }
+}
+
+/// How long opening a stream or bucket waits for a cluster that is still
+/// electing its leaders.
+const OPEN_PATIENCE: Duration = Duration::from_secs(30);
+
+/// Runs `open` until it succeeds or `OPEN_PATIENCE` has passed: a cluster
+/// that has just started answers timeouts until its servers elect a leader.
+async fn opening<T, E: std::fmt::Display, F: std::future::Future<Output = Result<T, E>>>(
+    what: &'static str,
+    mut open: impl FnMut() -> F,
+) -> Result<T, ClusterError> {
+    let end = tokio::time::Instant::now() + OPEN_PATIENCE;
+    loop {
+        match open().await {
+            Ok(opened) => return Ok(opened),
+            Err(e) if tokio::time::Instant::now() >= end => return Err(ClusterError::jetstream(what, e)),
+            Err(e) => tracing::debug!(error = %e, "{what}: retrying"),
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Connects to the NATS servers as node `settings.node_name`.
+pub async fn connect(settings: &ClusterSettings) -> Result<async_nats::jetstream::Context, ClusterError> {
+    settings.check().map_err(|reason| ClusterError::Connect { urls: settings.nats_urls.join(","), reason })?;
+    let client = async_nats::ConnectOptions::new()
+        .name(format!("ferrox {}", settings.node_name))
+        .retry_on_initial_connect()
+        .connection_timeout(Duration::from_secs(5))
+        .connect(settings.nats_urls.as_slice())
+        .await
+        .map_err(|e| ClusterError::Connect { urls: settings.nats_urls.join(","), reason: e.to_string() })?;
+    let mut context = async_nats::jetstream::new(client);
+    // A quorum commit waits out a leader election when a server is lost.
+    context.set_timeout(Duration::from_secs(10));
+    Ok(context)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> ClusterSettings {
+        ClusterSettings {
+            nats_urls: vec!["nats://127.0.0.1:4222".into()],
+            node_name: "node-1".into(),
+            replicas: ClusterSettings::DEFAULT_REPLICAS,
+            lease: ClusterSettings::DEFAULT_LEASE,
+        }
+    }
+
+    #[test]
+    fn settings_are_checked_one_by_one() {
+        assert_eq!(settings().check(), Ok(()));
+        type Spoil = fn(&mut ClusterSettings);
+        let cases: [(Spoil, &str); 5] = [
+            (|s| s.nats_urls.clear(), "names no server"),
+            (|s| s.nats_urls.push(" ".into()), "empty address"),
+            (|s| s.node_name = "node 1".into(), "must be 1–64 letters"),
+            (|s| s.replicas = 7, "must be 1–5"),
+            (|s| s.lease = Duration::from_millis(100), "must be 500–600000"),
+        ];
+        for (spoil, expected) in cases {
+            let mut bad = settings();
+            spoil(&mut bad);
+            let error = bad.check().expect_err(expected);
+            assert!(error.contains(expected), "{error:?} should say {expected:?}");
+        }
+    }
+
+    #[test]
+    fn tokens_are_what_a_subject_can_hold() {
+        assert!(is_token("lab-system_2"));
+        for bad in ["", "a.b", "a*", "a>", "a b", &"x".repeat(65)] {
+            assert!(!is_token(bad), "{bad:?}");
+        }
+    }
+}
