@@ -20,13 +20,13 @@ log=$(mktemp -d "${TMPDIR:-/tmp}/ferrox-targets.XXXXXX")
 trap 'rm -rf "$log"' EXIT
 
 echo "== durable SEND against PostgreSQL" >&2
-bash benches/load/compare.sh 15 64 1 > "$log/compare" 2>&1
+bash benches/load/compare.sh 15 64 1 > "$log/compare" 2>&1 || { cat "$log/compare" >&2; exit 1; }
 echo "== delivery: fan-out, lanes, latency" >&2
-FERROX_BENCH_PHASES=fanout,lanes,latency cargo bench --bench delivery > "$log/delivery" 2>&1
+FERROX_BENCH_PHASES=fanout,lanes,latency cargo bench --bench delivery > "$log/delivery" 2>&1 || { cat "$log/delivery" >&2; exit 1; }
 echo "== restart with 1,000,000 pending messages" >&2
-bash benches/restart/run.sh 1000000 > "$log/restart" 2>&1
+bash benches/restart/run.sh 1000000 > "$log/restart" 2>&1 || { cat "$log/restart" >&2; exit 1; }
 echo "== WAL group commit" >&2
-cargo bench --bench wal -- 'append_commit/64 tasks/256B|raw_baseline/pwrite' > "$log/wal" 2>&1
+cargo bench --bench wal -- 'append_commit/64 tasks/256B|raw_baseline/pwrite' > "$log/wal" 2>&1 || { cat "$log/wal" >&2; exit 1; }
 
 LOG=$log python3 - <<'PY'
 import os, re

@@ -36,7 +36,7 @@ chown postgres "$cluster/insert.sql"
 
 declare -a ferrox_rps pg_tps ferrox_p99 pg_lat
 for round in $(seq "$rounds"); do
-    out=$(DESTINATION=paused bash benches/load/run.sh "$duration" "$connections" 2>&1)
+    out=$(DESTINATION=paused bash benches/load/run.sh "$duration" "$connections" 2>&1) || { echo "$out" >&2; exit 1; }
     ferrox_rps+=("$(sed -n 's/^Requests\/sec: *//p' <<< "$out")")
     ferrox_p99+=("$(sed -n 's/.*p99 \([0-9.]*\) ms,.*/\1/p' <<< "$out")")
     out=$(as_pg "$pg/pgbench" -h "$cluster" -n -c "$connections" -j 2 -T "$duration" -f "$cluster/insert.sql" postgres 2>&1)
