@@ -120,6 +120,13 @@ impl Leases {
         }
     }
 
+    /// The destinations whose lease some node holds now.
+    pub async fn taken(&self) -> Result<std::collections::BTreeSet<String>, ClusterError> {
+        use futures_util::TryStreamExt;
+        let keys = self.store.keys().await.map_err(|e| ClusterError::jetstream("listing the leases", e))?;
+        keys.try_collect().await.map_err(|e| ClusterError::jetstream("listing the leases", e))
+    }
+
     /// The node holding `destination`'s lease and the lease's revision.
     pub async fn holder(&self, destination: &str) -> Result<Option<(String, u64)>, ClusterError> {
         let entry = self.store.entry(destination).await.map_err(|e| ClusterError::jetstream("reading a lease", e))?;

@@ -13,21 +13,26 @@
 //!   refuses it when another writer came first, which is how a node that
 //!   lost a destination's lease is fenced off from its queue.
 //! - [`Leases`]: one key per destination in a JetStream key-value bucket
-//!   whose entries age out after `lease_ms`. Taking a lease creates the key
+//!   whose entries age out unless kept. Taking a lease creates the key
 //!   only if it is absent; keeping it rewrites the key at the revision last
 //!   seen. The revision is the holder's fencing token.
+//! - [`Owner`]: a node's share of the destinations: heartbeats, rendezvous
+//!   hashing over the live nodes, leases taken, kept and handed over, so
+//!   that a dead node's destinations pass on within `lease_ms`.
 //!
 //! The engine does not run on these yet: `ferrox serve` still runs on its
 //! embedded log alone.
 
 mod lease;
 mod log;
+mod owners;
 
 use std::time::Duration;
 
 pub use self::{
     lease::{Lease, Leases},
     log::{ClusterLog, Expect, Record},
+    owners::{Owner, Round, preferred},
 };
 
 /// How a node joins the cluster: the `[cluster]` settings of SPEC §17.

@@ -11,6 +11,7 @@ mod bad_input;
 mod browser;
 mod client;
 mod cluster_log;
+mod cluster_owners;
 mod config_file;
 mod configuration;
 mod console;

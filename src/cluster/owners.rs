@@ -1,0 +1,243 @@
+//! Which node delivers which destination.
+//!
+//! Every node writes a heartbeat to the `FERROX_NODES` bucket, whose
+//! entries age out like leases, so the live nodes are the bucket's keys.
+//! Each destination prefers one live node by rendezvous hashing (the node
+//! whose hash with the destination's ID is highest), so a node joining or
+//! leaving moves only the destinations it wins or held. In each round a node:
+//!
+//! - keeps the leases it holds, and learns which it lost;
+//! - hands over a lease whose destination now prefers another live node;
+//! - takes the lease of a destination that prefers it, once free;
+//! - takes any lease left free for a quarter of a lease, whichever node it
+//!   prefers (an orphan whose preferred node is not taking it).
+//!
+//! Entries last half of `lease_ms` and rounds come every eighth, so a lease
+//! is kept four times over before it could run out, and a dead owner's
+//! destinations are taken within `lease_ms` of its death: half a lease for
+//! its entries to age out, an eighth for the next round to see them gone.
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    time::Duration,
+};
+
+use async_nats::jetstream::{self, kv, stream::StorageType};
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+use sha2::{Digest, Sha256};
+use tokio::{sync::watch, time::Instant};
+
+use super::{ClusterError, ClusterSettings, Lease, Leases, opening};
+
+/// The bucket of node heartbeats.
+pub const NODES: &str = "FERROX_NODES";
+
+/// The destination's preferred node among `live`: the highest rendezvous
+/// hash of node and destination.
+pub fn preferred<'a>(destination: &str, live: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    live.into_iter().max_by_key(|node| {
+        let digest = Sha256::new().chain_update(node.as_bytes()).chain_update([0]).chain_update(destination).finalize();
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&digest[..8]);
+        (u64::from_be_bytes(first), *node)
+    })
+}
+
+/// What one round changed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Round {
+    /// Leases taken this round.
+    pub gained: Vec<String>,
+    /// Leases found lost (expired or taken): their work must stop at once.
+    pub lost: Vec<String>,
+    /// Leases given up because their destination prefers another node.
+    pub handed_over: Vec<String>,
+}
+
+/// One node's share of the destinations.
+#[derive(Debug)]
+pub struct Owner {
+    node: String,
+    leases: Leases,
+    nodes: kv::Store,
+    held: BTreeMap<String, Lease>,
+    /// When each destination's lease was first seen free, for orphans.
+    free_since: HashMap<String, Instant>,
+    lease: Duration,
+    /// Where the held destinations are published as they change: a
+    /// destination leaves it before its lease is given up, and joins it
+    /// once its lease is taken.
+    published: watch::Sender<BTreeMap<String, u64>>,
+}
+
+impl Owner {
+    /// Joins the cluster as `settings.node_name`, opening (or creating) the
+    /// lease and node buckets.
+    pub async fn open(context: &jetstream::Context, settings: &ClusterSettings) -> Result<Self, ClusterError> {
+        let entry_life = settings.lease / 2;
+        let leases = Leases::open(context, &settings.node_name, settings.replicas, entry_life).await?;
+        let config = kv::Config {
+            bucket: NODES.into(),
+            history: 1,
+            max_age: entry_life,
+            storage: StorageType::File,
+            num_replicas: settings.replicas,
+            ..Default::default()
+        };
+        let nodes = opening("opening the node bucket", || async {
+            match context.get_key_value(NODES).await {
+                Ok(store) => Ok(store),
+                Err(_) => context.create_key_value(config.clone()).await,
+            }
+        })
+        .await?;
+        Ok(Self {
+            node: settings.node_name.clone(),
+            leases,
+            nodes,
+            held: BTreeMap::new(),
+            free_since: HashMap::new(),
+            lease: settings.lease,
+            published: watch::Sender::new(BTreeMap::new()),
+        })
+    }
+
+    /// How often rounds come.
+    pub fn interval(&self) -> Duration {
+        self.lease / 8
+    }
+
+    /// The destinations this node holds, with each lease's fencing token,
+    /// as they change.
+    pub fn held(&self) -> watch::Receiver<BTreeMap<String, u64>> {
+        self.published.subscribe()
+    }
+
+    fn publish(&self) {
+        self.published.send_replace(self.held.iter().map(|(d, l)| (d.clone(), l.epoch)).collect());
+    }
+
+    /// The nodes whose heartbeat has not aged out.
+    pub async fn live(&self) -> Result<BTreeSet<String>, ClusterError> {
+        let keys = self.nodes.keys().await.map_err(|e| ClusterError::jetstream("listing the nodes", e))?;
+        keys.try_collect().await.map_err(|e| ClusterError::jetstream("listing the nodes", e))
+    }
+
+    /// One round over `destinations`: heartbeat, keep, hand over, take.
+    pub async fn round(&mut self, destinations: &[String]) -> Result<Round, ClusterError> {
+        self.nodes
+            .put(&self.node, Bytes::new())
+            .await
+            .map_err(|e| ClusterError::jetstream("writing the heartbeat", e))?;
+        let live = self.live().await?;
+        let mut round = Round::default();
+
+        let wanted: BTreeSet<&str> = destinations.iter().map(String::as_str).collect();
+        let held: Vec<String> = self.held.keys().cloned().collect();
+        for destination in held {
+            let Some(lease) = self.held.get_mut(&destination) else { continue };
+            if !self.leases.keep(lease).await? {
+                self.held.remove(&destination);
+                self.publish();
+                round.lost.push(destination);
+                continue;
+            }
+            let goes_elsewhere = preferred(&destination, live.iter().map(String::as_str)) != Some(self.node.as_str());
+            if goes_elsewhere || !wanted.contains(destination.as_str()) {
+                if let Some(lease) = self.held.remove(&destination) {
+                    self.publish();
+                    self.leases.release(lease).await?;
+                }
+                round.handed_over.push(destination);
+            }
+        }
+
+        let now = Instant::now();
+        let taken = self.leases.taken().await?;
+        for destination in destinations {
+            if self.held.contains_key(destination) {
+                continue;
+            }
+            let mine = preferred(destination, live.iter().map(String::as_str)) == Some(self.node.as_str());
+            if taken.contains(destination) {
+                self.free_since.remove(destination);
+                continue;
+            }
+            let since = *self.free_since.entry(destination.clone()).or_insert(now);
+            if (mine || now.duration_since(since) >= self.lease / 4)
+                && let Some(lease) = self.leases.acquire(destination).await?
+            {
+                self.free_since.remove(destination);
+                self.held.insert(destination.clone(), lease);
+                self.publish();
+                round.gained.push(destination.clone());
+            }
+        }
+        Ok(round)
+    }
+
+    /// Runs rounds every [`interval`](Self::interval) until `stop` is set;
+    /// then hands every lease over and leaves. A round that fails (the
+    /// cluster unreachable) is logged and tried again; leases not kept in
+    /// time are lost, and the next round that succeeds says so.
+    pub async fn run(mut self, destinations: Vec<String>, mut stop: watch::Receiver<bool>) {
+        let mut ticks = tokio::time::interval(self.interval());
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                _ = stop.changed() => break,
+            }
+            match self.round(&destinations).await {
+                Ok(round) if round != Round::default() => {
+                    tracing::info!(node = %self.node, gained = ?round.gained, lost = ?round.lost,
+                        handed_over = ?round.handed_over, "destination leases changed");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(node = %self.node, error = %e, "a lease round failed"),
+            }
+        }
+        self.leave().await;
+    }
+
+    /// Gives every lease up and removes the heartbeat, so that the other
+    /// nodes take over at once rather than after the leases run out.
+    pub async fn leave(&mut self) {
+        let held = std::mem::take(&mut self.held);
+        self.publish();
+        for (_, lease) in held {
+            if let Err(e) = self.leases.release(lease).await {
+                tracing::warn!(node = %self.node, error = %e, "a lease could not be given up");
+            }
+        }
+        if let Err(e) = self.nodes.delete(&self.node).await {
+            tracing::warn!(node = %self.node, error = %e, "the heartbeat could not be removed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_destination_prefers_one_node_and_a_leaving_node_moves_only_its_own() {
+        let three = ["node-1", "node-2", "node-3"];
+        let destinations: Vec<String> = (0..300).map(|i| format!("dest-{i}")).collect();
+        let before: Vec<&str> = destinations.iter().map(|d| preferred(d, three).expect("a node")).collect();
+        for node in three {
+            let share = before.iter().filter(|n| **n == node).count();
+            assert!((60..=140).contains(&share), "{node} prefers {share} of 300");
+        }
+        let two = ["node-1", "node-3"];
+        for (d, was) in destinations.iter().zip(&before) {
+            let now = preferred(d, two).expect("a node");
+            if *was != "node-2" {
+                assert_eq!(now, *was, "{d} moved though its node stayed");
+            }
+        }
+        assert_eq!(preferred("dest-1", []), None);
+        assert_eq!(preferred("dest-1", three), preferred("dest-1", ["node-3", "node-1", "node-2"]));
+    }
+}

@@ -1,0 +1,120 @@
+//! Which node delivers which destination, against a real 3-server NATS
+//! JetStream cluster: heartbeats, rendezvous hashing and leases
+//! (`src/cluster/owners.rs`).
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::{Duration, Instant},
+};
+
+use ferrox::cluster::{self, ClusterSettings, Leases, Owner, preferred};
+use tokio::{sync::watch, task::JoinHandle};
+
+use crate::nats::NatsCluster;
+
+const LEASE: Duration = Duration::from_millis(4_000);
+const NODES: [&str; 3] = ["node-1", "node-2", "node-3"];
+
+/// One node's owner, running as a task.
+struct Running {
+    held: watch::Receiver<BTreeMap<String, u64>>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+async fn start(url: String, node: &str, destinations: &[String]) -> Running {
+    let settings = ClusterSettings { nats_urls: vec![url], node_name: node.into(), replicas: 3, lease: LEASE };
+    let context = cluster::connect(&settings).await.expect("connecting");
+    let owner = Owner::open(&context, &settings).await.expect("joining");
+    let held = owner.held();
+    let (stop, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(owner.run(destinations.to_vec(), stop_rx));
+    Running { held, stop, task }
+}
+
+/// Each running node's held destinations; panics if two hold one.
+fn shares(nodes: &BTreeMap<&'static str, Running>) -> BTreeMap<String, &'static str> {
+    let mut holder = BTreeMap::new();
+    for (node, running) in nodes {
+        for destination in running.held.borrow().keys() {
+            if let Some(other) = holder.insert(destination.clone(), *node) {
+                panic!("{destination} held by {other} and {node} at once");
+            }
+        }
+    }
+    holder
+}
+
+/// Waits, checking shares every 20 ms, until every destination is held by
+/// the node it prefers among `live`; returns how long that took.
+async fn settle(nodes: &BTreeMap<&'static str, Running>, destinations: &[String], live: &[&str]) -> Duration {
+    let began = Instant::now();
+    let expected: BTreeMap<String, &str> =
+        destinations.iter().map(|d| (d.clone(), preferred(d, live.iter().copied()).expect("a live node"))).collect();
+    loop {
+        if shares(nodes) == expected {
+            return began.elapsed();
+        }
+        assert!(began.elapsed() < LEASE * 5, "never settled on {expected:?}; shares {:?}", shares(nodes));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[test]
+fn every_destination_has_one_owner_and_a_dead_owners_pass_on_within_the_lease() {
+    let nats = NatsCluster::start(3);
+    let destinations: Vec<String> = (0..24).map(|i| format!("dest-{i}")).collect();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+    runtime.block_on(async {
+        let mut nodes = BTreeMap::new();
+        for (i, node) in NODES.into_iter().enumerate() {
+            nodes.insert(node, start(nats.url(i), node, &destinations).await);
+        }
+        settle(&nodes, &destinations, &NODES).await;
+        let share = |node: &str| shares(&nodes).values().filter(|n| **n == node).count();
+        assert!(NODES.iter().all(|n| share(n) > 0), "every node delivers some destinations");
+
+        // The shares are the leases in the bucket, with their tokens.
+        let settings =
+            ClusterSettings { nats_urls: vec![nats.url(2)], node_name: "observer".into(), replicas: 3, lease: LEASE };
+        let context = cluster::connect(&settings).await.expect("connecting");
+        let leases = Leases::open(&context, "observer", 3, LEASE / 2).await.expect("the lease bucket");
+        for (node, running) in &nodes {
+            let held = running.held.borrow().clone();
+            for (destination, epoch) in held {
+                let (holder, revision) = leases.holder(&destination).await.expect("reading").expect("held");
+                assert_eq!(holder, *node);
+                assert!(revision >= epoch);
+            }
+        }
+
+        // node-2 dies: no leases given up, no heartbeat removed.
+        let dead = nodes.remove("node-2").expect("node-2");
+        let dead_share: BTreeSet<String> = dead.held.borrow().keys().cloned().collect();
+        assert!(!dead_share.is_empty());
+        dead.task.abort();
+        let taken_after = settle(&nodes, &destinations, &["node-1", "node-3"]).await;
+        eprintln!("a dead owner's {} destinations passed on after {taken_after:?}", dead_share.len());
+        assert!(taken_after <= LEASE, "a dead owner's destinations passed on after {taken_after:?}");
+
+        // node-2 comes back and takes its own destinations back.
+        nodes.insert("node-2", start(nats.url(1), "node-2", &destinations).await);
+        settle(&nodes, &destinations, &NODES).await;
+        let back: BTreeSet<String> = nodes["node-2"].held.borrow().keys().cloned().collect();
+        assert_eq!(back, dead_share, "node-2 holds what it held before");
+
+        // node-3 leaves cleanly: its destinations pass on at once.
+        let leaving = nodes.remove("node-3").expect("node-3");
+        let began = Instant::now();
+        leaving.stop.send_replace(true);
+        leaving.task.await.expect("node-3 left");
+        assert!(leaving.held.borrow().is_empty());
+        settle(&nodes, &destinations, &["node-1", "node-2"]).await;
+        let taken_after = began.elapsed();
+        eprintln!("a departing owner's destinations passed on after {taken_after:?}");
+        assert!(taken_after < LEASE / 2, "a departing owner's destinations passed on after {taken_after:?}");
+        for running in nodes.values() {
+            running.stop.send_replace(true);
+        }
+    });
+}
