@@ -1,5 +1,5 @@
 //! Data directories written by earlier releases (`tests/golden/`, each made
-//! by `examples/make_golden.rs` with the build of its day) start on the
+//! by `examples/make_golden/` with the build of its day) start on the
 //! current build with everything in them: configuration, logs with their
 //! attempts and payloads, statuses, pauses and halts, alerts, the audit
 //! trail, operators, resent logs, and the tokens the old build issued. Old data directories are a promise.

@@ -17,7 +17,8 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 
 use crate::{
-    delivery::{Dest, PATIENCE, Sent, Setup, log, queue, send, standard_webhooks_signature, wait_status},
+    delivery::{Dest, PATIENCE, Sent, Setup, log, queue, send, wait_status},
+    delivery_headers::standard_webhooks_signature,
     query::{patient_query, query, query_logs, start_with},
     receiver::{Behavior, Receiver},
 };

@@ -16,6 +16,7 @@ mod config_file;
 mod configuration;
 mod console;
 mod delivery;
+mod delivery_headers;
 mod delivery_ops;
 mod disk_full;
 mod egress;

@@ -55,7 +55,7 @@
 //!   its position. An event that cannot be encoded is an error, never an
 //!   empty record.
 //! - Every release that changes the format checks a data directory written
-//!   with it into `tests/golden/` (made by `examples/make_golden.rs`), and
+//!   with it into `tests/golden/` (made by `examples/make_golden/`), and
 //!   the current build must start on every one of them with everything
 //!   intact.
 
