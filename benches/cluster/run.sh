@@ -2,6 +2,8 @@
 # A durable append on the cluster's journal stream (three NATS servers on
 # 127.0.0.1, sync_interval: always, R3) against the embedded write-ahead
 # log, same machine, same run, alternating: examples/cluster_append.rs.
+# Each pair: N appenders with one record per commit, 8 appenders with 16
+# records per commit (an atomic batch on the stream), one appender alone.
 #
 #   bash benches/cluster/run.sh [seconds] [appenders] [rounds]
 #
@@ -18,7 +20,6 @@ dir=$(mktemp -d "${TMPDIR:-/tmp}/ferrox-cluster-bench.XXXXXX")
 pids=()
 cleanup() {
     for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
     rm -rf "$dir"
 }
 trap cleanup EXIT
@@ -36,6 +37,7 @@ cluster { name: ferrox-bench, listen: 127.0.0.1:${route[$i]}, routes: [$routes] 
 CONF
     nats-server --config "$dir/n$i.conf" > "$dir/n$i.log" 2>&1 &
     pids+=($!)
+    disown
 done
 for i in 1 2 3; do
     for _ in $(seq 300); do
@@ -45,12 +47,13 @@ for i in 1 2 3; do
     curl -fs "http://127.0.0.1:${monitor[$i]}/healthz" > /dev/null || { echo "NATS server n$i never became ready" >&2; exit 1; }
 done
 nats="nats://127.0.0.1:${client[1]},nats://127.0.0.1:${client[2]},nats://127.0.0.1:${client[3]}"
-echo "nats-server $(nats-server --version | sed 's/.* v//'), 3 servers, sync_interval: always; $appenders appenders, 1 KiB, ${seconds} s per run"
+echo "nats-server $(nats-server --version | sed 's/.* v//'), 3 servers, sync_interval: always; 1 KiB records, ${seconds} s per run"
+run() { echo "round $round: $("$bin" "$@" --seconds "$seconds")"; }
 for round in $(seq "$rounds"); do
-    rm -rf "$dir/wal"
-    echo "round $round: $("$bin" --wal "$dir/wal" --appenders "$appenders" --seconds "$seconds")"
-    echo "round $round: $("$bin" --nats "$nats" --appenders "$appenders" --seconds "$seconds")"
-    echo "round $round: $("$bin" --nats "$nats" --appenders 1 --seconds "$seconds")"
-    rm -rf "$dir/wal"
-    echo "round $round: $("$bin" --wal "$dir/wal" --appenders 1 --seconds "$seconds")"
+    rm -rf "$dir/wal"; run --wal "$dir/wal" --appenders "$appenders"
+    run --nats "$nats" --appenders "$appenders"
+    run --nats "$nats" --appenders 8 --batch 16
+    rm -rf "$dir/wal"; run --wal "$dir/wal" --appenders 8 --batch 16
+    run --nats "$nats" --appenders 1
+    rm -rf "$dir/wal"; run --wal "$dir/wal" --appenders 1
 done

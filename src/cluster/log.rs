@@ -120,6 +120,57 @@ impl ClusterLog {
         }
     }
 
+    /// Appends `records` under `key` as one atomic batch: all are stored,
+    /// one after another, or none. Returns their sequences once a quorum
+    /// holds them. `id` names the batch (at most 64 letters, digits, `-`
+    /// or `_`); the stream takes at most 1,000 records in one batch. Unlike
+    /// [`append`](Self::append), a batch repeated after a lost
+    /// acknowledgement is stored again: a reader must know it by its ID.
+    pub async fn append_batch(&self, key: &str, records: &[(u16, Bytes)], id: &str) -> Result<Vec<u64>, ClusterError> {
+        if !is_token(key) {
+            return Err(ClusterError::BadName(key.into()));
+        }
+        if !is_token(id) {
+            return Err(ClusterError::BadName(id.into()));
+        }
+        let Some(((last_kind, last_payload), ahead)) = records.split_last() else { return Ok(Vec::new()) };
+        let subject = format!("{SUBJECT_PREFIX}{key}");
+        let client = self.context.client();
+        let headers = |n: usize, kind: u16, payload: &Bytes| {
+            let mut headers = HeaderMap::new();
+            headers.insert(KIND, kind.to_string().as_str());
+            headers.insert(CRC, format!("{:08x}", checksum(kind, payload)).as_str());
+            headers.insert("Nats-Batch-Id", id);
+            headers.insert("Nats-Batch-Sequence", (n + 1).to_string().as_str());
+            headers
+        };
+        for (n, (kind, payload)) in ahead.iter().enumerate() {
+            client
+                .publish_with_headers(subject.clone(), headers(n, *kind, payload), payload.clone())
+                .await
+                .map_err(|e| ClusterError::jetstream("appending a batch", e))?;
+        }
+        let mut commit = headers(ahead.len(), *last_kind, last_payload);
+        commit.insert("Nats-Batch-Commit", "1");
+        let answer = tokio::time::timeout(
+            Duration::from_secs(10),
+            client.request_with_headers(subject, commit, last_payload.clone()),
+        )
+        .await
+        .map_err(|_| ClusterError::jetstream("committing a batch", "no acknowledgement in 10 s"))?
+        .map_err(|e| ClusterError::jetstream("committing a batch", e))?;
+        let ack: BatchAck =
+            serde_json::from_slice(&answer.payload).map_err(|e| ClusterError::jetstream("committing a batch", e))?;
+        let count = records.len() as u64;
+        match ack {
+            BatchAck { error: Some(error), .. } => Err(ClusterError::jetstream("committing a batch", error)),
+            BatchAck { seq: Some(seq), count: Some(stored), .. } if stored == count && seq >= count => {
+                Ok((seq + 1 - count..=seq).collect())
+            }
+            other => Err(ClusterError::jetstream("committing a batch", format!("an unexpected answer {other:?}"))),
+        }
+    }
+
     /// The sequence of the stream's last record (0 if it holds none).
     pub async fn last_sequence(&self) -> Result<u64, ClusterError> {
         let info =
@@ -166,6 +217,14 @@ impl ClusterLog {
         }
         Ok(records)
     }
+}
+
+/// The answer to a batch's commit.
+#[derive(Debug, serde::Deserialize)]
+struct BatchAck {
+    seq: Option<u64>,
+    count: Option<u64>,
+    error: Option<serde_json::Value>,
 }
 
 fn checksum(kind: u16, payload: &[u8]) -> u32 {

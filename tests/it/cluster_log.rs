@@ -217,3 +217,52 @@ fn a_lease_has_one_holder_and_passes_on_when_not_kept() {
         assert!(matches!(a.acquire("lab.1").await, Err(ClusterError::BadName(_))));
     });
 }
+
+#[test]
+fn a_batch_is_stored_whole_and_in_one_piece() {
+    let nats = NatsCluster::start(3);
+    let runtime = runtime();
+    runtime.block_on(async {
+        let batcher = log_on(vec![nats.url(0)], "node-1").await;
+        let single = log_on(vec![nats.url(1)], "node-2").await;
+        // Batches of 1–12 records, while another node appends one at a time.
+        let singles = async {
+            for n in 0..60 {
+                single
+                    .append("engine", 2, Bytes::from(format!("single {n}")), &format!("s{n}"), Expect::Nothing)
+                    .await
+                    .expect("a single append");
+            }
+        };
+        let batches = async {
+            let mut committed = Vec::new();
+            for b in 1..=12usize {
+                let records: Vec<(u16, Bytes)> =
+                    (0..b).map(|r| (7, Bytes::from(format!("batch {b} record {r}")))).collect();
+                let sequences = batcher.append_batch("lab-1", &records, &format!("batch-{b}")).await.expect("a batch");
+                assert_eq!(sequences.len(), b);
+                assert!(sequences.windows(2).all(|p| p[1] == p[0] + 1), "batch {b} in one piece: {sequences:?}");
+                committed.push((b, sequences));
+            }
+            committed
+        };
+        let ((), committed) = futures_util::join!(singles, batches);
+        let read: BTreeMap<u64, (String, u16, String)> = single
+            .read(1)
+            .await
+            .expect("reading")
+            .into_iter()
+            .map(|r| (r.sequence, (r.key, r.kind, String::from_utf8(r.payload.to_vec()).expect("text"))))
+            .collect();
+        assert_eq!(read.len(), 60 + (1..=12).sum::<usize>());
+        for (b, sequences) in committed {
+            for (r, sequence) in sequences.iter().enumerate() {
+                assert_eq!(read[sequence], ("lab-1".to_owned(), 7, format!("batch {b} record {r}")));
+            }
+        }
+        assert_eq!(batcher.append_batch("lab-1", &[], "empty").await.expect("nothing to append"), Vec::<u64>::new());
+        let bad_id = batcher.append_batch("lab-1", &[(7, Bytes::from_static(b"x"))], "no.dots").await;
+        assert!(matches!(bad_id, Err(ClusterError::BadName(_))), "{bad_id:?}");
+        assert_eq!(single.read(1).await.expect("reading").len(), read.len(), "refused batches left nothing");
+    });
+}
