@@ -33,11 +33,12 @@ pub(crate) struct Fingerprint {
 }
 
 impl Fingerprint {
-    /// Without the idempotency keys received before `cutoff_ms`: keys past
-    /// their window answer nothing, and whether memory still holds one
-    /// depends on when a compaction last forgot by the clock.
+    /// Without the idempotency keys received at or before `cutoff_ms` (as
+    /// `State::forget_keys_before`): keys past their window answer nothing,
+    /// and whether memory still holds one depends on when a compaction last
+    /// forgot by the clock.
     pub(crate) fn without_keys_before(mut self, cutoff_ms: TimestampMs) -> Self {
-        self.idempotency.retain(|_, (_, _, at_ms, _)| *at_ms >= cutoff_ms);
+        self.idempotency.retain(|_, (_, _, at_ms, _)| *at_ms > cutoff_ms);
         self
     }
 

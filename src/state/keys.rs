@@ -35,11 +35,15 @@ impl State {
         self.forget_keys_before(key.at_ms - IDEMPOTENCY_WINDOW_MS);
     }
 
-    /// Forgets the keys received before `cutoff_ms`: as each key comes,
-    /// and at each compaction, by the clock.
+    /// Forgets the keys whose window has ended by `cutoff_ms` + the window:
+    /// those received at or before `cutoff_ms`, as [`idempotent`] no longer
+    /// answers them and retention no longer keeps their records. As each
+    /// key comes, and at each compaction, by the clock.
+    ///
+    /// [`idempotent`]: Self::idempotent
     pub fn forget_keys_before(&mut self, cutoff_ms: TimestampMs) {
         while let Some(&(at, hash)) = self.idempotency_order.front() {
-            if at >= cutoff_ms {
+            if at > cutoff_ms {
                 break;
             }
             self.idempotency_order.pop_front();
