@@ -10,18 +10,60 @@
 
 use std::sync::Arc;
 
-use parking_lot::{RwLock, RwLockReadGuard};
+use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 
 use crate::{
     history::{Checkpoint, Finished, HistoryError},
     journal::{CommitFuture, Event, Health, Journal, JournalError},
+    model::Id,
     state::State,
 };
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Ledger {
     journal: Arc<dyn Journal>,
     state: StateReader,
+    /// In cluster mode, what folding other nodes' records touched, for
+    /// [`fold_arrived`](Self::fold_arrived) to hand on.
+    touched: Arc<Mutex<Vec<Touched>>>,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger").field("journal", &self.journal).finish_non_exhaustive()
+    }
+}
+
+/// What a record another node appended means for this node's destination
+/// actors (cluster mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Touched {
+    /// The destination's queue changed: its actor should look at it.
+    Destination(Id),
+    /// Destinations came, went or changed.
+    Configuration,
+}
+
+/// What `event`, folded into `state`, touched.
+fn touches(state: &State, event: &Event, into: &mut Vec<Touched>) {
+    match event {
+        Event::MessageAccepted(accepted) => {
+            into.extend(accepted.logs.iter().map(|l| Touched::Destination(l.destination_id)));
+        }
+        Event::LogsResent(resent) => into.push(Touched::Destination(resent.destination_id)),
+        Event::QueuePaused { destination_id, .. } | Event::QueueResumed { destination_id, .. } => {
+            into.push(Touched::Destination(*destination_id));
+        }
+        Event::LogStatusChanged { log_id, .. } => {
+            if let Ok(Some((destination, _))) = state.log_status(*log_id) {
+                into.push(Touched::Destination(destination));
+            }
+        }
+        Event::DestinationUpserted(_) | Event::DestinationDeleted { .. } | Event::ConfigurationApplied(_) => {
+            into.push(Touched::Configuration);
+        }
+        _ => {}
+    }
 }
 
 /// Read access to the engine's state.
@@ -68,13 +110,80 @@ impl JournalReader {
 impl Ledger {
     /// The ledger over `journal`, whose replay gave `state`.
     pub fn new(journal: Arc<dyn Journal>, state: State) -> Self {
-        Self { journal, state: StateReader(Arc::new(RwLock::new(state))) }
+        Self { journal, state: StateReader(Arc::new(RwLock::new(state))), touched: Arc::default() }
+    }
+
+    /// Whether other nodes append to the journal too (cluster mode).
+    pub fn shared(&self) -> bool {
+        self.journal.shared()
+    }
+
+    /// Folds the records other nodes appended that have arrived; returns
+    /// what they (and those folded while appending since the last call)
+    /// touched.
+    pub fn fold_arrived(&self) -> Result<Vec<Touched>, JournalError> {
+        self.fold(&mut self.state.0.write(), false)?;
+        Ok(std::mem::take(&mut *self.touched.lock()))
+    }
+
+    /// Notified when other nodes' records arrive (cluster mode).
+    pub fn arrivals(&self) -> Option<Arc<tokio::sync::Notify>> {
+        self.journal.arrivals()
+    }
+
+    /// Folds other nodes' records that arrived after the last one folded;
+    /// with `wait`, waits for at least one.
+    fn fold(&self, state: &mut State, wait: bool) -> Result<(), JournalError> {
+        let foreign = self.journal.foreign(state.position, wait)?;
+        if foreign.is_empty() {
+            return Ok(());
+        }
+        let mut touched = self.touched.lock();
+        for (position, event) in &foreign {
+            state.apply(*position, event);
+            touches(state, event, &mut touched);
+            crate::logs::journaled(state, *position, event);
+        }
+        settle(state, self.journal.durable_through());
+        Ok(())
+    }
+
+    /// In cluster mode: decides an event on the state as it follows every
+    /// record folded, appends it right after them, and applies it. When
+    /// another node appended first, folds its records and decides again.
+    fn propose(
+        &self,
+        state: &mut State,
+        decide: &mut dyn FnMut(&State, u64) -> Option<Event>,
+    ) -> Result<Option<(u64, Event)>, JournalError> {
+        self.fold(state, false)?;
+        loop {
+            let after = state.position;
+            let Some(event) = decide(state, after + 1) else { return Ok(None) };
+            match self.journal.append_after(&event, after)? {
+                Some(position) => {
+                    state.apply(position, &event);
+                    crate::logs::journaled(state, position, &event);
+                    settle(state, self.journal.durable_through());
+                    return Ok(Some((position, event)));
+                }
+                None => self.fold(state, true)?,
+            }
+        }
+    }
+
+    fn propose_event(&self, state: &mut State, event: &Event) -> Result<u64, JournalError> {
+        let proposed = self.propose(state, &mut |_, _| Some(event.clone()))?;
+        proposed.map(|(position, _)| position).ok_or_else(|| JournalError::Unencodable("nothing was proposed".into()))
     }
 
     /// Appends `event` and applies it; returns its position. Nothing is
     /// applied if the append fails. Durable once `commit` resolves.
     pub fn record(&self, event: &Event) -> Result<u64, JournalError> {
         let mut state = self.state.0.write();
+        if self.journal.shared() {
+            return self.propose_event(&mut state, event);
+        }
         let position = self.journal.append(event)?;
         state.apply(position, event);
         crate::logs::journaled(&state, position, event);
@@ -89,6 +198,18 @@ impl Ledger {
         let mut state = self.state.0.write();
         let mut positions = Vec::new();
         let mut refused = None;
+        if self.journal.shared() {
+            for event in events {
+                match self.propose_event(&mut state, event) {
+                    Ok(position) => positions.push(position),
+                    Err(e) => {
+                        refused = Some(e);
+                        break;
+                    }
+                }
+            }
+            return (positions, refused);
+        }
         for event in events {
             match self.journal.append(event) {
                 Ok(position) => {
@@ -111,9 +232,12 @@ impl Ledger {
     /// if `decide` returns `None`.
     pub fn record_with(
         &self,
-        decide: impl FnOnce(&State, u64) -> Option<Event>,
+        mut decide: impl FnMut(&State, u64) -> Option<Event>,
     ) -> Result<Option<(u64, Event)>, JournalError> {
         let mut state = self.state.0.write();
+        if self.journal.shared() {
+            return self.propose(&mut state, &mut decide);
+        }
         let Some(event) = decide(&state, self.journal.appended_through() + 1) else { return Ok(None) };
         let position = self.journal.append(&event)?;
         state.apply(position, &event);

@@ -123,32 +123,86 @@ impl Message for Submit {
 impl Handler<Submit> for Router {
     type Result = Result<Submitted, ApiError>;
 
-    fn handle(&mut self, msg: Submit, _ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, mut msg: Submit, _ctx: &mut Self::Context) -> Self::Result {
         let now = self.clock.now_ms();
-        if let Some(keyed) = &msg.idempotency
-            && let Some(outcome) = self.repeat(msg.source_id, keyed, now)?
-        {
-            let durable = self.ledger.commit(outcome.position);
-            return Ok(Submitted { outcome, durable });
+        if !self.ledger.shared() {
+            if let Some(keyed) = &msg.idempotency
+                && let Some(outcome) = self.repeat(&self.ledger.state().read(), msg.source_id, keyed, now)?
+            {
+                let durable = self.ledger.commit(outcome.position);
+                return Ok(Submitted { outcome, durable });
+            }
+            let payload = std::mem::take(&mut msg.payload);
+            let accepted = self.accept(&self.ledger.state().read(), &msg, payload, now)?;
+            let (message_id, logs) = (accepted.message_id, accepted.logs.clone());
+            let position = self.append(&Event::MessageAccepted(accepted))?;
+            return Ok(self.submitted(message_id, logs, position));
         }
-        let destinations = route(&self.ledger.state().read(), msg.source_id, &msg.routing)?;
+        // In a cluster, decided on the state that the record follows: a key
+        // or a message number another node used first is seen.
+        let mut answer = None;
+        let mut made = (0, Vec::new());
+        let recorded = self.ledger.record_with(|state, _| {
+            if let Some(keyed) = &msg.idempotency {
+                match self.repeat(state, msg.source_id, keyed, now) {
+                    Ok(Some(outcome)) => {
+                        answer = Some(Ok(outcome));
+                        return None;
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        answer = Some(Err(e));
+                        return None;
+                    }
+                }
+            }
+            match self.accept(state, &msg, msg.payload.clone(), now) {
+                Ok(accepted) => {
+                    made = (accepted.message_id, accepted.logs.clone());
+                    Some(Event::MessageAccepted(accepted))
+                }
+                Err(e) => {
+                    answer = Some(Err(e));
+                    None
+                }
+            }
+        })?;
+        match (recorded, answer) {
+            (Some((position, _)), _) => Ok(self.submitted(made.0, made.1, position)),
+            (None, Some(Ok(outcome))) => {
+                let durable = self.ledger.commit(outcome.position);
+                Ok(Submitted { outcome, durable })
+            }
+            (None, Some(Err(e))) => Err(e),
+            (None, None) => Err(ApiError::internal("the message was not recorded")),
+        }
+    }
+}
+
+impl Router {
+    /// The record of a new message: routed, its logs named, numbered next.
+    fn accept(&self, state: &State, msg: &Submit, payload: Vec<u8>, now: i64) -> Result<Accepted, ApiError> {
+        let destinations = route(state, msg.source_id, &msg.routing)?;
         let logs: Vec<NewLog> = destinations
             .into_iter()
             .map(|destination_id| NewLog { id: self.ids.id(), attempt_id: self.ids.id(), destination_id })
             .collect();
-        let message_id = self.ledger.state().read().next_message_id.max(1);
-        let event = Event::MessageAccepted(Accepted {
-            message_id,
+        Ok(Accepted {
+            message_id: state.next_message_id.max(1),
             log_type: msg.log_type,
             source_id: msg.source_id,
-            data_model: msg.routing.data_model,
-            event_type: msg.routing.event_type,
+            data_model: msg.routing.data_model.clone(),
+            event_type: msg.routing.event_type.clone(),
             received_at_ms: now,
-            idempotency: msg.idempotency,
-            logs: logs.clone(),
-            payload: msg.payload,
-        });
-        let position = self.append(&event)?;
+            idempotency: msg.idempotency.clone(),
+            logs,
+            payload,
+        })
+    }
+
+    /// The answer to a message recorded at `position`: its outcome, and a
+    /// future that wakes its destinations once it is durable.
+    fn submitted(&self, message_id: u64, logs: Vec<NewLog>, position: u64) -> Submitted {
         let commit = self.ledger.commit(position);
         let deliveries = self.deliveries.clone();
         let destinations: Vec<Id> = logs.iter().map(|l| l.destination_id).collect();
@@ -159,15 +213,14 @@ impl Handler<Submit> for Router {
             }
             Ok(())
         });
-        Ok(Submitted { outcome: SendOutcome { message_id, position, logs, repeated: false }, durable })
+        Submitted {
+            outcome: SendOutcome { message_id, position, logs, repeated: false },
+            durable,
+        }
     }
-}
-
-impl Router {
     /// The outcome of an earlier message with this idempotency key, if
     /// any; a 422 if that message had another body (SPEC §3).
-    fn repeat(&self, source: Id, keyed: &Keyed, now_ms: i64) -> Result<Option<SendOutcome>, ApiError> {
-        let state = self.ledger.state().read();
+    fn repeat(&self, state: &State, source: Id, keyed: &Keyed, now_ms: i64) -> Result<Option<SendOutcome>, ApiError> {
         let Some(earlier) = state.idempotent(source, &keyed.key, now_ms) else { return Ok(None) };
         if earlier.body_hash != keyed.body_hash {
             return Err(ApiError::new(
@@ -386,7 +439,7 @@ impl Handler<Resend> for Router {
                 )));
                 return None;
             }
-            Some(Event::LogsResent(msg.resent))
+            Some(Event::LogsResent(msg.resent.clone()))
         });
         let audited = match (recorded, refused) {
             (_, Some(e)) => Err(e),

@@ -19,6 +19,7 @@ use crate::{
     history::History,
     http::{self, AppCtx, health::EngineLevels},
     ids::{IdSource, SharedIds},
+    cluster::{ALERTS_DUTY, Holding, Owner, StreamJournal},
     journal::{Event, Journal, JournalError, Replayed, Snapshot, WalJournal},
     jq::{TransformPool, WorkerCommand},
     ledger::Ledger,
@@ -40,6 +41,16 @@ pub struct Running {
     pub scheme: &'static str,
     pub ctx: AppCtx,
     ledger: Ledger,
+    /// In cluster mode: how to leave the cluster when serving ends.
+    cluster: Option<Membership>,
+}
+
+/// A cluster node's part in sharing the destinations: stopping it gives
+/// its leases up at once, so the other nodes take over without waiting
+/// for them to run out.
+struct Membership {
+    stop: tokio::sync::watch::Sender<bool>,
+    left: std::sync::mpsc::Receiver<()>,
 }
 
 impl Running {
@@ -50,6 +61,15 @@ impl Running {
         let served = self.server.await.context("serving HTTP");
         self.ctx.traces.shutdown();
         served?;
+        if let Some(membership) = self.cluster {
+            membership.stop.send_replace(true);
+            let left = actix_web::rt::task::spawn_blocking(move || membership.left.recv_timeout(LEAVING));
+            if !matches!(left.await, Ok(Ok(()))) {
+                tracing::warn!("the cluster was not told this node left; its leases run out instead");
+            }
+            // The cluster's journal keeps its own limits: nothing to compact here.
+            return Ok(());
+        }
         let (now_ms, retention_ms) = (self.ctx.clock.now_ms(), self.ctx.config.retention_ms());
         match retention::compact_at_stop(&self.ledger, now_ms, retention_ms).await {
             Ok(done) => tracing::info!(snapshot_at = done.snapshot_at, "journal compacted at stop"),
@@ -63,6 +83,35 @@ impl std::fmt::Debug for Running {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Running").field("addrs", &self.addrs).finish_non_exhaustive()
     }
+}
+
+/// How long a stopping node waits to hand its leases over.
+const LEAVING: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The journal a node runs on: its embedded log, or the cluster's stream.
+enum Opened {
+    Embedded(Arc<WalJournal>),
+    Cluster(Arc<StreamJournal>),
+}
+
+impl Opened {
+    fn journal(&self) -> Arc<dyn Journal> {
+        match self {
+            Self::Embedded(wal) => wal.clone(),
+            Self::Cluster(stream) => stream.clone(),
+        }
+    }
+}
+
+/// Opens the cluster's journal stream and rebuilds the state from it.
+fn recover_cluster(config: &Config, cluster: &crate::config::ClusterConfig) -> anyhow::Result<(Opened, State)> {
+    let settings = cluster.settings();
+    let journal = StreamJournal::open(&settings)
+        .with_context(|| format!("joining the cluster through {}", settings.nats_urls.join(", ")))?;
+    tracing::info!(node = %settings.node_name, records = journal.durable_through(), "joined the cluster's journal stream");
+    let history = History::open(&config.history_dir(), 0).context("opening the history")?;
+    let state = rebuild(&journal, history)?;
+    Ok((Opened::Cluster(Arc::new(journal)), state))
 }
 
 /// Opens the journal and rebuilds the state from it.
@@ -216,7 +265,7 @@ pub async fn start(config: Config, clock: SharedClock, ids: SharedIds) -> anyhow
     actix_web::rt::spawn(starting);
     let built = build(config, clock, ids, serving).await;
     starting_handle.stop(true).await;
-    let (ctx, ledger) = built?;
+    let (ctx, ledger, cluster) = built?;
     let app_ctx = ctx.clone();
     let server = HttpServer::new(move || {
         App::new()
@@ -242,7 +291,7 @@ pub async fn start(config: Config, clock: SharedClock, ids: SharedIds) -> anyhow
     let server = server.context("serving HTTP on the bound port")?.shutdown_timeout(5);
     let addrs = server.addrs();
     crate::logs::started(&ctx.config, &ctx.state.read(), &addrs, scheme);
-    Ok(Running { server: server.run(), addrs, scheme, ctx, ledger })
+    Ok(Running { server: server.run(), addrs, scheme, ctx, ledger, cluster })
 }
 
 /// Replays the journal, applies the configuration file and starts every
@@ -252,13 +301,16 @@ async fn build(
     clock: SharedClock,
     ids: SharedIds,
     serving: Option<Arc<tls::ServingCert>>,
-) -> anyhow::Result<(AppCtx, Ledger)> {
+) -> anyhow::Result<(AppCtx, Ledger, Option<Membership>)> {
     let tls = tls::client_config(config.delivery.ca_file.as_deref()).map_err(|e| anyhow::anyhow!(e))?;
     let client_tls = Arc::new(tls::ClientTls::new(tls.clone()));
     // From here on SIGHUP reloads certificates rather than ending the
     // process, replay included.
     tls::on_hangup(serving, client_tls.clone()).context("listening for SIGHUP")?;
-    let (journal, state) = recover(&config)?;
+    let (opened, state) = match &config.cluster {
+        Some(cluster) => recover_cluster(&config, cluster)?,
+        None => recover(&config).map(|(wal, state)| (Opened::Embedded(wal), state))?,
+    };
     let metrics = Arc::new(Metrics::new());
     let traces = Arc::new(match &config.otlp_endpoint {
         Some(endpoint) => Traces::export_to(endpoint).map_err(|e| anyhow::anyhow!(e))?,
@@ -267,14 +319,16 @@ async fn build(
     // Weak: the metrics read their levels from the journal, so a strong
     // reference here would keep the journal (and its lock) alive forever.
     let observed = Arc::downgrade(&metrics);
-    journal.wal().observe_syncs(Box::new(move |took, records| {
-        if let Some(metrics) = observed.upgrade() {
-            metrics.wal_synced(took, records);
-        }
-    }));
-    let ledger = Ledger::new(journal, state);
+    if let Opened::Embedded(wal) = &opened {
+        wal.wal().observe_syncs(Box::new(move |took, records| {
+            if let Some(metrics) = observed.upgrade() {
+                metrics.wal_synced(took, records);
+            }
+        }));
+    }
+    let ledger = Ledger::new(opened.journal(), state);
     // The whole file is checked before anything at all is written.
-    let plan = plan_file(&config, &ledger, ids.as_ref())?;
+    plan_file(&config, &ledger.state().read(), ids.as_ref())?;
     let key = ledger
         .record_with(|state, _| {
             state.token_key.is_none().then(|| Event::TokenKeyCreated { key: *TokenKey::generate(ids.as_ref()).bytes() })
@@ -283,22 +337,41 @@ async fn build(
     if let Some((position, _)) = key {
         ledger.commit(position).await.context("creating the token key")?;
     }
-    if let Some(event) = &plan.event {
-        let position = ledger.record(event).context("journaling the configuration file's objects")?;
+    // Planned again as it is recorded: in a cluster, another node may have
+    // applied the same file first.
+    let mut owned = None;
+    let applied = ledger
+        .record_with(|state, _| {
+            let plan = plan_file(&config, state, ids.as_ref()).ok()?;
+            owned = Some(plan.owned);
+            plan.event
+        })
+        .context("journaling the configuration file's objects")?;
+    if let Some((position, _)) = applied {
         ledger.commit(position).await.context("journaling the configuration file's objects")?;
     }
-    let file = Arc::new(plan.owned);
+    let file = Arc::new(owned.context("the configuration file could not be planned")?);
+    let (holding, membership) = match &opened {
+        Opened::Cluster(stream) => {
+            let settings = config.cluster.as_ref().context("cluster mode without [cluster]")?.settings();
+            let (holding, membership) = join(stream, &settings, &ledger)?;
+            (holding, Some(membership))
+        }
+        Opened::Embedded(_) => (Holding::everything(), None),
+    };
     let channels = alerts::configured(&config, &tls, ledger.state());
     alerts::open(&ledger, &channels).await.context("opening the alert channels")?;
-    alerts::start(ledger.clone(), clock.clone(), channels);
-    alerts::backlog::watch(ledger.clone(), clock.clone(), ids.clone());
-    ledger.spawn_flusher(std::time::Duration::from_millis(limits::FLUSH_INTERVAL_MS));
-    retention::spawn(
-        ledger.clone(),
-        clock.clone(),
-        config.retention_ms(),
-        std::time::Duration::from_millis(config.storage.compaction_interval_ms),
-    );
+    alerts::start(ledger.clone(), clock.clone(), channels, holding.clone());
+    alerts::backlog::watch(ledger.clone(), clock.clone(), ids.clone(), holding.clone());
+    if let Opened::Embedded(_) = &opened {
+        ledger.spawn_flusher(std::time::Duration::from_millis(limits::FLUSH_INTERVAL_MS));
+        retention::spawn(
+            ledger.clone(),
+            clock.clone(),
+            config.retention_ms(),
+            std::time::Duration::from_millis(config.storage.compaction_interval_ms),
+        );
+    }
     let shared = Shared {
         ledger: ledger.clone(),
         clock: clock.clone(),
@@ -316,8 +389,13 @@ async fn build(
         ahead_counts: Arc::default(),
         metrics: metrics.clone(),
         traces: traces.clone(),
+        holding: holding.clone(),
     };
     let deliveries = Deliveries::start(shared);
+    if let Opened::Cluster(_) = &opened {
+        fold_arrivals(ledger.clone(), deliveries.clone());
+        follow_ownership(deliveries.clone(), holding);
+    }
     let router = Router::new(ledger.clone(), clock.clone(), ids.clone()).with_deliveries(deliveries.clone()).start();
     let state = ledger.state().clone();
     let token_key = Arc::new(TokenKey::new(state.read().token_key.context("the token key was not created")?));
@@ -347,13 +425,13 @@ async fn build(
         journal: ctx.journal.clone(),
         ahead: ctx.deliveries.ahead_counts_shared(),
     }));
-    Ok((ctx, ledger))
+    Ok((ctx, ledger, membership))
 }
 
 /// Checks the configuration file's objects as a whole: what to journal,
 /// all of them or none, and which objects the file owns.
-fn plan_file(config: &Config, ledger: &Ledger, ids: &dyn IdSource) -> anyhow::Result<file::Plan> {
-    let planned = file::plan(&config.declared(), &ledger.state().read(), ids);
+fn plan_file(config: &Config, state: &State, ids: &dyn IdSource) -> anyhow::Result<file::Plan> {
+    let planned = file::plan(&config.declared(), state, ids);
     planned.map_err(|errors| {
         let origin = config.origin.as_ref().map_or_else(String::new, |p| format!(" {}", p.display()));
         anyhow::anyhow!(
@@ -362,4 +440,80 @@ fn plan_file(config: &Config, ledger: &Ledger, ids: &dyn IdSource) -> anyhow::Re
             errors.join("\n  ")
         )
     })
+}
+
+/// Joins the sharing of destinations: this node's heartbeat and leases,
+/// over the destinations configured and the alerts duty, run on the
+/// cluster client's runtime.
+fn join(
+    stream: &StreamJournal,
+    settings: &crate::cluster::ClusterSettings,
+    ledger: &Ledger,
+) -> anyhow::Result<(Holding, Membership)> {
+    let (context, opening) = (stream.context().clone(), settings.clone());
+    let owner = stream
+        .io()
+        .call(async move { Owner::open(&context, &opening).await })?
+        .context("opening the cluster's lease buckets")?;
+    let holding = Holding::leased(owner.held());
+    let (destinations, watched) = tokio::sync::watch::channel(leased_keys(ledger));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let (done, left) = std::sync::mpsc::sync_channel(1);
+    stream.io().spawn(async move {
+        owner.run_over(watched, stopped).await;
+        let _ = done.send(());
+    });
+    // The keys follow the configuration: looked at every round.
+    let ledger = ledger.clone();
+    let every = settings.lease / 8;
+    actix_web::rt::spawn(async move {
+        let mut tick = actix_web::rt::time::interval(every);
+        loop {
+            tick.tick().await;
+            let now = leased_keys(&ledger);
+            destinations.send_if_modified(|keys| {
+                let changed = *keys != now;
+                *keys = now;
+                changed
+            });
+        }
+    });
+    Ok((holding, Membership { stop, left }))
+}
+
+/// What the nodes lease: every destination, and the alerts duty.
+fn leased_keys(ledger: &Ledger) -> Vec<String> {
+    let state = ledger.state().read();
+    let mut keys: Vec<String> = state.destinations.keys().map(ToString::to_string).collect();
+    keys.push(ALERTS_DUTY.to_owned());
+    keys
+}
+
+/// Folds other nodes' records as they arrive, and wakes the destination
+/// actors they concern.
+fn fold_arrivals(ledger: Ledger, deliveries: Deliveries) {
+    let Some(arrivals) = ledger.arrivals() else { return };
+    actix_web::rt::spawn(async move {
+        loop {
+            match ledger.fold_arrived() {
+                Ok(touched) => deliveries.touched(&touched),
+                Err(e) => {
+                    tracing::error!(error = %e, "the cluster's records could not be folded; trying again");
+                    actix_web::rt::time::sleep(std::time::Duration::from_secs(1)).await;
+                    continue;
+                }
+            }
+            arrivals.notified().await;
+        }
+    });
+}
+
+/// Starts and stops delivering as this node takes and gives up leases.
+fn follow_ownership(deliveries: Deliveries, holding: Holding) {
+    let Some(mut held) = holding.watch() else { return };
+    actix_web::rt::spawn(async move {
+        while held.changed().await.is_ok() {
+            deliveries.reconcile();
+        }
+    });
 }

@@ -62,11 +62,15 @@ pub fn check(state: &State, now_ms: TimestampMs, ids: &dyn crate::ids::IdSource)
 
 /// Watches the queues on the current arbiter, journaling what `check`
 /// finds. The alert channels send them once durable.
-pub fn watch(ledger: Ledger, clock: SharedClock, ids: SharedIds) {
+pub fn watch(ledger: Ledger, clock: SharedClock, ids: SharedIds, holding: crate::cluster::Holding) {
     actix_web::rt::spawn(async move {
         let mut tick = actix_web::rt::time::interval(Duration::from_millis(limits::BACKLOG_CHECK_MS));
         loop {
             tick.tick().await;
+            // In a cluster, one node watches: the one that sends alerts.
+            if !holding.holds(crate::cluster::ALERTS_DUTY) {
+                continue;
+            }
             let events = check(&ledger.state().read(), clock.now_ms(), ids.as_ref());
             for event in events {
                 if let Err(e) = ledger.record(&event) {

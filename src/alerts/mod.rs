@@ -102,15 +102,21 @@ pub fn configured(
 /// now on, and closes those no longer configured; returns once durable.
 pub async fn open(ledger: &Ledger, channels: &[ChannelSpec]) -> Result<(), JournalError> {
     let mut last = None;
-    let (known, after) = {
-        let state = ledger.state().read();
-        (state.alert_channels.keys().cloned().collect::<Vec<_>>(), state.position)
-    };
+    let known: Vec<String> = ledger.state().read().alert_channels.keys().cloned().collect();
+    // Decided as each is recorded: in a cluster another node may have
+    // opened the channel first.
     for channel in channels.iter().filter(|c| !known.contains(&c.name)) {
-        last = Some(ledger.record(&Event::AlertChannelOpened { channel: channel.name.clone(), after })?);
+        let opened = ledger.record_with(|state, _| {
+            (!state.alert_channels.contains_key(&channel.name))
+                .then(|| Event::AlertChannelOpened { channel: channel.name.clone(), after: state.position })
+        })?;
+        last = opened.map(|(position, _)| position).or(last);
     }
     for gone in known.iter().filter(|k| !channels.iter().any(|c| &&c.name == k)) {
-        last = Some(ledger.record(&Event::AlertChannelClosed { channel: gone.clone() })?);
+        let closed = ledger.record_with(|state, _| {
+            state.alert_channels.contains_key(gone).then(|| Event::AlertChannelClosed { channel: gone.clone() })
+        })?;
+        last = closed.map(|(position, _)| position).or(last);
     }
     match last {
         Some(position) => ledger.commit(position).await,

@@ -5,17 +5,26 @@
 use std::time::Duration;
 
 use super::{Channel, ChannelSpec, Sent};
-use crate::{clock::SharedClock, journal::Event, ledger::Ledger, limits, model::Alert};
+use crate::{
+    clock::SharedClock,
+    cluster::{ALERTS_DUTY, Holding},
+    journal::Event,
+    ledger::Ledger,
+    limits,
+    model::Alert,
+};
 
-/// Starts a poster for each channel, on an arbiter of their own.
-pub fn start(ledger: Ledger, clock: SharedClock, channels: Vec<ChannelSpec>) {
+/// Starts a poster for each channel, on an arbiter of their own. In
+/// cluster mode only the node that holds the alerts duty sends, so each
+/// alert leaves once per cluster.
+pub fn start(ledger: Ledger, clock: SharedClock, channels: Vec<ChannelSpec>, holding: Holding) {
     if channels.is_empty() {
         return;
     }
     actix::Arbiter::new().spawn_fn(move || {
         for spec in channels {
             let channel = (spec.make)();
-            actix_web::rt::spawn(run(ledger.clone(), clock.clone(), channel));
+            actix_web::rt::spawn(run(ledger.clone(), clock.clone(), channel, holding.clone()));
         }
     });
 }
@@ -35,10 +44,11 @@ fn backoff(tries: u32) -> Duration {
     Duration::from_millis(ms.min(limits::ALERT_RETRY_MAX_MS))
 }
 
-async fn run(ledger: Ledger, clock: SharedClock, channel: Box<dyn Channel>) {
+async fn run(ledger: Ledger, clock: SharedClock, channel: Box<dyn Channel>, holding: Holding) {
     let name = channel.name().to_owned();
     loop {
-        let Some((position, alert)) = next_alert(&ledger, &name) else {
+        let next = holding.holds(ALERTS_DUTY).then(|| next_alert(&ledger, &name)).flatten();
+        let Some((position, alert)) = next else {
             actix_web::rt::time::sleep(Duration::from_millis(limits::ALERT_POLL_MS)).await;
             continue;
         };

@@ -48,6 +48,8 @@ pub struct Record {
     pub key: String,
     pub kind: u16,
     pub payload: Bytes,
+    /// The `Nats-Msg-Id` it was appended under, if any.
+    pub id: Option<String>,
 }
 
 /// The journal stream, shared by every node.
@@ -219,6 +221,42 @@ impl ClusterLog {
     }
 }
 
+impl ClusterLog {
+    /// The record at `sequence`, if the stream holds one there.
+    pub async fn get(&self, sequence: u64) -> Result<Option<Record>, ClusterError> {
+        match self.stream.direct_get(sequence).await {
+            Ok(message) => {
+                decode(message.sequence, message.subject.as_str(), Some(&message.headers), &message.payload).map(Some)
+            }
+            Err(e) if e.kind() == jetstream::stream::DirectGetErrorKind::NotFound => Ok(None),
+            Err(e) => Err(ClusterError::jetstream("reading a record", e)),
+        }
+    }
+
+    /// Every record from `from` on, as it is appended, for as long as the
+    /// stream is read: the fold of a running node.
+    pub async fn follow(
+        &self,
+        from: u64,
+    ) -> Result<impl futures_util::Stream<Item = Result<Record, ClusterError>> + use<>, ClusterError> {
+        let consumer = self
+            .stream
+            .create_consumer(OrderedConfig {
+                deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: from.max(1) },
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| ClusterError::jetstream("following the journal", e))?;
+        let messages = consumer.messages().await.map_err(|e| ClusterError::jetstream("following the journal", e))?;
+        Ok(messages.map(|message| {
+            let message = message.map_err(|e| ClusterError::jetstream("following the journal", e))?;
+            let sequence =
+                message.info().map_err(|e| ClusterError::jetstream("following the journal", e))?.stream_sequence;
+            decode(sequence, message.subject.as_str(), message.headers.as_ref(), &message.payload)
+        }))
+    }
+}
+
 /// The answer to a batch's commit.
 #[derive(Debug, serde::Deserialize)]
 struct BatchAck {
@@ -247,7 +285,8 @@ fn decode(sequence: u64, subject: &str, headers: Option<&HeaderMap>, payload: &B
     if crc != actual {
         return Err(damaged(format!("CRC {actual:08x} where the record says {crc:08x}")));
     }
-    Ok(Record { sequence, key: key.into(), kind, payload: payload.clone() })
+    let id = header("Nats-Msg-Id");
+    Ok(Record { sequence, key: key.into(), kind, payload: payload.clone(), id })
 }
 
 #[cfg(test)]

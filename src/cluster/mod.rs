@@ -23,6 +23,7 @@
 //! The engine does not run on these yet: `ferrox serve` still runs on its
 //! embedded log alone.
 
+mod journal;
 mod lease;
 mod log;
 mod owners;
@@ -30,10 +31,44 @@ mod owners;
 use std::time::Duration;
 
 pub use self::{
+    journal::{Io, StreamJournal},
     lease::{Lease, Leases},
     log::{ClusterLog, Expect, Record},
     owners::{Owner, Round, preferred},
 };
+
+/// The key of the duty to send the cluster's alerts, leased like a
+/// destination so that one node at a time sends them.
+pub const ALERTS_DUTY: &str = "alerts";
+
+/// What this node may do: in cluster mode, deliver the destinations whose
+/// lease it holds and send alerts while it holds their duty; alone, all of
+/// it.
+#[derive(Debug, Clone, Default)]
+pub struct Holding(Option<tokio::sync::watch::Receiver<std::collections::BTreeMap<String, u64>>>);
+
+impl Holding {
+    /// A node alone: it holds everything.
+    pub fn everything() -> Self {
+        Self(None)
+    }
+
+    /// A cluster node holding what `held` says, as it changes.
+    pub fn leased(held: tokio::sync::watch::Receiver<std::collections::BTreeMap<String, u64>>) -> Self {
+        Self(Some(held))
+    }
+
+    /// Whether this node holds the lease of `key` (a destination's ID, or
+    /// a duty) now.
+    pub fn holds(&self, key: &str) -> bool {
+        self.0.as_ref().is_none_or(|held| held.borrow().contains_key(key))
+    }
+
+    /// The leases held, to wait for their changes; `None` alone.
+    pub fn watch(&self) -> Option<tokio::sync::watch::Receiver<std::collections::BTreeMap<String, u64>>> {
+        self.0.clone()
+    }
+}
 
 /// How a node joins the cluster: the `[cluster]` settings of SPEC §17.
 #[derive(Debug, Clone, PartialEq, Eq)]

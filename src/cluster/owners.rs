@@ -181,7 +181,13 @@ impl Owner {
     /// then hands every lease over and leaves. A round that fails (the
     /// cluster unreachable) is logged and tried again; leases not kept in
     /// time are lost, and the next round that succeeds says so.
-    pub async fn run(mut self, destinations: Vec<String>, mut stop: watch::Receiver<bool>) {
+    pub async fn run(self, destinations: Vec<String>, stop: watch::Receiver<bool>) {
+        self.run_over(watch::channel(destinations).1, stop).await;
+    }
+
+    /// Like [`run`](Self::run), over the destinations `destinations` holds
+    /// at each round: the engine's, as they are configured.
+    pub async fn run_over(mut self, destinations: watch::Receiver<Vec<String>>, mut stop: watch::Receiver<bool>) {
         let mut ticks = tokio::time::interval(self.interval());
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -189,7 +195,8 @@ impl Owner {
                 _ = ticks.tick() => {}
                 _ = stop.changed() => break,
             }
-            match self.round(&destinations).await {
+            let now = destinations.borrow().clone();
+            match self.round(&now).await {
                 Ok(round) if round != Round::default() => {
                     tracing::info!(node = %self.node, gained = ?round.gained, lost = ?round.lost,
                         handed_over = ?round.handed_over, "destination leases changed");

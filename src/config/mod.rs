@@ -60,6 +60,42 @@ pub struct Config {
     pub subscriptions: Vec<SubscriptionSpec>,
     /// Operators of the operator API besides `admin_token` (SPEC §12).
     pub operators: Vec<OperatorSpec>,
+    /// Cluster mode (SPEC §17): this node's place in a NATS JetStream
+    /// cluster; `None` runs alone on the embedded log.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// `[cluster]`: the NATS servers, this node's name, the copies of every
+/// stream and bucket, and how long a destination's lease lasts unless kept.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    pub nats_urls: Vec<String>,
+    pub node_name: String,
+    pub replicas: usize,
+    pub lease_ms: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            nats_urls: Vec::new(),
+            node_name: String::new(),
+            replicas: crate::cluster::ClusterSettings::DEFAULT_REPLICAS,
+            lease_ms: crate::cluster::ClusterSettings::DEFAULT_LEASE.as_millis() as u64,
+        }
+    }
+}
+
+impl ClusterConfig {
+    pub fn settings(&self) -> crate::cluster::ClusterSettings {
+        crate::cluster::ClusterSettings {
+            nats_urls: self.nats_urls.clone(),
+            node_name: self.node_name.clone(),
+            replicas: self.replicas,
+            lease: std::time::Duration::from_millis(self.lease_ms),
+        }
+    }
 }
 
 /// `log_format`: lines for people, or JSON objects for a log collector.
@@ -205,6 +241,7 @@ impl Default for Config {
             destinations: Vec::new(),
             subscriptions: Vec::new(),
             operators: Vec::new(),
+            cluster: None,
         }
     }
 }
@@ -289,6 +326,9 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), String> {
+        if let Some(cluster) = &self.cluster {
+            cluster.settings().check()?;
+        }
         if self.max_body_bytes == 0 || self.max_body_bytes > limits::MAX_BODY_BYTES_LIMIT {
             return Err(format!("max_body_bytes must be between 1 and {}", limits::MAX_BODY_BYTES_LIMIT));
         }

@@ -49,10 +49,13 @@ pub struct DestinationActor {
     outcomes: Outcomes,
     /// Bodies for the head and, ahead of it, for the logs after it.
     processing: Processing,
+    /// Whether it delivers; in cluster mode, a node that does not hold the
+    /// destination's lease keeps an actor only for operator actions.
+    delivering: bool,
 }
 
 impl DestinationActor {
-    pub fn new(id: Id, shared: Arc<Shared>) -> Self {
+    pub fn new(id: Id, shared: Arc<Shared>, delivering: bool) -> Self {
         let durable = shared.ledger.durable_through();
         let episode_open = {
             let state = shared.ledger.state().read();
@@ -80,12 +83,19 @@ impl DestinationActor {
             lane_keys: LaneKeys::default(),
             outcomes,
             processing,
+            delivering,
         }
     }
 
     /// Looks at the queue: starts the head's delivery if it is due, and
     /// prepares the logs after it.
     fn pump(&mut self, ctx: &mut Context<Self>) {
+        if !self.delivering {
+            if !self.shared.ledger.state().read().destinations.contains_key(&self.id) {
+                ctx.stop();
+            }
+            return;
+        }
         self.pump_head(ctx);
         self.look_ahead(ctx);
     }
@@ -171,6 +181,9 @@ impl DestinationActor {
 
     /// After a retry timer: deliver the head if it is still waiting.
     fn pump_due(&mut self, ctx: &mut Context<Self>) {
+        if !self.delivering {
+            return;
+        }
         let laned = self.shared.ledger.state().read().destinations.get(&self.id).is_some_and(|d| d.fifo_key.is_some());
         if laned {
             return self.pump(ctx);
@@ -253,6 +266,19 @@ impl Actor for DestinationActor {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Wake;
+
+/// Stop: the node took or gave up the destination's lease.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Stop;
+
+impl Handler<Stop> for DestinationActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Stop, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
 
 impl Handler<Wake> for DestinationActor {
     type Result = ();

@@ -24,7 +24,7 @@ use parking_lot::Mutex;
 
 pub use self::operate::Action;
 use self::{
-    actor::{DestinationActor, Wake},
+    actor::{DestinationActor, Stop, Wake},
     operate::Operate,
 };
 use crate::{
@@ -57,13 +57,18 @@ pub struct Shared {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Where the spans of delivery attempts go.
     pub traces: Arc<crate::traces::Traces>,
+    /// Which destinations this node delivers (in cluster mode, those whose
+    /// lease it holds).
+    pub holding: crate::cluster::Holding,
 }
 
 /// The destination actors, by destination.
 #[derive(Clone)]
 pub struct Deliveries {
     shared: Arc<Shared>,
-    actors: Arc<Mutex<HashMap<Id, Addr<DestinationActor>>>>,
+    /// Each destination's actor, and whether it delivers (holds the
+    /// destination's lease) or only serves operator actions.
+    actors: Arc<Mutex<HashMap<Id, (Addr<DestinationActor>, bool)>>>,
     arbiters: Arc<Vec<ArbiterHandle>>,
     next: Arc<AtomicUsize>,
 }
@@ -91,13 +96,20 @@ impl Deliveries {
     /// Starts actors for new destinations, forgets those of deleted ones
     /// (which stop themselves), and wakes the rest. An actor found stopped
     /// while its destination exists is started again: no destination
-    /// stops delivering silently.
+    /// stops delivering silently. In cluster mode, an actor whose lease was
+    /// taken or given up since it started is stopped, its attempt in flight
+    /// with it, and started again delivering or not: a new owner starts
+    /// from the last recorded outcome.
     pub fn reconcile(&self) {
         let wanted: Vec<Id> = self.shared.ledger.state().read().destinations.keys().copied().collect();
         let mut actors = self.actors.lock();
-        actors.retain(|id, addr| {
-            let keep = wanted.contains(id) && addr.connected();
-            let _ = addr.try_send(Wake);
+        actors.retain(|id, (addr, delivering)| {
+            let keep = wanted.contains(id) && addr.connected() && *delivering == self.delivers(*id);
+            if keep {
+                let _ = addr.try_send(Wake);
+            } else {
+                addr.do_send(Stop);
+            }
             keep
         });
         for id in wanted {
@@ -105,21 +117,41 @@ impl Deliveries {
         }
     }
 
-    fn start_actor(&self, id: Id) -> Addr<DestinationActor> {
+    fn delivers(&self, id: Id) -> bool {
+        self.shared.holding.holds(&id.to_string())
+    }
+
+    fn start_actor(&self, id: Id) -> (Addr<DestinationActor>, bool) {
         let arbiter = &self.arbiters[self.next.fetch_add(1, Ordering::Relaxed) % self.arbiters.len()];
         let shared = self.shared.clone();
-        DestinationActor::start_in_arbiter(arbiter, move |_| DestinationActor::new(id, shared))
+        let delivering = self.delivers(id);
+        (DestinationActor::start_in_arbiter(arbiter, move |_| DestinationActor::new(id, shared, delivering)), delivering)
+    }
+
+    /// Hands on what folding other nodes' records touched (cluster mode).
+    pub fn touched(&self, touched: &[crate::ledger::Touched]) {
+        if touched.contains(&crate::ledger::Touched::Configuration) {
+            return self.reconcile();
+        }
+        let mut woken = std::collections::HashSet::new();
+        for t in touched {
+            if let crate::ledger::Touched::Destination(id) = t
+                && woken.insert(*id)
+            {
+                self.wake(*id);
+            }
+        }
     }
 
     /// The actor of `destination`, started again if it had stopped while
     /// the destination exists.
     fn actor(&self, destination: Id) -> Option<Addr<DestinationActor>> {
-        let addr = self.actors.lock().get(&destination).cloned()?;
+        let addr = self.actors.lock().get(&destination).map(|(addr, _)| addr.clone())?;
         if addr.connected() {
             return Some(addr);
         }
         self.reconcile();
-        self.actors.lock().get(&destination).cloned()
+        self.actors.lock().get(&destination).map(|(addr, _)| addr.clone())
     }
 
     /// The processing pool, for work that is not a delivery (queries).

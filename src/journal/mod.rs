@@ -42,6 +42,9 @@ pub enum JournalError {
     Start(std::io::Error),
     #[error("the journal was checkpointed at {checkpoint} but holds no snapshot: records it needs were deleted")]
     MissingSnapshot { checkpoint: u64 },
+    /// The cluster's journal stream did not take or give a record.
+    #[error("the cluster journal: {0}")]
+    Cluster(String),
 }
 
 impl JournalError {
@@ -88,6 +91,34 @@ pub trait Journal: Send + Sync + fmt::Debug {
     fn message_logs(&self, position: u64) -> Result<Option<Vec<NewLog>>, JournalError>;
     /// Whether the journal takes writes now.
     fn health(&self) -> Health;
+
+    /// Whether other writers append to this journal too (cluster mode):
+    /// then an append must follow the last record folded
+    /// ([`append_after`](Self::append_after)), and their records are folded
+    /// as they come ([`foreign`](Self::foreign)).
+    fn shared(&self) -> bool {
+        false
+    }
+
+    /// Appends `event` if the journal's last record is still at `after`;
+    /// `Ok(None)` if another writer came first. A journal with one writer
+    /// never refuses.
+    fn append_after(&self, event: &Event, after: u64) -> Result<Option<u64>, JournalError> {
+        let _ = after;
+        self.append(event).map(Some)
+    }
+
+    /// The records other writers appended after `after`, in order, as far
+    /// as they have arrived; with `wait`, waits a while for at least one.
+    fn foreign(&self, after: u64, wait: bool) -> Result<Vec<(u64, Event)>, JournalError> {
+        let _ = (after, wait);
+        Ok(Vec::new())
+    }
+
+    /// Notified when records of other writers arrive.
+    fn arrivals(&self) -> Option<Arc<tokio::sync::Notify>> {
+        None
+    }
 }
 
 /// The journal on ferrox's own write-ahead log.

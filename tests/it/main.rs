@@ -10,6 +10,7 @@ mod bad_admin;
 mod bad_input;
 mod browser;
 mod client;
+mod cluster_engine;
 mod cluster_log;
 mod cluster_owners;
 mod config_file;

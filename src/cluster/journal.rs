@@ -1,0 +1,392 @@
+//! The engine's journal on the cluster's stream: [`StreamJournal`].
+//!
+//! Every node appends to the one stream and folds all of it, its own
+//! records and everyone else's, in stream order. An append names the
+//! sequence it follows (the last record its node folded) and JetStream
+//! refuses it if another record came first; the node then folds what it
+//! missed and decides again. So every record was decided on exactly the
+//! state it follows, as with the embedded log's single writer, and every
+//! node folds the same records in the same order into the same state.
+//!
+//! The NATS client runs on a runtime of its own thread; the journal's
+//! calls, which the engine makes synchronously, wait for its answers.
+
+use std::{
+    collections::BTreeMap,
+    future::Future,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use parking_lot::{Condvar, Mutex};
+use rkyv::util::AlignedVec;
+use tokio::sync::Notify;
+
+use super::{ClusterError, ClusterLog, ClusterSettings, Expect, Record};
+use crate::journal::{
+    CommitFuture, DecodeError, Event, Health, Journal, JournalError, NewLog, Replayed, ReplayFn, Snapshot, decode,
+    decode_event, encode, message_payload,
+};
+
+/// The subject key of the engine's records.
+const KEY: &str = "engine";
+/// How often an append that got no answer is repeated (under its ID).
+const APPEND_TRIES: usize = 3;
+/// How long a fold waits for the records another writer came first with.
+const ARRIVAL_PATIENCE: Duration = Duration::from_secs(10);
+
+/// The runtime the NATS client runs on, on a thread of its own.
+#[derive(Debug, Clone)]
+pub struct Io {
+    handle: tokio::runtime::Handle,
+    _stop: Arc<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Io {
+    pub fn start() -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let handle = runtime.handle().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new().name("ferrox-nats".into()).spawn(move || {
+            runtime.block_on(async move {
+                let _ = stopped.await;
+            })
+        })?;
+        Ok(Self { handle, _stop: Arc::new(stop) })
+    }
+
+    /// Runs `work` on the runtime and waits for its result on this thread
+    /// (which must not be the runtime's).
+    pub fn call<T: Send + 'static>(&self, work: impl Future<Output = T> + Send + 'static) -> Result<T, JournalError> {
+        let (answer, answered) = std::sync::mpsc::sync_channel(1);
+        self.handle.spawn(async move {
+            let _ = answer.send(work.await);
+        });
+        answered.recv().map_err(|_| JournalError::Cluster("the NATS client's runtime has stopped".into()))
+    }
+
+    /// Runs `work` on the runtime in the background.
+    pub fn spawn(&self, work: impl Future<Output = ()> + Send + 'static) {
+        self.handle.spawn(work);
+    }
+}
+
+/// Records that arrived from the stream and are not folded yet.
+#[derive(Debug, Default)]
+struct Inbox {
+    records: Mutex<Arrived>,
+    arrived: Condvar,
+    notify: Arc<Notify>,
+}
+
+#[derive(Debug, Default)]
+struct Arrived {
+    records: BTreeMap<u64, Record>,
+    /// Why the stream can no longer be followed (a damaged record).
+    failed: Option<String>,
+}
+
+/// The journal on the cluster's stream.
+#[derive(Debug)]
+pub struct StreamJournal {
+    io: Io,
+    log: ClusterLog,
+    context: async_nats::jetstream::Context,
+    /// Names this node's appends: `<node>-<boot>-<n>`.
+    node: String,
+    boot: u64,
+    proposals: AtomicU64,
+    inbox: Arc<Inbox>,
+    /// The highest sequence known to be stored: appended here or arrived.
+    last: Arc<AtomicU64>,
+    health: Mutex<Health>,
+}
+
+impl StreamJournal {
+    /// Connects to the cluster, opens (or creates) the journal stream and
+    /// starts following it after its last record as it stands now.
+    pub fn open(settings: &ClusterSettings) -> Result<Self, JournalError> {
+        let io = Io::start().map_err(JournalError::Start)?;
+        let opening = settings.clone();
+        let (context, log) = io.call(async move {
+            let context = super::connect(&opening).await?;
+            let log = ClusterLog::open(context.clone(), opening.replicas).await?;
+            Ok::<_, ClusterError>((context, log))
+        })?
+        .map_err(cluster)?;
+        let reading = log.clone();
+        let through = io.call(async move { reading.last_sequence().await })?.map_err(cluster)?;
+        let journal = Self {
+            io,
+            log,
+            context,
+            node: settings.node_name.clone(),
+            boot: boot_number(),
+            proposals: AtomicU64::new(0),
+            inbox: Arc::default(),
+            last: Arc::new(AtomicU64::new(through)),
+            health: Mutex::new(Health::Writable),
+        };
+        journal.follow(through + 1);
+        Ok(journal)
+    }
+
+    pub fn io(&self) -> &Io {
+        &self.io
+    }
+
+    pub fn context(&self) -> &async_nats::jetstream::Context {
+        &self.context
+    }
+
+    /// Follows the stream from `from` into the inbox, for as long as the
+    /// process runs; a record that fails its check stops it for good.
+    fn follow(&self, mut from: u64) {
+        let (log, inbox, last) = (self.log.clone(), self.inbox.clone(), self.last.clone());
+        self.io.spawn(async move {
+            loop {
+                match log.follow(from).await {
+                    Ok(records) => {
+                        let mut records = std::pin::pin!(records);
+                        while let Some(record) = records.next().await {
+                            match record {
+                                Ok(record) => {
+                                    from = record.sequence + 1;
+                                    last.fetch_max(record.sequence, Ordering::SeqCst);
+                                    inbox.records.lock().records.insert(record.sequence, record);
+                                    inbox.arrived.notify_all();
+                                    inbox.notify.notify_one();
+                                }
+                                Err(e @ ClusterError::Damaged { .. }) => {
+                                    tracing::error!(error = %e, "the journal stream holds a damaged record");
+                                    inbox.records.lock().failed = Some(e.to_string());
+                                    inbox.arrived.notify_all();
+                                    inbox.notify.notify_one();
+                                    return;
+                                }
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "following the journal stream; starting again");
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "following the journal stream; trying again"),
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        });
+    }
+
+    fn proposal_id(&self) -> String {
+        let n = self.proposals.fetch_add(1, Ordering::Relaxed);
+        format!("{}-{:016x}-{n}", self.node, self.boot)
+    }
+
+    fn get(&self, position: u64) -> Result<Option<Record>, JournalError> {
+        let log = self.log.clone();
+        self.io.call(async move { log.get(position).await })?.map_err(cluster)
+    }
+
+    fn unwritable(&self, error: ClusterError) -> JournalError {
+        *self.health.lock() = Health::Unwritable(error.to_string());
+        cluster(error)
+    }
+}
+
+/// A number telling this run of the node from its earlier runs.
+fn boot_number() -> u64 {
+    let mut bytes = [0u8; 8];
+    if getrandom::fill(&mut bytes).is_err() {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        return now.as_nanos() as u64 ^ u64::from(std::process::id());
+    }
+    u64::from_le_bytes(bytes)
+}
+
+fn cluster(error: ClusterError) -> JournalError {
+    JournalError::Cluster(error.to_string())
+}
+
+/// The payload copied where the archived forms can be read in place.
+fn aligned(payload: &[u8]) -> AlignedVec<16> {
+    let mut bytes = AlignedVec::<16>::with_capacity(payload.len());
+    bytes.extend_from_slice(payload);
+    bytes
+}
+
+fn decoding(position: u64, error: DecodeError) -> JournalError {
+    match error {
+        DecodeError::Unknown(reason) => JournalError::UnknownRecord { position, reason },
+        DecodeError::Invalid(reason) => JournalError::Undecodable { position, reason },
+    }
+}
+
+impl Journal for StreamJournal {
+    fn append(&self, event: &Event) -> Result<u64, JournalError> {
+        let after = self.last.load(Ordering::SeqCst);
+        self.append_after(event, after)?.ok_or_else(|| JournalError::Cluster("another node appended first".into()))
+    }
+
+    fn append_after(&self, event: &Event, after: u64) -> Result<Option<u64>, JournalError> {
+        let (kind, bytes) = encode(event).map_err(JournalError::Unencodable)?;
+        let payload = Bytes::copy_from_slice(&bytes);
+        let id = self.proposal_id();
+        let mut failure = None;
+        for attempt in 0..APPEND_TRIES {
+            let (log, payload, named) = (self.log.clone(), payload.clone(), id.clone());
+            let appended = self
+                .io
+                .call(async move { log.append(KEY, kind, payload, &named, Expect::LastSequence(after)).await })?;
+            match appended {
+                Ok(sequence) => {
+                    self.last.fetch_max(sequence, Ordering::SeqCst);
+                    *self.health.lock() = Health::Writable;
+                    return Ok(Some(sequence));
+                }
+                Err(ClusterError::Conflict { .. }) => {
+                    // A repeat refused because the first try was stored.
+                    if attempt > 0 && self.get(after + 1)?.is_some_and(|r| r.id.as_deref() == Some(id.as_str())) {
+                        self.last.fetch_max(after + 1, Ordering::SeqCst);
+                        return Ok(Some(after + 1));
+                    }
+                    return Ok(None);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, attempt, "an append to the journal stream got no answer");
+                    failure = Some(e);
+                }
+            }
+        }
+        Err(self.unwritable(failure.unwrap_or(ClusterError::JetStream { what: "appending", reason: "no try".into() })))
+    }
+
+    fn foreign(&self, after: u64, wait: bool) -> Result<Vec<(u64, Event)>, JournalError> {
+        let mut arrived = self.inbox.records.lock();
+        if wait && arrived.failed.is_none() && arrived.records.range(after + 1..).next().is_none() {
+            self.inbox.arrived.wait_for(&mut arrived, ARRIVAL_PATIENCE);
+        }
+        if let Some(failed) = &arrived.failed {
+            return Err(JournalError::Cluster(failed.clone()));
+        }
+        arrived.records = arrived.records.split_off(&(after + 1));
+        let mut events = Vec::new();
+        let mut next = after + 1;
+        while let Some(record) = arrived.records.remove(&next) {
+            let event = decode_event(record.kind, &aligned(&record.payload)).map_err(|e| decoding(next, e))?;
+            events.push((next, event));
+            next += 1;
+        }
+        if wait && events.is_empty() {
+            return Err(JournalError::Cluster(format!(
+                "the records after {after} did not arrive from the stream in {} s",
+                ARRIVAL_PATIENCE.as_secs()
+            )));
+        }
+        Ok(events)
+    }
+
+    fn arrivals(&self) -> Option<Arc<Notify>> {
+        Some(self.inbox.notify.clone())
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    fn commit(&self, _position: u64) -> CommitFuture {
+        // An append returns once a quorum of servers synced it.
+        Box::pin(async { Ok(()) })
+    }
+
+    fn durable_through(&self) -> u64 {
+        self.last.load(Ordering::SeqCst)
+    }
+
+    fn appended_through(&self) -> u64 {
+        self.last.load(Ordering::SeqCst)
+    }
+
+    fn replay(&self, from: u64, f: &mut ReplayFn<'_>) -> Result<(), JournalError> {
+        let log = self.log.clone();
+        let through = self.io.call(async move { log.last_sequence().await })?.map_err(cluster)?;
+        let from = from.max(1);
+        if from > through {
+            return Ok(());
+        }
+        let (send, records) = std::sync::mpsc::sync_channel::<Result<Record, ClusterError>>(1024);
+        let log = self.log.clone();
+        self.io.spawn(async move {
+            let followed = match log.follow(from).await {
+                Ok(followed) => followed,
+                Err(e) => {
+                    let _ = send.send(Err(e));
+                    return;
+                }
+            };
+            let mut followed = std::pin::pin!(followed);
+            while let Some(record) = followed.next().await {
+                let end = record.as_ref().map_or(true, |r| r.sequence >= through);
+                if send.send(record).is_err() || end {
+                    return;
+                }
+            }
+        });
+        for record in records {
+            let record = record.map_err(cluster)?;
+            let position = record.sequence;
+            let bytes = aligned(&record.payload);
+            let replayed = decode(record.kind, &bytes).map_err(|e| decoding(position, e))?;
+            f(position, replayed).map_err(|reason| JournalError::Undecodable { position, reason })?;
+            self.last.fetch_max(position, Ordering::SeqCst);
+            if position >= through {
+                return Ok(());
+            }
+        }
+        Err(JournalError::Cluster(format!("the stream ended before record {through}")))
+    }
+
+    fn last_snapshot(&self) -> Result<Option<(u64, Snapshot)>, JournalError> {
+        Ok(None)
+    }
+
+    fn release_below(&self, _position: u64) -> Result<usize, JournalError> {
+        Ok(0)
+    }
+
+    fn releasable(&self, _position: u64) -> usize {
+        0
+    }
+
+    fn released_below(&self) -> u64 {
+        0
+    }
+
+    fn retained(&self) -> (u64, usize) {
+        (1, 0)
+    }
+
+    fn message_payload(&self, position: u64) -> Result<Vec<u8>, JournalError> {
+        let record = self.get(position)?.ok_or(JournalError::NotAMessage { position })?;
+        let bytes = aligned(&record.payload);
+        message_payload(record.kind, &bytes).map(<[u8]>::to_vec).map_err(|_| JournalError::NotAMessage { position })
+    }
+
+    fn message_logs(&self, position: u64) -> Result<Option<Vec<NewLog>>, JournalError> {
+        let Some(record) = self.get(position)? else { return Ok(None) };
+        let bytes = aligned(&record.payload);
+        match decode(record.kind, &bytes).map_err(|e| decoding(position, e))? {
+            Replayed::Message(view) => Ok(Some(view.logs)),
+            Replayed::Event(_) => Err(JournalError::NotAMessage { position }),
+        }
+    }
+
+    fn health(&self) -> Health {
+        self.health.lock().clone()
+    }
+}
