@@ -213,10 +213,7 @@ impl Router {
             }
             Ok(())
         });
-        Submitted {
-            outcome: SendOutcome { message_id, position, logs, repeated: false },
-            durable,
-        }
+        Submitted { outcome: SendOutcome { message_id, position, logs, repeated: false }, durable }
     }
     /// The outcome of an earlier message with this idempotency key, if
     /// any; a 422 if that message had another body (SPEC §3).

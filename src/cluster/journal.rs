@@ -29,7 +29,7 @@ use tokio::sync::Notify;
 
 use super::{ClusterError, ClusterLog, ClusterSettings, Expect, Record};
 use crate::journal::{
-    CommitFuture, DecodeError, Event, Health, Journal, JournalError, NewLog, Replayed, ReplayFn, Snapshot, decode,
+    CommitFuture, DecodeError, Event, Health, Journal, JournalError, NewLog, ReplayFn, Replayed, Snapshot, decode,
     decode_event, encode, message_payload,
 };
 
@@ -39,6 +39,9 @@ const KEY: &str = "engine";
 const APPEND_TRIES: usize = 3;
 /// How long a fold waits for the records another writer came first with.
 const ARRIVAL_PATIENCE: Duration = Duration::from_secs(10);
+/// How many bytes of recent records a node keeps to read message bodies
+/// from without asking the servers.
+const RECENT_BYTES: usize = 64 << 20;
 
 /// The runtime the NATS client runs on, on a thread of its own.
 #[derive(Debug, Clone)]
@@ -82,6 +85,26 @@ struct Inbox {
     records: Mutex<Arrived>,
     arrived: Condvar,
     notify: Arc<Notify>,
+    /// The newest records, by sequence, within `RECENT_BYTES`: the bodies
+    /// the destination actors are about to deliver.
+    recent: Mutex<Recent>,
+}
+
+#[derive(Debug, Default)]
+struct Recent {
+    records: BTreeMap<u64, (u16, Bytes)>,
+    bytes: usize,
+}
+
+impl Recent {
+    fn keep(&mut self, sequence: u64, kind: u16, payload: Bytes) {
+        self.bytes += payload.len();
+        self.records.insert(sequence, (kind, payload));
+        while self.bytes > RECENT_BYTES {
+            let Some((_, (_, oldest))) = self.records.pop_first() else { break };
+            self.bytes -= oldest.len();
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -113,12 +136,13 @@ impl StreamJournal {
     pub fn open(settings: &ClusterSettings) -> Result<Self, JournalError> {
         let io = Io::start().map_err(JournalError::Start)?;
         let opening = settings.clone();
-        let (context, log) = io.call(async move {
-            let context = super::connect(&opening).await?;
-            let log = ClusterLog::open(context.clone(), opening.replicas).await?;
-            Ok::<_, ClusterError>((context, log))
-        })?
-        .map_err(cluster)?;
+        let (context, log) = io
+            .call(async move {
+                let context = super::connect(&opening).await?;
+                let log = ClusterLog::open(context.clone(), opening.replicas).await?;
+                Ok::<_, ClusterError>((context, log))
+            })?
+            .map_err(cluster)?;
         let reading = log.clone();
         let through = io.call(async move { reading.last_sequence().await })?.map_err(cluster)?;
         let journal = Self {
@@ -158,6 +182,7 @@ impl StreamJournal {
                                 Ok(record) => {
                                     from = record.sequence + 1;
                                     last.fetch_max(record.sequence, Ordering::SeqCst);
+                                    inbox.recent.lock().keep(record.sequence, record.kind, record.payload.clone());
                                     inbox.records.lock().records.insert(record.sequence, record);
                                     inbox.arrived.notify_all();
                                     inbox.notify.notify_one();
@@ -191,6 +216,15 @@ impl StreamJournal {
     fn get(&self, position: u64) -> Result<Option<Record>, JournalError> {
         let log = self.log.clone();
         self.io.call(async move { log.get(position).await })?.map_err(cluster)
+    }
+
+    /// The kind and payload of the record at `position`: kept from its
+    /// arrival if recent, else read from the servers.
+    fn kind_and_payload(&self, position: u64) -> Result<Option<(u16, Bytes)>, JournalError> {
+        if let Some(kept) = self.inbox.recent.lock().records.get(&position) {
+            return Ok(Some(kept.clone()));
+        }
+        Ok(self.get(position)?.map(|r| (r.kind, r.payload)))
     }
 
     fn unwritable(&self, error: ClusterError) -> JournalError {
@@ -372,15 +406,15 @@ impl Journal for StreamJournal {
     }
 
     fn message_payload(&self, position: u64) -> Result<Vec<u8>, JournalError> {
-        let record = self.get(position)?.ok_or(JournalError::NotAMessage { position })?;
-        let bytes = aligned(&record.payload);
-        message_payload(record.kind, &bytes).map(<[u8]>::to_vec).map_err(|_| JournalError::NotAMessage { position })
+        let (kind, payload) = self.kind_and_payload(position)?.ok_or(JournalError::NotAMessage { position })?;
+        let bytes = aligned(&payload);
+        message_payload(kind, &bytes).map(<[u8]>::to_vec).map_err(|_| JournalError::NotAMessage { position })
     }
 
     fn message_logs(&self, position: u64) -> Result<Option<Vec<NewLog>>, JournalError> {
-        let Some(record) = self.get(position)? else { return Ok(None) };
-        let bytes = aligned(&record.payload);
-        match decode(record.kind, &bytes).map_err(|e| decoding(position, e))? {
+        let Some((kind, payload)) = self.kind_and_payload(position)? else { return Ok(None) };
+        let bytes = aligned(&payload);
+        match decode(kind, &bytes).map_err(|e| decoding(position, e))? {
             Replayed::Message(view) => Ok(Some(view.logs)),
             Replayed::Event(_) => Err(JournalError::NotAMessage { position }),
         }

