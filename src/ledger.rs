@@ -172,6 +172,38 @@ impl Ledger {
         }
     }
 
+    /// Records the events `decide` makes, one after another in one atomic
+    /// commit: in cluster mode decided on the state as it follows every
+    /// record folded, and decided again when another node appended first.
+    /// Returns the first one's position and the events (none if `decide`
+    /// made none).
+    pub fn record_batch_with(
+        &self,
+        decide: &mut dyn FnMut(&State) -> Vec<Event>,
+    ) -> Result<Option<(u64, Vec<Event>)>, JournalError> {
+        let mut state = self.state.0.write();
+        if self.journal.shared() {
+            self.fold(&mut state, false)?;
+        }
+        loop {
+            let after = state.position;
+            let events = decide(&state);
+            if events.is_empty() {
+                return Ok(None);
+            }
+            let Some(first) = self.journal.append_batch_after(&events, after)? else {
+                self.fold(&mut state, true)?;
+                continue;
+            };
+            for (position, event) in (first..).zip(&events) {
+                state.apply(position, event);
+                crate::logs::journaled(&state, position, event);
+            }
+            settle(&mut state, self.journal.durable_through());
+            return Ok(Some((first, events)));
+        }
+    }
+
     fn propose_event(&self, state: &mut State, event: &Event) -> Result<u64, JournalError> {
         let proposed = self.propose(state, &mut |_, _| Some(event.clone()))?;
         proposed.map(|(position, _)| position).ok_or_else(|| JournalError::Unencodable("nothing was proposed".into()))
@@ -199,16 +231,13 @@ impl Ledger {
         let mut positions = Vec::new();
         let mut refused = None;
         if self.journal.shared() {
-            for event in events {
-                match self.propose_event(&mut state, event) {
-                    Ok(position) => positions.push(position),
-                    Err(e) => {
-                        refused = Some(e);
-                        break;
-                    }
-                }
-            }
-            return (positions, refused);
+            drop(state);
+            let events: Vec<Event> = events.into_iter().cloned().collect();
+            return match self.record_batch_with(&mut |_| events.clone()) {
+                Ok(Some((first, recorded))) => ((first..).take(recorded.len()).collect(), None),
+                Ok(None) => (Vec::new(), None),
+                Err(e) => (Vec::new(), Some(e)),
+            };
         }
         for event in events {
             match self.journal.append(event) {

@@ -109,6 +109,15 @@ fn recover_cluster(config: &Config, cluster: &crate::config::ClusterConfig) -> a
     let journal = StreamJournal::open(&settings)
         .with_context(|| format!("joining the cluster through {}", settings.nats_urls.join(", ")))?;
     tracing::info!(node = %settings.node_name, records = journal.durable_through(), "joined the cluster's journal stream");
+    let (record, taken) = (config.max_record_bytes() as usize, journal.max_record_bytes());
+    if record > taken {
+        tracing::warn!(
+            max_body_bytes = config.max_body_bytes,
+            nats_max_payload = taken,
+            "the NATS servers take messages of at most {taken} bytes: a SEND whose record is larger is refused \
+             (503); raise max_payload on the servers above max_body_bytes plus 64 KiB"
+        );
+    }
     let history = History::open(&config.history_dir(), 0).context("opening the history")?;
     let state = rebuild(&journal, history)?;
     Ok((Opened::Cluster(Arc::new(journal)), state))

@@ -144,7 +144,9 @@ impl StreamJournal {
             })?
             .map_err(cluster)?;
         let reading = log.clone();
-        let through = io.call(async move { reading.last_sequence().await })?.map_err(cluster)?;
+        let through = io
+            .call(async move { super::opening("reading the journal stream", || reading.last_sequence()).await })?
+            .map_err(cluster)?;
         let journal = Self {
             io,
             log,
@@ -166,6 +168,11 @@ impl StreamJournal {
 
     pub fn context(&self) -> &async_nats::jetstream::Context {
         &self.context
+    }
+
+    /// The largest message the servers take: the largest record.
+    pub fn max_record_bytes(&self) -> usize {
+        self.context.client().server_info().max_payload
     }
 
     /// Follows the stream from `from` into the inbox, for as long as the
@@ -300,10 +307,36 @@ impl Journal for StreamJournal {
         Err(self.unwritable(failure.unwrap_or(ClusterError::JetStream { what: "appending", reason: "no try".into() })))
     }
 
+    fn append_batch_after(&self, events: &[Event], after: u64) -> Result<Option<u64>, JournalError> {
+        let mut records = Vec::with_capacity(events.len());
+        for event in events {
+            let (kind, bytes) = encode(event).map_err(JournalError::Unencodable)?;
+            records.push((kind, Bytes::copy_from_slice(&bytes)));
+        }
+        let (log, id) = (self.log.clone(), self.proposal_id());
+        // Not repeated when unanswered: a batch carries no ID the servers
+        // deduplicate by. If it was stored after all, the fold brings it in.
+        let appended = self.io.call(async move { log.append_batch_after(KEY, &records, &id, after).await })?;
+        match appended {
+            Ok(sequences) => {
+                let Some(&last) = sequences.last() else { return Ok(None) };
+                self.last.fetch_max(last, Ordering::SeqCst);
+                *self.health.lock() = Health::Writable;
+                Ok(sequences.first().copied())
+            }
+            Err(ClusterError::Conflict { .. }) => Ok(None),
+            Err(e) => Err(self.unwritable(e)),
+        }
+    }
+
     fn foreign(&self, after: u64, wait: bool) -> Result<Vec<(u64, Event)>, JournalError> {
         let mut arrived = self.inbox.records.lock();
-        if wait && arrived.failed.is_none() && arrived.records.range(after + 1..).next().is_none() {
-            self.inbox.arrived.wait_for(&mut arrived, ARRIVAL_PATIENCE);
+        let deadline = std::time::Instant::now() + ARRIVAL_PATIENCE;
+        // Every arrival wakes the wait, a record folded already too.
+        while wait && arrived.failed.is_none() && arrived.records.range(after + 1..).next().is_none() {
+            if self.inbox.arrived.wait_until(&mut arrived, deadline).timed_out() {
+                break;
+            }
         }
         if let Some(failed) = &arrived.failed {
             return Err(JournalError::Cluster(failed.clone()));

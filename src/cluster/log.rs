@@ -48,7 +48,8 @@ pub struct Record {
     pub key: String,
     pub kind: u16,
     pub payload: Bytes,
-    /// The `Nats-Msg-Id` it was appended under, if any.
+    /// The `Nats-Msg-Id` it was appended under, or its batch's
+    /// `Nats-Batch-Id`, if any.
     pub id: Option<String>,
 }
 
@@ -129,6 +130,28 @@ impl ClusterLog {
     /// [`append`](Self::append), a batch repeated after a lost
     /// acknowledgement is stored again: a reader must know it by its ID.
     pub async fn append_batch(&self, key: &str, records: &[(u16, Bytes)], id: &str) -> Result<Vec<u64>, ClusterError> {
+        self.batch(key, records, id, None).await
+    }
+
+    /// Like [`append_batch`](Self::append_batch), if the stream's last
+    /// record is still at `after`: `Conflict` if another writer came first.
+    pub async fn append_batch_after(
+        &self,
+        key: &str,
+        records: &[(u16, Bytes)],
+        id: &str,
+        after: u64,
+    ) -> Result<Vec<u64>, ClusterError> {
+        self.batch(key, records, id, Some(after)).await
+    }
+
+    async fn batch(
+        &self,
+        key: &str,
+        records: &[(u16, Bytes)],
+        id: &str,
+        after: Option<u64>,
+    ) -> Result<Vec<u64>, ClusterError> {
         if !is_token(key) {
             return Err(ClusterError::BadName(key.into()));
         }
@@ -144,6 +167,9 @@ impl ClusterLog {
             headers.insert(CRC, format!("{:08x}", checksum(kind, payload)).as_str());
             headers.insert("Nats-Batch-Id", id);
             headers.insert("Nats-Batch-Sequence", (n + 1).to_string().as_str());
+            if let (0, Some(after)) = (n, after) {
+                headers.insert("Nats-Expected-Last-Sequence", after.to_string().as_str());
+            }
             headers
         };
         for (n, (kind, payload)) in ahead.iter().enumerate() {
@@ -165,6 +191,11 @@ impl ClusterLog {
             serde_json::from_slice(&answer.payload).map_err(|e| ClusterError::jetstream("committing a batch", e))?;
         let count = records.len() as u64;
         match ack {
+            BatchAck { error: Some(error), .. }
+                if error.get("err_code").and_then(|c| c.as_u64()) == Some(WRONG_LAST_SEQUENCE) =>
+            {
+                Err(ClusterError::Conflict { expected: after.unwrap_or(0) })
+            }
             BatchAck { error: Some(error), .. } => Err(ClusterError::jetstream("committing a batch", error)),
             BatchAck { seq: Some(seq), count: Some(stored), .. } if stored == count && seq >= count => {
                 Ok((seq + 1 - count..=seq).collect())
@@ -257,6 +288,10 @@ impl ClusterLog {
     }
 }
 
+/// JetStream's error code for an expected last sequence that is not the
+/// stream's.
+const WRONG_LAST_SEQUENCE: u64 = 10071;
+
 /// The answer to a batch's commit.
 #[derive(Debug, serde::Deserialize)]
 struct BatchAck {
@@ -285,7 +320,7 @@ fn decode(sequence: u64, subject: &str, headers: Option<&HeaderMap>, payload: &B
     if crc != actual {
         return Err(damaged(format!("CRC {actual:08x} where the record says {crc:08x}")));
     }
-    let id = header("Nats-Msg-Id");
+    let id = header("Nats-Msg-Id").or_else(|| header("Nats-Batch-Id"));
     Ok(Record { sequence, key: key.into(), kind, payload: payload.clone(), id })
 }
 

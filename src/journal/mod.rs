@@ -108,6 +108,19 @@ pub trait Journal: Send + Sync + fmt::Debug {
         self.append(event).map(Some)
     }
 
+    /// Appends `events` one after another as one atomic batch, all or
+    /// none, if the journal's last record is still at `after`; returns the
+    /// first one's position, or `Ok(None)` if another writer came first.
+    fn append_batch_after(&self, events: &[Event], after: u64) -> Result<Option<u64>, JournalError> {
+        let _ = after;
+        let mut first = None;
+        for event in events {
+            let position = self.append(event)?;
+            first.get_or_insert(position);
+        }
+        Ok(first)
+    }
+
     /// The records other writers appended after `after`, in order, as far
     /// as they have arrived; with `wait`, waits a while for at least one.
     fn foreign(&self, after: u64, wait: bool) -> Result<Vec<(u64, Event)>, JournalError> {

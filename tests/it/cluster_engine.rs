@@ -389,3 +389,81 @@ fn cluster_lanes_keep_each_keys_order() {
         assert_eq!(seen, logs.iter().collect::<Vec<_>>(), "key {key} in acceptance order");
     }
 }
+
+/// SENDs arriving at every node at once get one order: message IDs
+/// unique and increasing in the order they are delivered, and a key sent
+/// to two nodes at once makes one message.
+#[test]
+fn cluster_concurrent_sends_on_every_node_get_one_order() {
+    let receiver = Receiver::start();
+    let (setup, dest) = one_destination(&receiver);
+    let fleet = Fleet::cluster(&setup);
+    let tokens: Vec<String> = fleet.nodes.iter().map(|n| n.token()).collect();
+    let (sent, keyed): (Vec<Vec<Sent>>, Vec<Sent>) = std::thread::scope(|scope| {
+        let senders: Vec<_> = (0..3)
+            .map(|k| {
+                let (node, token) = (&fleet.nodes[k], &tokens[k]);
+                scope.spawn(move || {
+                    (0..40)
+                        .map(|n| {
+                            let reply = node.send(token, &patient_admin("NewPatient", &format!("node{k}-{n}")));
+                            assert_eq!(reply.status, 200, "node {k}: {}", reply.text);
+                            Sent::of(&reply)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let keyed: Vec<_> = (0..3)
+            .map(|k| {
+                let (node, token) = (&fleet.nodes[k], &tokens[k]);
+                scope.spawn(move || {
+                    let reply = node.send_keyed(token, Some("one-admission"), &patient_admin("NewPatient", "keyed"));
+                    assert_eq!(reply.status, 200, "node {k}: {}", reply.text);
+                    Sent::of(&reply)
+                })
+            })
+            .collect();
+        let sent = senders.into_iter().map(|s| s.join().expect("a sender")).collect();
+        (sent, keyed.into_iter().map(|s| s.join().expect("a keyed sender")).collect())
+    });
+    assert!(keyed.iter().all(|s| s.message_id == keyed[0].message_id), "one message for one key");
+    let mut all: Vec<Sent> = sent.into_iter().flatten().collect();
+    all.push(keyed.into_iter().next().expect("a keyed SEND"));
+    let mut ids: Vec<u64> = all.iter().map(|s| s.message_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), all.len(), "every message has its own ID");
+    let expected = logs_in_order(&all, &dest);
+    let received = wait_first_seen(&receiver, &expected);
+    assert_eq!(first_seen(&received), expected, "delivered in the order of their IDs");
+}
+
+/// A log resent through a node that does not deliver its destination is
+/// delivered again, at the tail, by the node that does; the audit trail on
+/// a third node shows who resent it.
+#[test]
+fn cluster_a_resend_on_another_node_is_delivered_and_audited() {
+    let receiver = Receiver::start();
+    let (setup, dest) = one_destination(&receiver);
+    let fleet = Fleet::cluster(&setup);
+    let sent = send_round(&fleet, &[0, 1, 2], 3, "resend");
+    let logs = logs_in_order(&sent, &dest);
+    wait_first_seen(&receiver, &logs);
+    let owner = fleet.owner(&dest);
+    let others = fleet.others(owner);
+    let reply = fleet.nodes[others[0]].admin_as(Some(ADMIN_TOKEN), "POST", &format!("/logs/{}/resend", logs[0]), None);
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let resent = reply.json["id"].as_str().expect("the new log's id").to_owned();
+    let received = receiver.wait_for(|r| r.iter().any(|r| r.header("webhook-id") == Some(resent.as_str())), PATIENCE);
+    let again = received.iter().find(|r| r.header("webhook-id") == Some(resent.as_str())).expect("the resent log");
+    let first = received.iter().find(|r| r.header("webhook-id") == Some(logs[0].as_str())).expect("the first log");
+    assert_eq!(again.json(), first.json(), "the same message, sent again");
+    // Another node reads it once it has folded the record: moments later.
+    let auditor = &fleet.nodes[*others.last().expect("another node")];
+    eventually("the resend in the audit trail of another node", || {
+        let audit = auditor.admin_get("/audit?limit=100");
+        let entries = audit.json["audit"].as_array().cloned().unwrap_or_default();
+        entries.iter().any(|e| e["action"].as_str().is_some_and(|a| a.contains("resend"))).then_some(())
+    });
+}

@@ -154,9 +154,19 @@ fn an_append_expecting_an_older_sequence_is_refused() {
         }
         old_owner.append("engine", 1, payload(), "g", Expect::LastSequence(last)).await.expect("at the last");
 
+        // A batch expecting a stale last sequence is refused whole.
+        let batch = [(2, payload()), (3, payload())];
+        match old_owner.append_batch_after("engine", &batch, "stale-batch", last).await {
+            Err(ClusterError::Conflict { expected }) => assert_eq!(expected, last),
+            other => panic!("a batch after a stale last sequence should be refused, got {other:?}"),
+        }
+        let stored = old_owner.append_batch_after("engine", &batch, "batch", last + 1).await.expect("at the last");
+        assert_eq!(stored, vec![last + 2, last + 3]);
+
         let keys: Vec<(String, u16)> =
             new_owner.read(1).await.expect("reading").into_iter().map(|r| (r.key, r.kind)).collect();
-        let expected = [("lab-1", 9), ("lab-2", 9), ("lab-1", 10), ("lab-1", 9), ("engine", 1)];
+        let expected =
+            [("lab-1", 9), ("lab-2", 9), ("lab-1", 10), ("lab-1", 9), ("engine", 1), ("engine", 2), ("engine", 3)];
         assert_eq!(keys, expected.map(|(k, n)| (k.to_owned(), n)), "the refused appends left nothing");
     });
 }

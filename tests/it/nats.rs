@@ -124,7 +124,9 @@ impl NatsCluster {
 
     fn wait_ready(&self, i: usize) {
         let url = format!("http://127.0.0.1:{}/healthz", self.nodes[i].monitor_port);
-        wait_for(&format!("NATS server {} to be ready", self.nodes[i].name), Duration::from_secs(30), || {
+        // A cluster restarted whole elects its leaders again first: on a
+        // loaded machine that can take a while.
+        wait_for(&format!("NATS server {} to be ready", self.nodes[i].name), Duration::from_secs(90), || {
             ureq::get(&url).call().is_ok()
         });
     }

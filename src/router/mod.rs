@@ -4,6 +4,8 @@
 //! is durable. Configuration changes take the same path, so validation,
 //! append and apply are serialized.
 
+mod batch;
+
 use std::collections::BTreeSet;
 
 use actix::prelude::*;
@@ -16,6 +18,7 @@ use crate::{
     ids::{IdSource, SharedIds},
     inbound::{DestinationRef, Inbound},
     journal::{Accepted, CommitFuture, Event, Keyed, NewLog, Resent},
+    ledger::JournalReader,
     ledger::Ledger,
     limits,
     model::{Attempt, Id, LogStatus, LogType},
@@ -29,11 +32,14 @@ pub struct Router {
     ids: SharedIds,
     /// Hints for the destination actors, once an event is durable.
     deliveries: Option<Deliveries>,
+    /// In cluster mode, where SENDs go to be decided and appended in
+    /// batches (`batch`).
+    batcher: Option<batch::Batcher>,
 }
 
 impl Router {
     pub fn new(ledger: Ledger, clock: SharedClock, ids: SharedIds) -> Self {
-        Self { ledger, clock, ids, deliveries: None }
+        Self { ledger, clock, ids, deliveries: None, batcher: None }
     }
 
     pub fn with_deliveries(mut self, deliveries: Deliveries) -> Self {
@@ -59,6 +65,9 @@ impl Actor for Router {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(limits::ROUTER_MAILBOX);
+        if self.ledger.shared() {
+            self.batcher = Some(batch::Batcher::start(self.ledger.clone(), self.ids.clone(), self.deliveries.clone()));
+        }
     }
 }
 
@@ -121,85 +130,35 @@ impl Message for Submit {
 }
 
 impl Handler<Submit> for Router {
-    type Result = Result<Submitted, ApiError>;
+    type Result = ResponseFuture<Result<Submitted, ApiError>>;
 
     fn handle(&mut self, mut msg: Submit, _ctx: &mut Self::Context) -> Self::Result {
         let now = self.clock.now_ms();
-        if !self.ledger.shared() {
+        if let Some(batcher) = &self.batcher {
+            return batcher.submit(msg, now);
+        }
+        let submitted = (|| {
+            let state = self.ledger.state().read();
             if let Some(keyed) = &msg.idempotency
-                && let Some(outcome) = self.repeat(&self.ledger.state().read(), msg.source_id, keyed, now)?
+                && let Some(outcome) = repeat(&state, &self.ledger.reader(), msg.source_id, keyed, now)?
             {
+                drop(state);
                 let durable = self.ledger.commit(outcome.position);
                 return Ok(Submitted { outcome, durable });
             }
             let payload = std::mem::take(&mut msg.payload);
-            let accepted = self.accept(&self.ledger.state().read(), &msg, payload, now)?;
+            let message_id = state.next_message_id.max(1);
+            let accepted = accept(&state, &msg, payload, now, self.ids.as_ref(), message_id)?;
+            drop(state);
             let (message_id, logs) = (accepted.message_id, accepted.logs.clone());
             let position = self.append(&Event::MessageAccepted(accepted))?;
-            return Ok(self.submitted(message_id, logs, position));
-        }
-        // In a cluster, decided on the state that the record follows: a key
-        // or a message number another node used first is seen.
-        let mut answer = None;
-        let mut made = (0, Vec::new());
-        let recorded = self.ledger.record_with(|state, _| {
-            if let Some(keyed) = &msg.idempotency {
-                match self.repeat(state, msg.source_id, keyed, now) {
-                    Ok(Some(outcome)) => {
-                        answer = Some(Ok(outcome));
-                        return None;
-                    }
-                    Ok(None) => {}
-                    Err(e) => {
-                        answer = Some(Err(e));
-                        return None;
-                    }
-                }
-            }
-            match self.accept(state, &msg, msg.payload.clone(), now) {
-                Ok(accepted) => {
-                    made = (accepted.message_id, accepted.logs.clone());
-                    Some(Event::MessageAccepted(accepted))
-                }
-                Err(e) => {
-                    answer = Some(Err(e));
-                    None
-                }
-            }
-        })?;
-        match (recorded, answer) {
-            (Some((position, _)), _) => Ok(self.submitted(made.0, made.1, position)),
-            (None, Some(Ok(outcome))) => {
-                let durable = self.ledger.commit(outcome.position);
-                Ok(Submitted { outcome, durable })
-            }
-            (None, Some(Err(e))) => Err(e),
-            (None, None) => Err(ApiError::internal("the message was not recorded")),
-        }
+            Ok(self.submitted(message_id, logs, position))
+        })();
+        Box::pin(async move { submitted })
     }
 }
 
 impl Router {
-    /// The record of a new message: routed, its logs named, numbered next.
-    fn accept(&self, state: &State, msg: &Submit, payload: Vec<u8>, now: i64) -> Result<Accepted, ApiError> {
-        let destinations = route(state, msg.source_id, &msg.routing)?;
-        let logs: Vec<NewLog> = destinations
-            .into_iter()
-            .map(|destination_id| NewLog { id: self.ids.id(), attempt_id: self.ids.id(), destination_id })
-            .collect();
-        Ok(Accepted {
-            message_id: state.next_message_id.max(1),
-            log_type: msg.log_type,
-            source_id: msg.source_id,
-            data_model: msg.routing.data_model.clone(),
-            event_type: msg.routing.event_type.clone(),
-            received_at_ms: now,
-            idempotency: msg.idempotency.clone(),
-            logs,
-            payload,
-        })
-    }
-
     /// The answer to a message recorded at `position`: its outcome, and a
     /// future that wakes its destinations once it is durable.
     fn submitted(&self, message_id: u64, logs: Vec<NewLog>, position: u64) -> Submitted {
@@ -215,39 +174,74 @@ impl Router {
         });
         Submitted { outcome: SendOutcome { message_id, position, logs, repeated: false }, durable }
     }
-    /// The outcome of an earlier message with this idempotency key, if
-    /// any; a 422 if that message had another body (SPEC §3).
-    fn repeat(&self, state: &State, source: Id, keyed: &Keyed, now_ms: i64) -> Result<Option<SendOutcome>, ApiError> {
-        let Some(earlier) = state.idempotent(source, &keyed.key, now_ms) else { return Ok(None) };
-        if earlier.body_hash != keyed.body_hash {
-            return Err(ApiError::new(
-                ErrorKind::Unprocessable,
-                format!(
-                    "Idempotency-Key '{}' was used for message {} with a different body within the last 24 hours: \
-                     send a new message with a new key",
-                    keyed.key, earlier.message_id
-                ),
-            ));
-        }
-        // A durable message's logs are read back from the journal; a
-        // message accepted moments ago is among the newest logs in memory.
-        let journaled = self.ledger.reader().message_logs(earlier.position).map_err(|e| {
-            ApiError::internal(format!("reading message {} back from the journal: {e}", earlier.message_id))
-        })?;
-        let logs = journaled.unwrap_or_else(|| {
-            let mut logs: Vec<NewLog> = state
-                .memory_logs()
-                .rev()
-                .map(|(_, l)| l)
-                .take_while(|l| l.position >= earlier.position)
-                .filter(|l| l.message_id == earlier.message_id)
-                .map(|l| NewLog { id: l.id, attempt_id: l.first_attempt_id, destination_id: l.destination_id })
-                .collect();
-            logs.reverse();
-            logs
-        });
-        Ok(Some(SendOutcome { message_id: earlier.message_id, position: earlier.position, logs, repeated: true }))
+}
+
+/// The outcome of an earlier message with this idempotency key, if
+/// any; a 422 if that message had another body (SPEC §3).
+pub(crate) fn repeat(
+    state: &State,
+    journal: &JournalReader,
+    source: Id,
+    keyed: &Keyed,
+    now_ms: i64,
+) -> Result<Option<SendOutcome>, ApiError> {
+    let Some(earlier) = state.idempotent(source, &keyed.key, now_ms) else { return Ok(None) };
+    if earlier.body_hash != keyed.body_hash {
+        return Err(ApiError::new(
+            ErrorKind::Unprocessable,
+            format!(
+                "Idempotency-Key '{}' was used for message {} with a different body within the last 24 hours: \
+                 send a new message with a new key",
+                keyed.key, earlier.message_id
+            ),
+        ));
     }
+    // A durable message's logs are read back from the journal; a
+    // message accepted moments ago is among the newest logs in memory.
+    let journaled = journal.message_logs(earlier.position).map_err(|e| {
+        ApiError::internal(format!("reading message {} back from the journal: {e}", earlier.message_id))
+    })?;
+    let logs = journaled.unwrap_or_else(|| {
+        let mut logs: Vec<NewLog> = state
+            .memory_logs()
+            .rev()
+            .map(|(_, l)| l)
+            .take_while(|l| l.position >= earlier.position)
+            .filter(|l| l.message_id == earlier.message_id)
+            .map(|l| NewLog { id: l.id, attempt_id: l.first_attempt_id, destination_id: l.destination_id })
+            .collect();
+        logs.reverse();
+        logs
+    });
+    Ok(Some(SendOutcome { message_id: earlier.message_id, position: earlier.position, logs, repeated: true }))
+}
+
+/// The record of a new message: routed, its logs named, numbered
+/// `message_id`.
+pub(crate) fn accept(
+    state: &State,
+    msg: &Submit,
+    payload: Vec<u8>,
+    now: i64,
+    ids: &dyn IdSource,
+    message_id: u64,
+) -> Result<Accepted, ApiError> {
+    let destinations = route(state, msg.source_id, &msg.routing)?;
+    let logs: Vec<NewLog> = destinations
+        .into_iter()
+        .map(|destination_id| NewLog { id: ids.id(), attempt_id: ids.id(), destination_id })
+        .collect();
+    Ok(Accepted {
+        message_id,
+        log_type: msg.log_type,
+        source_id: msg.source_id,
+        data_model: msg.routing.data_model.clone(),
+        event_type: msg.routing.event_type.clone(),
+        received_at_ms: now,
+        idempotency: msg.idempotency.clone(),
+        logs,
+        payload,
+    })
 }
 
 /// The destinations a message goes to (SPEC §3 routing), in a stable order.
