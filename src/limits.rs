@@ -165,3 +165,21 @@ pub const MAX_IN_FLIGHT: u8 = 64;
 /// behind a longer run of its own logs holds up the lanes behind them,
 /// as strict FIFO would; the bound keeps each look at the queue cheap.
 pub const LANE_SCAN: usize = 16_384;
+/// Most SENDs a cluster node appends in one atomic batch: JetStream takes
+/// at most 1,000 messages in one, and a batch decided again after another
+/// node came first should stay quick to decide.
+pub const SEND_BATCH_MAX: usize = 256;
+/// Most bytes of bodies in one batch of SENDs, so that a batch's commit
+/// stays well within what a server holds for one.
+pub const SEND_BATCH_BYTES_MAX: usize = 4 << 20;
+/// Bytes of the newest journal records a cluster node keeps in memory, so
+/// that the bodies its actors are about to deliver are not read back from
+/// the servers.
+pub const CLUSTER_RECENT_BYTES: usize = 64 << 20;
+/// How long a cluster node waits for the records of a node that appended
+/// before it to reach it, before its write is refused (503).
+pub const CLUSTER_ARRIVAL_PATIENCE_MS: u64 = 10_000;
+/// How long a cluster node keeps trying a batch the servers did not take
+/// (a stream leader being elected after a server was lost) before the
+/// SENDs in it are answered 503.
+pub const CLUSTER_APPEND_PATIENCE_MS: u64 = 10_000;

@@ -28,9 +28,12 @@ use rkyv::util::AlignedVec;
 use tokio::sync::Notify;
 
 use super::{ClusterError, ClusterLog, ClusterSettings, Expect, Record};
-use crate::journal::{
-    CommitFuture, DecodeError, Event, Health, Journal, JournalError, NewLog, ReplayFn, Replayed, Snapshot, decode,
-    decode_event, encode, message_payload,
+use crate::{
+    journal::{
+        CommitFuture, DecodeError, Event, Health, Journal, JournalError, NewLog, ReplayFn, Replayed, Snapshot, decode,
+        decode_event, encode, message_payload,
+    },
+    limits,
 };
 
 /// The subject key of the engine's records.
@@ -38,10 +41,7 @@ const KEY: &str = "engine";
 /// How often an append that got no answer is repeated (under its ID).
 const APPEND_TRIES: usize = 3;
 /// How long a fold waits for the records another writer came first with.
-const ARRIVAL_PATIENCE: Duration = Duration::from_secs(10);
-/// How many bytes of recent records a node keeps to read message bodies
-/// from without asking the servers.
-const RECENT_BYTES: usize = 64 << 20;
+const ARRIVAL_PATIENCE: Duration = Duration::from_millis(limits::CLUSTER_ARRIVAL_PATIENCE_MS);
 
 /// The runtime the NATS client runs on, on a thread of its own.
 #[derive(Debug, Clone)]
@@ -85,7 +85,7 @@ struct Inbox {
     records: Mutex<Arrived>,
     arrived: Condvar,
     notify: Arc<Notify>,
-    /// The newest records, by sequence, within `RECENT_BYTES`: the bodies
+    /// The newest records, by sequence, within `CLUSTER_RECENT_BYTES`: the bodies
     /// the destination actors are about to deliver.
     recent: Mutex<Recent>,
 }
@@ -100,7 +100,7 @@ impl Recent {
     fn keep(&mut self, sequence: u64, kind: u16, payload: Bytes) {
         self.bytes += payload.len();
         self.records.insert(sequence, (kind, payload));
-        while self.bytes > RECENT_BYTES {
+        while self.bytes > limits::CLUSTER_RECENT_BYTES {
             let Some((_, (_, oldest))) = self.records.pop_first() else { break };
             self.bytes -= oldest.len();
         }
@@ -313,19 +313,41 @@ impl Journal for StreamJournal {
             let (kind, bytes) = encode(event).map_err(JournalError::Unencodable)?;
             records.push((kind, Bytes::copy_from_slice(&bytes)));
         }
-        let (log, id) = (self.log.clone(), self.proposal_id());
-        // Not repeated when unanswered: a batch carries no ID the servers
-        // deduplicate by. If it was stored after all, the fold brings it in.
-        let appended = self.io.call(async move { log.append_batch_after(KEY, &records, &id, after).await })?;
-        match appended {
-            Ok(sequences) => {
-                let Some(&last) = sequences.last() else { return Ok(None) };
-                self.last.fetch_max(last, Ordering::SeqCst);
-                *self.health.lock() = Health::Writable;
-                Ok(sequences.first().copied())
+        let records = Arc::new(records);
+        let id = self.proposal_id();
+        // While the servers elect a stream leader a commit fails; it is tried
+        // again under the same batch ID. If an earlier try was stored after
+        // all, the next is refused (the stream moved on) and the record
+        // after `after` carries this batch's ID.
+        let deadline = std::time::Instant::now() + Duration::from_millis(limits::CLUSTER_APPEND_PATIENCE_MS);
+        let mut pause = Duration::from_millis(50);
+        let mut attempt = 0u32;
+        loop {
+            let (log, batch, named) = (self.log.clone(), records.clone(), id.clone());
+            let appended = self.io.call(async move { log.append_batch_after(KEY, &batch, &named, after).await })?;
+            let failure = match appended {
+                Ok(sequences) => {
+                    let Some(&last) = sequences.last() else { return Ok(None) };
+                    self.last.fetch_max(last, Ordering::SeqCst);
+                    *self.health.lock() = Health::Writable;
+                    return Ok(sequences.first().copied());
+                }
+                Err(ClusterError::Conflict { .. }) => {
+                    if attempt > 0 && self.get(after + 1)?.is_some_and(|r| r.id.as_deref() == Some(id.as_str())) {
+                        self.last.fetch_max(after + records.len() as u64, Ordering::SeqCst);
+                        return Ok(Some(after + 1));
+                    }
+                    return Ok(None);
+                }
+                Err(e) => e,
+            };
+            if std::time::Instant::now() + pause > deadline {
+                return Err(self.unwritable(failure));
             }
-            Err(ClusterError::Conflict { .. }) => Ok(None),
-            Err(e) => Err(self.unwritable(e)),
+            tracing::warn!(error = %failure, attempt, "a batch for the journal stream was not taken; trying again");
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_secs(1));
+            attempt += 1;
         }
     }
 

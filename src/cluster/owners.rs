@@ -190,22 +190,44 @@ impl Owner {
     pub async fn run_over(mut self, destinations: watch::Receiver<Vec<String>>, mut stop: watch::Receiver<bool>) {
         let mut ticks = tokio::time::interval(self.interval());
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut kept_at = Instant::now();
         loop {
             tokio::select! {
                 _ = ticks.tick() => {}
                 _ = stop.changed() => break,
             }
             let now = destinations.borrow().clone();
-            match self.round(&now).await {
-                Ok(round) if round != Round::default() => {
-                    tracing::info!(node = %self.node, gained = ?round.gained, lost = ?round.lost,
-                        handed_over = ?round.handed_over, "destination leases changed");
+            // A round that hangs (the cluster unreachable) is a failed one:
+            // waiting out the client's timeout would outlast the leases.
+            let round = tokio::time::timeout(self.lease / 4, self.round(&now)).await;
+            match round {
+                Ok(Ok(round)) => {
+                    kept_at = Instant::now();
+                    if round != Round::default() {
+                        tracing::info!(node = %self.node, gained = ?round.gained, lost = ?round.lost,
+                            handed_over = ?round.handed_over, "destination leases changed");
+                    }
                 }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(node = %self.node, error = %e, "a lease round failed"),
+                Ok(Err(e)) => tracing::warn!(node = %self.node, error = %e, "a lease round failed"),
+                Err(_) => tracing::warn!(node = %self.node, "a lease round got no answer in time"),
             }
+            self.give_up_if_cut_off(kept_at);
         }
         self.leave().await;
+    }
+
+    /// Stops holding everything when no round has kept the leases for a
+    /// quarter of a lease: they run out half a lease after the last keep,
+    /// and another node may take them then, so this node stops delivering
+    /// well before. It takes them again, or others do, once it can.
+    fn give_up_if_cut_off(&mut self, kept_at: Instant) {
+        if self.held.is_empty() || kept_at.elapsed() < self.lease / 4 {
+            return;
+        }
+        let held = std::mem::take(&mut self.held);
+        self.publish();
+        tracing::warn!(node = %self.node, destinations = held.len(), cut_off_ms = kept_at.elapsed().as_millis() as u64,
+            "cut off from the cluster: no longer delivering the destinations whose leases it cannot keep");
     }
 
     /// Gives every lease up and removes the heartbeat, so that the other

@@ -22,15 +22,10 @@ use crate::{
     ids::SharedIds,
     journal::Event,
     ledger::Ledger,
+    limits::{SEND_BATCH_BYTES_MAX, SEND_BATCH_MAX},
     model::Id,
     state::State,
 };
-
-/// At most this many SENDs go in one batch (JetStream takes up to 1,000
-/// messages in an atomic batch).
-const MAX_BATCH: usize = 256;
-/// At most this many bytes of bodies go in one batch.
-const MAX_BATCH_BYTES: usize = 4 << 20;
 
 type Answer = tokio::sync::oneshot::Sender<Result<Submitted, ApiError>>;
 
@@ -100,7 +95,7 @@ fn run(queue: &Arc<Queue>, ledger: &Ledger, ids: &SharedIds, deliveries: Option<
 fn take(waiting: &mut Vec<Waiting>) -> Vec<Waiting> {
     let (mut count, mut bytes) = (0, 0);
     for w in waiting.iter() {
-        if count == MAX_BATCH || (count > 0 && bytes + w.msg.payload.len() > MAX_BATCH_BYTES) {
+        if count == SEND_BATCH_MAX || (count > 0 && bytes + w.msg.payload.len() > SEND_BATCH_BYTES_MAX) {
             break;
         }
         count += 1;

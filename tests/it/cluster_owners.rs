@@ -118,3 +118,32 @@ fn every_destination_has_one_owner_and_a_dead_owners_pass_on_within_the_lease() 
         }
     });
 }
+
+/// A node cut off from every NATS server stops holding its destinations
+/// before its leases can run out (half a lease after the last keep), so
+/// it never delivers beside a node that took them over.
+#[test]
+fn a_node_cut_off_from_the_cluster_stops_holding_before_its_leases_run_out() {
+    let mut nats = NatsCluster::start(3);
+    let destinations: Vec<String> = (0..4).map(|i| format!("dest-{i}")).collect();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+    runtime.block_on(async {
+        let node = start(nats.url(0), "node-1", &destinations).await;
+        let began = Instant::now();
+        while node.held.borrow().len() < destinations.len() {
+            assert!(began.elapsed() < LEASE * 5, "the only node never took every destination");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for i in 0..3 {
+            nats.kill(i);
+        }
+        let cut = Instant::now();
+        while !node.held.borrow().is_empty() {
+            assert!(cut.elapsed() < LEASE / 2, "still holding {:?} after {:?}", node.held.borrow(), cut.elapsed());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        eprintln!("a cut-off node stopped holding {:?} after it was cut off", cut.elapsed());
+        node.task.abort();
+        drop(node.stop);
+    });
+}
