@@ -38,6 +38,9 @@ use crate::{
 
 /// The subject key of the engine's records.
 const KEY: &str = "engine";
+/// How long the follower waits for a record before it asks whether the
+/// stream holds more than it got.
+const FOLLOW_WATCH: Duration = Duration::from_secs(2);
 /// How often an append that got no answer is repeated (under its ID).
 const APPEND_TRIES: usize = 3;
 /// How long a fold waits for the records another writer came first with.
@@ -184,7 +187,23 @@ impl StreamJournal {
                 match log.follow(from).await {
                     Ok(records) => {
                         let mut records = std::pin::pin!(records);
-                        while let Some(record) = records.next().await {
+                        loop {
+                            let Ok(next) = tokio::time::timeout(FOLLOW_WATCH, records.next()).await else {
+                                // Quiet: fine if nothing was appended, else
+                                // the consumer is stuck (a leader changed).
+                                match log.last_sequence().await {
+                                    Ok(last) if last >= from => {
+                                        tracing::warn!(
+                                            from,
+                                            last,
+                                            "the journal stream's follower is behind; starting again"
+                                        );
+                                        break;
+                                    }
+                                    _ => continue,
+                                }
+                            };
+                            let Some(record) = next else { break };
                             match record {
                                 Ok(record) => {
                                     from = record.sequence + 1;
@@ -220,9 +239,21 @@ impl StreamJournal {
         format!("{}-{:016x}-{n}", self.node, self.boot)
     }
 
+    /// The record at `position`, asked of the stream's leader; tried again
+    /// for a while when no leader answers (one being elected).
     fn get(&self, position: u64) -> Result<Option<Record>, JournalError> {
-        let log = self.log.clone();
-        self.io.call(async move { log.get(position).await })?.map_err(cluster)
+        let deadline = std::time::Instant::now() + Duration::from_millis(limits::CLUSTER_APPEND_PATIENCE_MS);
+        let mut pause = Duration::from_millis(50);
+        loop {
+            let log = self.log.clone();
+            match self.io.call(async move { log.get(position).await })? {
+                Ok(record) => return Ok(record),
+                Err(e) if std::time::Instant::now() + pause > deadline => return Err(cluster(e)),
+                Err(e) => tracing::warn!(error = %e, position, "reading a journal record; trying again"),
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_secs(1));
+        }
     }
 
     /// The kind and payload of the record at `position`: kept from its

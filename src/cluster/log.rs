@@ -254,12 +254,14 @@ impl ClusterLog {
 
 impl ClusterLog {
     /// The record at `sequence`, if the stream holds one there.
+    /// Asked of the stream's leader, not of any server: a server that has
+    /// not caught up could answer that an acknowledged record is not there.
     pub async fn get(&self, sequence: u64) -> Result<Option<Record>, ClusterError> {
-        match self.stream.direct_get(sequence).await {
+        match self.stream.get_raw_message(sequence).await {
             Ok(message) => {
                 decode(message.sequence, message.subject.as_str(), Some(&message.headers), &message.payload).map(Some)
             }
-            Err(e) if e.kind() == jetstream::stream::DirectGetErrorKind::NotFound => Ok(None),
+            Err(e) if e.kind() == jetstream::stream::RawMessageErrorKind::NoMessageFound => Ok(None),
             Err(e) => Err(ClusterError::jetstream("reading a record", e)),
         }
     }
