@@ -221,13 +221,36 @@ impl ClusterLog {
     }
 
     /// The records from `from` through the stream's last record as it
-    /// stands now, in order, each checked against its CRC.
+    /// stands now, in order, each checked against its CRC. A read cut off
+    /// by a leader election (its consumer lost or timed out) goes on from
+    /// the record after the last one received, for up to
+    /// `CLUSTER_APPEND_PATIENCE_MS`.
     pub async fn read(&self, from: u64) -> Result<Vec<Record>, ClusterError> {
-        let through = self.last_sequence().await?;
-        let from = from.max(1);
-        if from > through {
-            return Ok(Vec::new());
+        let patience = tokio::time::Instant::now() + Duration::from_millis(crate::limits::CLUSTER_APPEND_PATIENCE_MS);
+        let through = loop {
+            match self.last_sequence().await {
+                Ok(through) => break through,
+                Err(e) if tokio::time::Instant::now() >= patience => return Err(e),
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        };
+        let mut records = Vec::new();
+        let mut next = from.max(1);
+        while next <= through {
+            match self.read_part(next, through, &mut records).await {
+                Ok(()) => break,
+                Err(damaged @ ClusterError::Damaged { .. }) => return Err(damaged),
+                Err(e) if tokio::time::Instant::now() >= patience => return Err(e),
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+            next = records.last().map_or(next, |r: &Record| r.sequence + 1);
         }
+        Ok(records)
+    }
+
+    /// Appends the records from `from` through `through` to `records`,
+    /// keeping those received before a failure.
+    async fn read_part(&self, from: u64, through: u64, records: &mut Vec<Record>) -> Result<(), ClusterError> {
         let consumer = self
             .stream
             .create_consumer(OrderedConfig {
@@ -237,7 +260,6 @@ impl ClusterLog {
             .await
             .map_err(|e| ClusterError::jetstream("reading the journal", e))?;
         let mut messages = consumer.messages().await.map_err(|e| ClusterError::jetstream("reading the journal", e))?;
-        let mut records = Vec::new();
         while let Some(message) = messages.next().await {
             let message = message.map_err(|e| ClusterError::jetstream("reading the journal", e))?;
             let sequence =
@@ -248,7 +270,7 @@ impl ClusterLog {
                 break;
             }
         }
-        Ok(records)
+        Ok(())
     }
 }
 

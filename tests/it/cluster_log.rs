@@ -37,6 +37,18 @@ async fn append_until_acknowledged(log: &ClusterLog, key: &str, payload: Bytes, 
     }
 }
 
+/// The stream's leader, asked again while one is being elected.
+async fn leader_of(log: &ClusterLog) -> String {
+    let end = Instant::now() + Duration::from_secs(30);
+    loop {
+        match log.leader().await {
+            Ok(leader) => return leader,
+            Err(e) => assert!(Instant::now() < end, "the stream has no leader: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[test]
 fn records_appended_through_every_server_read_back_in_one_order() {
     let nats = NatsCluster::start(3);
@@ -93,7 +105,7 @@ fn killing_the_stream_leader_during_ingest_loses_no_acknowledged_record() {
         let mut killed = None;
         for n in 0..400 {
             if n == 150 {
-                let leader = log.leader().await.expect("the stream has a leader");
+                let leader = leader_of(&log).await;
                 let i = nats.index_of(&leader);
                 nats.kill(i);
                 killed = Some(i);
@@ -102,7 +114,7 @@ fn killing_the_stream_leader_during_ingest_loses_no_acknowledged_record() {
             let sequence = append_until_acknowledged(&log, "engine", Bytes::from(id.clone()), &id).await;
             assert!(acknowledged.insert(sequence, id).is_none(), "two appends acknowledged at {sequence}");
         }
-        let survivor_leader = log.leader().await.expect("a new leader");
+        let survivor_leader = leader_of(&log).await;
         let killed = killed.expect("a server was killed");
         assert_ne!(nats.index_of(&survivor_leader), killed, "the killed server no longer leads");
 
