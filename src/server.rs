@@ -13,7 +13,7 @@ use crate::{
     alerts,
     auth::TokenKey,
     clock::SharedClock,
-    cluster::{ALERTS_DUTY, Holding, Owner, StreamJournal},
+    cluster::{ALERTS_DUTY, Holding, Owner, RETENTION_DUTY, StreamJournal},
     config::Config,
     delivery::{Deliveries, Shared},
     error::ApiError,
@@ -118,7 +118,7 @@ fn recover_cluster(config: &Config, cluster: &crate::config::ClusterConfig) -> a
              (503); raise max_payload on the servers above max_body_bytes plus 64 KiB"
         );
     }
-    let history = History::open(&config.history_dir(), 0).context("opening the history")?;
+    let history = History::open(&config.history_dir(), journal.released_below()).context("opening the history")?;
     let state = rebuild(&journal, history)?;
     Ok((Opened::Cluster(Arc::new(journal)), state))
 }
@@ -372,14 +372,23 @@ async fn build(
     alerts::open(&ledger, &channels).await.context("opening the alert channels")?;
     alerts::start(ledger.clone(), clock.clone(), channels, holding.clone());
     alerts::backlog::watch(ledger.clone(), clock.clone(), ids.clone(), holding.clone());
-    if let Opened::Embedded(_) = &opened {
-        ledger.spawn_flusher(std::time::Duration::from_millis(limits::FLUSH_INTERVAL_MS));
-        retention::spawn(
-            ledger.clone(),
-            clock.clone(),
-            config.retention_ms(),
-            std::time::Duration::from_millis(config.storage.compaction_interval_ms),
-        );
+    let compaction_interval = std::time::Duration::from_millis(config.storage.compaction_interval_ms);
+    match &opened {
+        Opened::Embedded(_) => {
+            ledger.spawn_flusher(std::time::Duration::from_millis(limits::FLUSH_INTERVAL_MS));
+            retention::spawn(ledger.clone(), clock.clone(), config.retention_ms(), compaction_interval);
+        }
+        Opened::Cluster(stream) => {
+            let stream = stream.clone();
+            retention::spawn_shared(
+                ledger.clone(),
+                clock.clone(),
+                config.retention_ms(),
+                compaction_interval,
+                holding.clone(),
+                Arc::new(move || stream.stream_start()),
+            );
+        }
     }
     let shared = Shared {
         ledger: ledger.clone(),
@@ -452,7 +461,7 @@ fn plan_file(config: &Config, state: &State, ids: &dyn IdSource) -> anyhow::Resu
 }
 
 /// Joins the sharing of destinations: this node's heartbeat and leases,
-/// over the destinations configured and the alerts duty, run on the
+/// over the destinations configured and the alerts and retention duties, run on the
 /// cluster client's runtime.
 fn join(
     stream: &StreamJournal,
@@ -490,11 +499,12 @@ fn join(
     Ok((holding, Membership { stop, left }))
 }
 
-/// What the nodes lease: every destination, and the alerts duty.
+/// What the nodes lease: every destination, and the alerts and retention
+/// duties.
 fn leased_keys(ledger: &Ledger) -> Vec<String> {
     let state = ledger.state().read();
     let mut keys: Vec<String> = state.destinations.keys().map(ToString::to_string).collect();
-    keys.push(ALERTS_DUTY.to_owned());
+    keys.extend([ALERTS_DUTY, RETENTION_DUTY].map(str::to_owned));
     keys
 }
 

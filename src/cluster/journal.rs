@@ -38,6 +38,9 @@ use crate::{
 
 /// The subject key of the engine's records.
 const KEY: &str = "engine";
+/// The subject key of snapshots, so that a starting node finds the last
+/// one without reading the stream.
+const SNAPSHOT_KEY: &str = "snapshot";
 /// How long the follower waits for a record before it asks whether the
 /// stream holds more than it got.
 const FOLLOW_WATCH: Duration = Duration::from_secs(2);
@@ -130,6 +133,9 @@ pub struct StreamJournal {
     inbox: Arc<Inbox>,
     /// The highest sequence known to be stored: appended here or arrived.
     last: Arc<AtomicU64>,
+    /// The stream's first sequence, as last seen: records below it were
+    /// purged by retention.
+    first: AtomicU64,
     health: Mutex<Health>,
 }
 
@@ -150,6 +156,10 @@ impl StreamJournal {
         let through = io
             .call(async move { super::opening("reading the journal stream", || reading.last_sequence()).await })?
             .map_err(cluster)?;
+        let reading = log.clone();
+        let first = io
+            .call(async move { super::opening("reading the journal stream", || reading.first_sequence()).await })?
+            .map_err(cluster)?;
         let journal = Self {
             io,
             log,
@@ -159,6 +169,7 @@ impl StreamJournal {
             proposals: AtomicU64::new(0),
             inbox: Arc::default(),
             last: Arc::new(AtomicU64::new(through)),
+            first: AtomicU64::new(first),
             health: Mutex::new(Health::Writable),
         };
         journal.follow(through + 1);
@@ -176,6 +187,14 @@ impl StreamJournal {
     /// The largest message the servers take: the largest record.
     pub fn max_record_bytes(&self) -> usize {
         self.context.client().server_info().max_payload
+    }
+
+    /// Asks the servers where the stream starts now (another node's
+    /// retention may have purged it) and returns it.
+    pub fn stream_start(&self) -> Result<u64, JournalError> {
+        let log = self.log.clone();
+        let first = self.io.call(async move { log.first_sequence().await })?.map_err(cluster)?;
+        Ok(self.first.fetch_max(first, Ordering::SeqCst).max(first))
     }
 
     /// Follows the stream from `from` into the inbox, for as long as the
@@ -205,6 +224,14 @@ impl StreamJournal {
                             };
                             let Some(record) = next else { break };
                             match record {
+                                Ok(record) if record.sequence != from => {
+                                    let e = purged_unread(from, record.sequence);
+                                    tracing::error!(error = %e, "this node fell behind the cluster's retention");
+                                    inbox.records.lock().failed = Some(e.to_string());
+                                    inbox.arrived.notify_all();
+                                    inbox.notify.notify_one();
+                                    return;
+                                }
                                 Ok(record) => {
                                     from = record.sequence + 1;
                                     last.fetch_max(record.sequence, Ordering::SeqCst);
@@ -281,6 +308,16 @@ fn boot_number() -> u64 {
     u64::from_le_bytes(bytes)
 }
 
+/// Records from `expected` were purged before they were read: folding on
+/// would miss them.
+fn purged_unread(expected: u64, got: u64) -> JournalError {
+    JournalError::Cluster(format!(
+        "records {expected} to {} left the stream (retention) before this node folded them; \
+         start the node again to replay from the stream's last snapshot",
+        got.saturating_sub(1)
+    ))
+}
+
 fn cluster(error: ClusterError) -> JournalError {
     JournalError::Cluster(error.to_string())
 }
@@ -309,12 +346,13 @@ impl Journal for StreamJournal {
         let (kind, bytes) = encode(event).map_err(JournalError::Unencodable)?;
         let payload = Bytes::copy_from_slice(&bytes);
         let id = self.proposal_id();
+        let key = if matches!(event, Event::Snapshot(_)) { SNAPSHOT_KEY } else { KEY };
         let mut failure = None;
         for attempt in 0..APPEND_TRIES {
             let (log, payload, named) = (self.log.clone(), payload.clone(), id.clone());
             let appended = self
                 .io
-                .call(async move { log.append(KEY, kind, payload, &named, Expect::LastSequence(after)).await })?;
+                .call(async move { log.append(key, kind, payload, &named, Expect::LastSequence(after)).await })?;
             match appended {
                 Ok(sequence) => {
                     self.last.fetch_max(sequence, Ordering::SeqCst);
@@ -457,9 +495,14 @@ impl Journal for StreamJournal {
                 }
             }
         });
+        let mut expected = from;
         for record in records {
             let record = record.map_err(cluster)?;
             let position = record.sequence;
+            if position != expected {
+                return Err(purged_unread(expected, position));
+            }
+            expected += 1;
             let bytes = aligned(&record.payload);
             let replayed = decode(record.kind, &bytes).map_err(|e| decoding(position, e))?;
             f(position, replayed).map_err(|reason| JournalError::Undecodable { position, reason })?;
@@ -472,23 +515,50 @@ impl Journal for StreamJournal {
     }
 
     fn last_snapshot(&self) -> Result<Option<(u64, Snapshot)>, JournalError> {
-        Ok(None)
+        let log = self.log.clone();
+        let last = self
+            .io
+            .call(async move { super::opening("reading the last snapshot", || log.last_on(SNAPSHOT_KEY)).await })?
+            .map_err(cluster)?;
+        let Some(record) = last else { return Ok(None) };
+        let position = record.sequence;
+        let bytes = aligned(&record.payload);
+        match decode_event(record.kind, &bytes).map_err(|e| decoding(position, e))? {
+            Event::Snapshot(snapshot) => Ok(Some((position, snapshot))),
+            _ => {
+                Err(JournalError::Undecodable { position, reason: "a snapshot's subject holds another record".into() })
+            }
+        }
     }
 
-    fn release_below(&self, _position: u64) -> Result<usize, JournalError> {
-        Ok(0)
+    /// Purges the records below `position` from the stream (on every
+    /// server) and returns how many there were. Only the node holding the
+    /// retention duty purges past where the stream starts; the others call
+    /// this with the start they read, which removes nothing more.
+    fn release_below(&self, position: u64) -> Result<usize, JournalError> {
+        if position <= self.first.load(Ordering::SeqCst) {
+            return Ok(0);
+        }
+        let log = self.log.clone();
+        let purged = self.io.call(async move { log.purge_below(position).await })?.map_err(cluster)?;
+        self.first.fetch_max(position, Ordering::SeqCst);
+        Ok(usize::try_from(purged).unwrap_or(usize::MAX))
     }
 
-    fn releasable(&self, _position: u64) -> usize {
-        0
+    /// How many records `release_below(position)` would purge.
+    fn releasable(&self, position: u64) -> usize {
+        usize::try_from(position.saturating_sub(self.first.load(Ordering::SeqCst))).unwrap_or(usize::MAX)
     }
 
     fn released_below(&self) -> u64 {
-        0
+        match self.first.load(Ordering::SeqCst) {
+            0 | 1 => 0,
+            first => first,
+        }
     }
 
     fn retained(&self) -> (u64, usize) {
-        (1, 0)
+        (self.first.load(Ordering::SeqCst).max(1), 1)
     }
 
     fn message_payload(&self, position: u64) -> Result<Vec<u8>, JournalError> {

@@ -211,6 +211,37 @@ impl ClusterLog {
         Ok(info.state.last_sequence)
     }
 
+    /// The sequence of the stream's first record: where it starts once
+    /// records below were purged (1 if none were; after the last if it
+    /// holds none).
+    pub async fn first_sequence(&self) -> Result<u64, ClusterError> {
+        let info =
+            self.stream.get_info().await.map_err(|e| ClusterError::jetstream("reading the stream's state", e))?;
+        Ok(info.state.first_sequence.max(1))
+    }
+
+    /// Removes every record below `sequence` from the stream, on every
+    /// server; returns how many there were.
+    pub async fn purge_below(&self, sequence: u64) -> Result<u64, ClusterError> {
+        let purged = self.stream.purge().sequence(sequence).await.map_err(|e| ClusterError::jetstream("purging", e))?;
+        Ok(purged.purged)
+    }
+
+    /// The last record appended under `key`, if any, asked of the stream's
+    /// leader.
+    pub async fn last_on(&self, key: &str) -> Result<Option<Record>, ClusterError> {
+        if !is_token(key) {
+            return Err(ClusterError::BadName(key.into()));
+        }
+        match self.stream.get_last_raw_message_by_subject(&format!("{SUBJECT_PREFIX}{key}")).await {
+            Ok(message) => {
+                decode(message.sequence, message.subject.as_str(), Some(&message.headers), &message.payload).map(Some)
+            }
+            Err(e) if e.kind() == jetstream::stream::LastRawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(e) => Err(ClusterError::jetstream("reading the last record of a subject", e)),
+        }
+    }
+
     /// The name of the server that leads the stream now.
     pub async fn leader(&self) -> Result<String, ClusterError> {
         let info =
@@ -223,10 +254,10 @@ impl ClusterLog {
     /// The records from `from` through the stream's last record as it
     /// stands now, in order, each checked against its CRC. A read cut off
     /// by a leader election (its consumer lost or timed out) goes on from
-    /// the record after the last one received, for up to
-    /// `CLUSTER_APPEND_PATIENCE_MS`.
+    /// the record after the last one received, for as long as opening the
+    /// stream waits for an election.
     pub async fn read(&self, from: u64) -> Result<Vec<Record>, ClusterError> {
-        let patience = tokio::time::Instant::now() + Duration::from_millis(crate::limits::CLUSTER_APPEND_PATIENCE_MS);
+        let patience = tokio::time::Instant::now() + super::OPEN_PATIENCE;
         let through = loop {
             match self.last_sequence().await {
                 Ok(through) => break through,
@@ -251,20 +282,11 @@ impl ClusterLog {
     /// Appends the records from `from` through `through` to `records`,
     /// keeping those received before a failure.
     async fn read_part(&self, from: u64, through: u64, records: &mut Vec<Record>) -> Result<(), ClusterError> {
-        let consumer = self
-            .stream
-            .create_consumer(OrderedConfig {
-                deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: from },
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| ClusterError::jetstream("reading the journal", e))?;
-        let mut messages = consumer.messages().await.map_err(|e| ClusterError::jetstream("reading the journal", e))?;
-        while let Some(message) = messages.next().await {
-            let message = message.map_err(|e| ClusterError::jetstream("reading the journal", e))?;
-            let sequence =
-                message.info().map_err(|e| ClusterError::jetstream("reading the journal", e))?.stream_sequence;
-            let record = decode(sequence, message.subject.as_str(), message.headers.as_ref(), &message.payload)?;
+        let followed = self.follow(from).await?;
+        let mut followed = std::pin::pin!(followed);
+        while let Some(record) = followed.next().await {
+            let record = record?;
+            let sequence = record.sequence;
             records.push(record);
             if sequence >= through {
                 break;
@@ -303,12 +325,16 @@ impl ClusterLog {
             .await
             .map_err(|e| ClusterError::jetstream("following the journal", e))?;
         let messages = consumer.messages().await.map_err(|e| ClusterError::jetstream("following the journal", e))?;
-        Ok(messages.map(|message| {
+        let read = messages.map(|message| {
             let message = message.map_err(|e| ClusterError::jetstream("following the journal", e))?;
             let sequence =
                 message.info().map_err(|e| ClusterError::jetstream("following the journal", e))?.stream_sequence;
             decode(sequence, message.subject.as_str(), message.headers.as_ref(), &message.payload)
-        }))
+        });
+        // An ordered consumer that the client makes again before its first
+        // record (after a leader change) starts at the stream's first
+        // record: what comes before `from` is skipped.
+        Ok(read.filter(move |record| std::future::ready(!matches!(record, Ok(r) if r.sequence < from))))
     }
 }
 

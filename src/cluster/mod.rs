@@ -45,6 +45,9 @@ pub use self::{
 /// The key of the duty to send the cluster's alerts, leased like a
 /// destination so that one node at a time sends them.
 pub const ALERTS_DUTY: &str = "alerts";
+/// The key of the duty to snapshot the stream and purge what retention no
+/// longer needs, so that one node at a time does.
+pub const RETENTION_DUTY: &str = "retention";
 
 /// What this node may do: in cluster mode, deliver the destinations whose
 /// lease it holds and send alerts while it holds their duty; alone, all of

@@ -12,10 +12,11 @@
 //! snapshot and all its records, or the new snapshot and the records it
 //! needs.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use crate::{
     clock::SharedClock,
+    cluster::{Holding, RETENTION_DUTY},
     history::HistoryError,
     journal::{Event, JournalError},
     ledger::Ledger,
@@ -171,6 +172,87 @@ pub fn spawn(ledger: Ledger, clock: SharedClock, retention_ms: i64, interval: Du
             }
         }
     });
+}
+
+/// Where the shared journal starts now, as its servers say.
+pub type StreamStart = Arc<dyn Fn() -> Result<u64, JournalError> + Send + Sync>;
+
+/// Retention in cluster mode, every `interval`. Every node checkpoints
+/// its own history and forgets old idempotency keys. The node holding the
+/// retention duty also snapshots on the stream and purges the records
+/// below what retention needs, as [`compact`] does with segments; the
+/// others let their history go below where the stream now starts. The
+/// snapshot is durable once appended (a quorum holds it), so it is never
+/// purged past without one that covers it.
+pub fn spawn_shared(
+    ledger: Ledger,
+    clock: SharedClock,
+    retention_ms: i64,
+    interval: Duration,
+    holding: Holding,
+    stream_start: StreamStart,
+) {
+    actix_web::rt::spawn(async move {
+        let mut tick = actix_web::rt::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let (ledger, now_ms, duty) = (ledger.clone(), clock.now_ms(), holding.holds(RETENTION_DUTY));
+            let start = stream_start.clone();
+            // Appending, purging and syncing wait on the network and disks.
+            let round = actix_web::rt::task::spawn_blocking(move || {
+                if duty {
+                    compact_shared(&ledger, now_ms, retention_ms)
+                } else {
+                    follow_stream_start(&ledger, now_ms, &*start)
+                }
+            })
+            .await;
+            match round {
+                Ok(Ok(done)) if done.snapshot_at.is_some() || done.released_below.is_some() => tracing::info!(
+                    snapshot_at = done.snapshot_at,
+                    released_below = done.released_below,
+                    records_purged = done.segments_deleted,
+                    "journal stream compacted"
+                ),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "journal stream compaction failed; will try again"),
+                Err(e) => tracing::warn!(error = %e, "journal stream compaction stopped; will try again"),
+            }
+        }
+    });
+}
+
+/// The retention duty's round: checkpoint the history, snapshot if
+/// needed, purge below what retention needs.
+fn compact_shared(ledger: &Ledger, now_ms: i64, retention_ms: i64) -> Result<Compacted, CompactionError> {
+    let done = checkpoint_history(ledger)?;
+    let planned = plan(ledger, now_ms, retention_ms, done)?;
+    // A shared journal's append returns once a quorum holds the record:
+    // the snapshot is durable already.
+    let segments_deleted = match planned.release {
+        Some(below) => ledger.release_below(below)?,
+        None => 0,
+    };
+    Ok(Compacted { snapshot_at: planned.snapshot_at, released_below: planned.release, segments_deleted })
+}
+
+/// Another node's round: checkpoint the history, forget old keys, and let
+/// the history go below where the duty's holder purged the stream.
+fn follow_stream_start(
+    ledger: &Ledger,
+    now_ms: i64,
+    stream_start: &(dyn Fn() -> Result<u64, JournalError> + Send + Sync),
+) -> Result<Compacted, CompactionError> {
+    checkpoint_history(ledger)?;
+    ledger.forget_keys_before(now_ms.saturating_sub(crate::state::IDEMPOTENCY_WINDOW_MS));
+    let before = ledger.released_below();
+    let start = stream_start()?;
+    if start <= before.max(1) {
+        return Ok(Compacted { snapshot_at: None, released_below: None, segments_deleted: 0 });
+    }
+    ledger.release_below(start)?;
+    Ok(Compacted { snapshot_at: None, released_below: Some(start), segments_deleted: 0 })
 }
 
 #[cfg(test)]

@@ -12,9 +12,10 @@ use std::{
 };
 
 use ferrox::cluster::{self, ClusterSettings, Leases};
+use serde_json::json;
 
 use crate::{
-    client::patient_admin,
+    client::{patient_admin, to_destinations},
     delivery::{
         Dest, PATIENCE, Sent, Setup, alerts, eventually, first_seen, kinds, logs_in_order, wait_first_seen, wait_status,
     },
@@ -471,4 +472,89 @@ fn cluster_a_resend_on_another_node_is_delivered_and_audited() {
         let entries = audit.json["audit"].as_array().cloned().unwrap_or_default();
         entries.iter().any(|e| e["action"].as_str().is_some_and(|a| a.contains("resend"))).then_some(())
     });
+}
+
+/// Retention in cluster mode: the node holding the retention duty
+/// snapshots on the stream and purges what every node delivered and no
+/// longer needs; every node lets it go. A node started again, and a new
+/// node with no data at all, start from the snapshot: the pause, the token
+/// key and the held message were only in purged records.
+#[test]
+fn cluster_retention_purges_the_stream_and_nodes_start_from_its_snapshot() {
+    let (receiver, held_receiver) = (Receiver::start(), Receiver::start());
+    let fast = Dest::new(1, "production", receiver.url("/fast"));
+    let held = Dest::new(2, "production", held_receiver.url("/held"));
+    let setup = Setup { destinations: vec![fast.clone(), held.clone()], ..Setup::default() };
+    let nats = NatsCluster::start(3);
+    const RETAIN_NOTHING: &str = "[storage]\nretention_hours = 0\ncompaction_interval_ms = 100\n";
+    let with_retention = |mut options: Options| {
+        options.config_text.as_mut().expect("a configuration").push_str(RETAIN_NOTHING);
+        options
+    };
+    let nodes = (0..3).map(|i| Server::start_with(&with_retention(node_options(&setup, &nats, i)))).collect();
+    // A fourth node, started later on an empty data directory.
+    let mut newcomer = with_retention(node_options(&setup, &nats, 0));
+    newcomer.config_text = newcomer.config_text.map(|text| text.replace("\"node-1\"", "\"node-4\""));
+    let mut fleet = Fleet { nats: Some(nats), nodes };
+
+    operate(&fleet.nodes[0], &format!("/destinations/{}/pause", held.id));
+    let tokens: Vec<String> = fleet.nodes.iter().map(|n| n.token()).collect();
+    let send_to = |node: usize, dest: &Dest, mrn: &str| {
+        let body = to_destinations(patient_admin("NewPatient", mrn), json!([{ "ID": dest.id }]));
+        let reply = fleet.nodes[node].send(&tokens[node], &body);
+        assert_eq!(reply.status, 200, "node {node}: {}", reply.text);
+        Sent::of(&reply)
+    };
+    let early: Vec<Sent> = (0..30).map(|n| send_to(n % 3, &fast, &format!("early-{n}"))).collect();
+    let waiting = send_to(1, &held, "waiting");
+    let late: Vec<Sent> = (0..5).map(|n| send_to(n % 3, &fast, &format!("late-{n}"))).collect();
+    let mut delivered = logs_in_order(&early, &fast);
+    delivered.extend(logs_in_order(&late, &fast));
+    wait_first_seen(&receiver, &delivered);
+
+    // Every node drops the delivered messages ahead of the held one.
+    let gone = early[29].log(&fast);
+    for (i, node) in fleet.nodes.iter().enumerate() {
+        eventually(&format!("node {i} to let the delivered messages go"), || {
+            let first = node.metric("ferrox_wal_first_position").unwrap_or(0.0);
+            let r = node.admin_as(Some(ADMIN_TOKEN), "GET", &format!("/logs/{gone}"), None);
+            (first > 1.0 && r.status == 404).then_some(())
+        });
+    }
+    let stream_start = fleet.nodes[0].metric("ferrox_wal_first_position").expect("the first position");
+
+    // A node killed and started again, and a new one, start from the
+    // snapshot, past the purged records.
+    fleet.nodes[1].kill9();
+    fleet.nodes[1].restart();
+    fleet.nodes.push(Server::start_with(&newcomer));
+    let token = &tokens[0];
+    for i in [1, 3] {
+        let node = &fleet.nodes[i];
+        assert!(node.metric("ferrox_wal_first_position").expect("the first position") >= stream_start);
+        let r = node.admin_as(Some(ADMIN_TOKEN), "GET", &format!("/logs/{gone}"), None);
+        assert_eq!(r.status, 404, "node {i} serves a purged log: {}", r.text);
+        let q = node.admin_as(Some(ADMIN_TOKEN), "GET", &format!("/destinations/{}/queue", held.id), None);
+        assert_eq!((&q.json["state"], &q.json["depth"]), (&json!("paused"), &json!(1)), "node {i}: {}", q.text);
+        let r = node.admin_as(Some(ADMIN_TOKEN), "GET", &format!("/logs/{}", late[0].log(&fast)), None);
+        assert_eq!(r.json["status"], "Succeeded", "node {i}: {}", r.text);
+        // A token issued before the purge still works: the same token key.
+        let after =
+            node.send(token, &to_destinations(patient_admin("NewPatient", "after"), json!([{ "ID": fast.id }])));
+        assert_eq!(after.status, 200, "node {i}: {}", after.text);
+        assert!(Sent::of(&after).message_id > late[4].message_id, "numbering goes on at node {i}");
+        delivered.push(Sent::of(&after).log(&fast));
+    }
+    operate(&fleet.nodes[3], &format!("/destinations/{}/resume", held.id));
+    wait_first_seen(&held_receiver, &[waiting.log(&held)]);
+    wait_first_seen(&receiver, &delivered);
+    // Delivered, the held message is no longer needed either: every node
+    // lets it go.
+    for (i, node) in fleet.nodes.iter().enumerate() {
+        eventually(&format!("node {i} to let the held message go"), || {
+            let first = node.metric("ferrox_wal_first_position").unwrap_or(0.0);
+            let r = node.admin_as(Some(ADMIN_TOKEN), "GET", &format!("/logs/{}", waiting.log(&held)), None);
+            (first > stream_start && r.status == 404).then_some(())
+        });
+    }
 }
