@@ -13,7 +13,7 @@ use crate::{
     alerts,
     auth::TokenKey,
     clock::SharedClock,
-    cluster::{ALERTS_DUTY, Holding, Owner, RETENTION_DUTY, StreamJournal},
+    cluster::{ALERTS_DUTY, Holding, Members, Owner, RETENTION_DUTY, StreamJournal},
     config::Config,
     delivery::{Deliveries, Shared},
     error::ApiError,
@@ -360,13 +360,13 @@ async fn build(
         ledger.commit(position).await.context("journaling the configuration file's objects")?;
     }
     let file = Arc::new(owned.context("the configuration file could not be planned")?);
-    let (holding, membership) = match &opened {
+    let (holding, membership, members) = match &opened {
         Opened::Cluster(stream) => {
             let settings = config.cluster.as_ref().context("cluster mode without [cluster]")?.settings();
-            let (holding, membership) = join(stream, &settings, &ledger)?;
-            (holding, Some(membership))
+            let (holding, membership, members) = join(stream, &settings, &ledger)?;
+            (holding, Some(membership), Some(members))
         }
-        Opened::Embedded(_) => (Holding::everything(), None),
+        Opened::Embedded(_) => (Holding::everything(), None, None),
     };
     let channels = alerts::configured(&config, &tls, ledger.state());
     alerts::open(&ledger, &channels).await.context("opening the alert channels")?;
@@ -379,14 +379,14 @@ async fn build(
             retention::spawn(ledger.clone(), clock.clone(), config.retention_ms(), compaction_interval);
         }
         Opened::Cluster(stream) => {
-            let stream = stream.clone();
+            let members = members.context("cluster mode without its members")?;
             retention::spawn_shared(
                 ledger.clone(),
                 clock.clone(),
                 config.retention_ms(),
                 compaction_interval,
                 holding.clone(),
-                Arc::new(move || stream.stream_start()),
+                Arc::new(StreamCluster { stream: stream.clone(), members }),
             );
         }
     }
@@ -467,13 +467,14 @@ fn join(
     stream: &StreamJournal,
     settings: &crate::cluster::ClusterSettings,
     ledger: &Ledger,
-) -> anyhow::Result<(Holding, Membership)> {
+) -> anyhow::Result<(Holding, Membership, Members)> {
     let (context, opening) = (stream.context().clone(), settings.clone());
     let owner = stream
         .io()
         .call(async move { Owner::open(&context, &opening).await })?
         .context("opening the cluster's lease buckets")?;
     let holding = Holding::leased(owner.held());
+    let (folded, members) = (owner.folded(), owner.members());
     let (destinations, watched) = tokio::sync::watch::channel(leased_keys(ledger));
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let (done, left) = std::sync::mpsc::sync_channel(1);
@@ -481,13 +482,15 @@ fn join(
         owner.run_over(watched, stopped).await;
         let _ = done.send(());
     });
-    // The keys follow the configuration: looked at every round.
+    // The keys follow the configuration, and the heartbeat how far this
+    // node folded: looked at every round.
     let ledger = ledger.clone();
     let every = settings.lease / 8;
     actix_web::rt::spawn(async move {
         let mut tick = actix_web::rt::time::interval(every);
         loop {
             tick.tick().await;
+            folded.store(ledger.state().read().position, std::sync::atomic::Ordering::SeqCst);
             let now = leased_keys(&ledger);
             destinations.send_if_modified(|keys| {
                 let changed = *keys != now;
@@ -496,7 +499,28 @@ fn join(
             });
         }
     });
-    Ok((holding, Membership { stop, left }))
+    Ok((holding, Membership { stop, left }, members))
+}
+
+/// Retention's view of the cluster: where the stream starts, and how far
+/// every live node has folded it.
+struct StreamCluster {
+    stream: Arc<StreamJournal>,
+    members: Members,
+}
+
+impl retention::Cluster for StreamCluster {
+    fn stream_start(&self) -> Result<u64, crate::journal::JournalError> {
+        self.stream.stream_start()
+    }
+
+    fn folded_by_all(&self) -> Result<u64, crate::journal::JournalError> {
+        let members = self.members.clone();
+        self.stream
+            .io()
+            .call(async move { members.folded_by_all().await })?
+            .map_err(|e| crate::journal::JournalError::Cluster(e.to_string()))
+    }
 }
 
 /// What the nodes lease: every destination, and the alerts and retention

@@ -39,7 +39,7 @@ pub use self::{
     journal::{Io, StreamJournal},
     lease::{Lease, Leases},
     log::{ClusterLog, Expect, Record},
-    owners::{Owner, Round, preferred},
+    owners::{Members, NODES, Owner, Round, preferred},
 };
 
 /// The key of the duty to send the cluster's alerts, leased like a

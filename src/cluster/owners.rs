@@ -2,6 +2,8 @@
 //!
 //! Every node writes a heartbeat to the `FERROX_NODES` bucket, whose
 //! entries age out like leases, so the live nodes are the bucket's keys.
+//! A heartbeat carries how far its node has folded the journal stream, so
+//! that retention purges nothing a live node has not folded.
 //! Each destination prefers one live node by rendezvous hashing (the node
 //! whose hash with the destination's ID is highest), so a node joining or
 //! leaving moves only the destinations it wins or held. In each round a node:
@@ -19,6 +21,10 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
@@ -32,6 +38,50 @@ use super::{ClusterError, ClusterSettings, Lease, Leases, opening};
 
 /// The bucket of node heartbeats.
 pub const NODES: &str = "FERROX_NODES";
+/// The version of a heartbeat's value.
+const HEARTBEAT_VERSION: u32 = 1;
+
+/// A heartbeat's value. An empty value (written by a version before this
+/// one) or one that does not parse is read as having folded nothing.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Heartbeat {
+    v: u32,
+    /// The last stream sequence the node folded.
+    folded: u64,
+}
+
+/// The live nodes as their heartbeats tell.
+#[derive(Debug, Clone)]
+pub struct Members {
+    nodes: kv::Store,
+}
+
+impl Members {
+    /// The last sequence every live node has folded: the lowest in their
+    /// heartbeats (0 if none tells, or one does not).
+    pub async fn folded_by_all(&self) -> Result<u64, ClusterError> {
+        let keys: Vec<String> = self
+            .nodes
+            .keys()
+            .await
+            .map_err(|e| ClusterError::jetstream("listing the nodes", e))?
+            .try_collect()
+            .await
+            .map_err(|e| ClusterError::jetstream("listing the nodes", e))?;
+        let mut lowest: Option<u64> = None;
+        for key in keys {
+            // A node gone since it was listed has nothing to wait for.
+            let Some(value) =
+                self.nodes.get(&key).await.map_err(|e| ClusterError::jetstream("reading a heartbeat", e))?
+            else {
+                continue;
+            };
+            let folded = serde_json::from_slice::<Heartbeat>(&value).map_or(0, |h| h.folded);
+            lowest = Some(lowest.map_or(folded, |l| l.min(folded)));
+        }
+        Ok(lowest.unwrap_or(0))
+    }
+}
 
 /// The destination's preferred node among `live`: the highest rendezvous
 /// hash of node and destination.
@@ -69,6 +119,8 @@ pub struct Owner {
     /// destination leaves it before its lease is given up, and joins it
     /// once its lease is taken.
     published: watch::Sender<BTreeMap<String, u64>>,
+    /// How far this node has folded the stream, told in its heartbeat.
+    folded: Arc<AtomicU64>,
 }
 
 impl Owner {
@@ -100,7 +152,19 @@ impl Owner {
             free_since: HashMap::new(),
             lease: settings.lease,
             published: watch::Sender::new(BTreeMap::new()),
+            folded: Arc::default(),
         })
+    }
+
+    /// Where the node sets how far it has folded the stream, for its
+    /// heartbeats.
+    pub fn folded(&self) -> Arc<AtomicU64> {
+        self.folded.clone()
+    }
+
+    /// The live nodes' heartbeats, to read apart from the rounds.
+    pub fn members(&self) -> Members {
+        Members { nodes: self.nodes.clone() }
     }
 
     /// How often rounds come.
@@ -126,8 +190,10 @@ impl Owner {
 
     /// One round over `destinations`: heartbeat, keep, hand over, take.
     pub async fn round(&mut self, destinations: &[String]) -> Result<Round, ClusterError> {
+        let beat = Heartbeat { v: HEARTBEAT_VERSION, folded: self.folded.load(Ordering::SeqCst) };
+        let value = serde_json::to_vec(&beat).map_err(|e| ClusterError::jetstream("writing the heartbeat", e))?;
         self.nodes
-            .put(&self.node, Bytes::new())
+            .put(&self.node, Bytes::from(value))
             .await
             .map_err(|e| ClusterError::jetstream("writing the heartbeat", e))?;
         let live = self.live().await?;

@@ -174,23 +174,30 @@ pub fn spawn(ledger: Ledger, clock: SharedClock, retention_ms: i64, interval: Du
     });
 }
 
-/// Where the shared journal starts now, as its servers say.
-pub type StreamStart = Arc<dyn Fn() -> Result<u64, JournalError> + Send + Sync>;
+/// What retention in cluster mode asks of the cluster.
+pub trait Cluster: Send + Sync {
+    /// Where the journal stream starts now, as its servers say.
+    fn stream_start(&self) -> Result<u64, JournalError>;
+    /// The last position every live node has folded: records after it are
+    /// not purged, so that no node finds a gap in what it follows.
+    fn folded_by_all(&self) -> Result<u64, JournalError>;
+}
 
 /// Retention in cluster mode, every `interval`. Every node checkpoints
 /// its own history and forgets old idempotency keys. The node holding the
 /// retention duty also snapshots on the stream and purges the records
-/// below what retention needs, as [`compact`] does with segments; the
-/// others let their history go below where the stream now starts. The
-/// snapshot is durable once appended (a quorum holds it), so it is never
-/// purged past without one that covers it.
+/// below what retention needs and every live node has folded, as
+/// [`compact`] does with segments; the others let their history go below
+/// where the stream now starts. The snapshot is durable once appended (a
+/// quorum holds it), so it is never purged past without one that covers
+/// it.
 pub fn spawn_shared(
     ledger: Ledger,
     clock: SharedClock,
     retention_ms: i64,
     interval: Duration,
     holding: Holding,
-    stream_start: StreamStart,
+    cluster: Arc<dyn Cluster>,
 ) {
     actix_web::rt::spawn(async move {
         let mut tick = actix_web::rt::time::interval(interval);
@@ -198,13 +205,13 @@ pub fn spawn_shared(
         loop {
             tick.tick().await;
             let (ledger, now_ms, duty) = (ledger.clone(), clock.now_ms(), holding.holds(RETENTION_DUTY));
-            let start = stream_start.clone();
+            let cluster = cluster.clone();
             // Appending, purging and syncing wait on the network and disks.
             let round = actix_web::rt::task::spawn_blocking(move || {
                 if duty {
-                    compact_shared(&ledger, now_ms, retention_ms)
+                    compact_shared(&ledger, now_ms, retention_ms, &*cluster)
                 } else {
-                    follow_stream_start(&ledger, now_ms, &*start)
+                    follow_stream_start(&ledger, now_ms, &*cluster)
                 }
             })
             .await;
@@ -224,30 +231,36 @@ pub fn spawn_shared(
 }
 
 /// The retention duty's round: checkpoint the history, snapshot if
-/// needed, purge below what retention needs.
-fn compact_shared(ledger: &Ledger, now_ms: i64, retention_ms: i64) -> Result<Compacted, CompactionError> {
+/// needed, purge below what retention needs and every live node folded.
+fn compact_shared(
+    ledger: &Ledger,
+    now_ms: i64,
+    retention_ms: i64,
+    cluster: &dyn Cluster,
+) -> Result<Compacted, CompactionError> {
     let done = checkpoint_history(ledger)?;
     let planned = plan(ledger, now_ms, retention_ms, done)?;
-    // A shared journal's append returns once a quorum holds the record:
-    // the snapshot is durable already.
-    let segments_deleted = match planned.release {
+    // A shared journal's append returns once a quorum of servers holds the
+    // record: the snapshot is durable already.
+    let release = match planned.release {
+        Some(below) => Some(below.min(cluster.folded_by_all()?.saturating_add(1))),
+        None => None,
+    }
+    .filter(|&below| below > ledger.released_below());
+    let segments_deleted = match release {
         Some(below) => ledger.release_below(below)?,
         None => 0,
     };
-    Ok(Compacted { snapshot_at: planned.snapshot_at, released_below: planned.release, segments_deleted })
+    Ok(Compacted { snapshot_at: planned.snapshot_at, released_below: release, segments_deleted })
 }
 
 /// Another node's round: checkpoint the history, forget old keys, and let
 /// the history go below where the duty's holder purged the stream.
-fn follow_stream_start(
-    ledger: &Ledger,
-    now_ms: i64,
-    stream_start: &(dyn Fn() -> Result<u64, JournalError> + Send + Sync),
-) -> Result<Compacted, CompactionError> {
+fn follow_stream_start(ledger: &Ledger, now_ms: i64, cluster: &dyn Cluster) -> Result<Compacted, CompactionError> {
     checkpoint_history(ledger)?;
     ledger.forget_keys_before(now_ms.saturating_sub(crate::state::IDEMPOTENCY_WINDOW_MS));
     let before = ledger.released_below();
-    let start = stream_start()?;
+    let start = cluster.stream_start()?;
     if start <= before.max(1) {
         return Ok(Compacted { snapshot_at: None, released_below: None, segments_deleted: 0 });
     }

@@ -557,4 +557,9 @@ fn cluster_retention_purges_the_stream_and_nodes_start_from_its_snapshot() {
             (first > stream_start && r.status == 404).then_some(())
         });
     }
+    // Nothing was purged that a live node had not folded yet.
+    for (i, node) in fleet.nodes.iter().enumerate() {
+        let log = node.server_log();
+        assert!(!log.contains("before this node folded them"), "node {i} met a purged gap:\n{log}");
+    }
 }

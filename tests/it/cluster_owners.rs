@@ -147,3 +147,59 @@ fn a_node_cut_off_from_the_cluster_stops_holding_before_its_leases_run_out() {
         drop(node.stop);
     });
 }
+
+/// Waits until the live nodes' lowest folded position reads `expected`:
+/// a heartbeat is read from any server, which may not have applied the
+/// latest one yet.
+async fn folded_becomes(members: &cluster::Members, expected: u64, what: &str) {
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let folded = members.folded_by_all().await.expect("reading the heartbeats");
+        if folded == expected {
+            return;
+        }
+        assert!(Instant::now() < end, "{what}: the nodes have folded through {folded}, not {expected}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A heartbeat tells how far its node folded the journal stream, and
+/// retention reads the lowest among the live nodes: a node that has told
+/// nothing (an empty heartbeat, as an earlier version writes) holds the
+/// purge back entirely, and a node gone no longer does.
+#[test]
+fn heartbeats_tell_how_far_every_live_node_has_folded() {
+    let nats = NatsCluster::start(3);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+    runtime.block_on(async {
+        let open = |i: usize, node: &'static str| {
+            let url = nats.url(i);
+            async move {
+                let settings =
+                    ClusterSettings { nats_urls: vec![url], node_name: node.into(), replicas: 3, lease: LEASE };
+                let context = cluster::connect(&settings).await.expect("connecting");
+                (Owner::open(&context, &settings).await.expect("joining"), context)
+            }
+        };
+        let (mut a, _) = open(0, "node-1").await;
+        let (mut b, context) = open(1, "node-2").await;
+        let members = a.members();
+        folded_becomes(&members, 0, "no heartbeat yet").await;
+        a.folded().store(120, std::sync::atomic::Ordering::SeqCst);
+        b.folded().store(95, std::sync::atomic::Ordering::SeqCst);
+        a.round(&[]).await.expect("a round");
+        b.round(&[]).await.expect("a round");
+        folded_becomes(&members, 95, "the slower node's position").await;
+        b.folded().store(130, std::sync::atomic::Ordering::SeqCst);
+        b.round(&[]).await.expect("a round");
+        folded_becomes(&members, 120, "the lower position").await;
+
+        // A node of an earlier version beats with an empty value.
+        let bucket = context.get_key_value(cluster::NODES).await.expect("the node bucket");
+        bucket.put("node-old", bytes::Bytes::new()).await.expect("an empty heartbeat");
+        folded_becomes(&members, 0, "an old node holds the purge back").await;
+        bucket.delete("node-old").await.expect("the old node leaves");
+        b.leave().await;
+        folded_becomes(&members, 120, "a node gone holds nothing back").await;
+    });
+}
