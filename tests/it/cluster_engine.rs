@@ -15,6 +15,7 @@ use ferrox::cluster::{self, ClusterSettings, Leases};
 use serde_json::json;
 
 use crate::{
+    browser::Browser,
     client::{patient_admin, to_destinations},
     delivery::{
         Dest, PATIENCE, Sent, Setup, alerts, eventually, first_seen, kinds, logs_in_order, wait_first_seen, wait_status,
@@ -22,6 +23,7 @@ use crate::{
     harness::{ADMIN_TOKEN, Options, Server},
     nats::NatsCluster,
     receiver::{Behavior, Receiver},
+    roles::{OPERATOR, operators_toml},
 };
 
 /// Long enough that a lease round (a few key-value operations) fits in
@@ -562,4 +564,82 @@ fn cluster_retention_purges_the_stream_and_nodes_start_from_its_snapshot() {
         let log = node.server_log();
         assert!(!log.contains("before this node folded them"), "node {i} met a purged gap:\n{log}");
     }
+}
+
+/// The console on a node that does not deliver a destination, in a real
+/// browser: an operator pauses the destination there and the node that
+/// delivers it stops; a third node's console shows it paused; resumed
+/// from the first node's console, the held message is delivered, and the
+/// audit trail on the third node names the operator.
+#[test]
+fn cluster_the_console_on_a_node_that_does_not_deliver() {
+    let receiver = Receiver::start();
+    let mut lab = Dest::new(1, "production", receiver.url("/lab"));
+    lab.name = "Lab System".into();
+    let setup = Setup { destinations: vec![lab.clone()], ..Setup::default() };
+    let nats = NatsCluster::start(3);
+    let nodes = (0..3)
+        .map(|i| {
+            let mut options = node_options(&setup, &nats, i);
+            options.config_text.as_mut().expect("a configuration").push_str(&operators_toml());
+            Server::start_with(&options)
+        })
+        .collect();
+    let fleet = Fleet { nats: Some(nats), nodes };
+    let owner = fleet.owner(&lab);
+    let others = fleet.others(owner);
+    let (console, witness) = (&fleet.nodes[others[0]], &fleet.nodes[others[1]]);
+    let page = format!("{}/ui/destinations/{}", console.base_url(), lab.id);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+    let browser = runtime.block_on(async {
+        let browser = Browser::start("UTC").await;
+        browser.goto(&page).await;
+        browser.find("#token").await.send_keys(OPERATOR).await.expect("typing the token");
+        browser.find("form button[type=submit]").await.click().await.expect("pressing Sign in");
+        assert_eq!(browser.text("main h1").await, "Lab System flowing");
+        browser.find("main button[data-label=Pause]").await.click().await.expect("pressing Pause");
+        browser
+            .wait_until(
+                "the page to show the pause",
+                "return document.querySelector('main h1')?.textContent === 'Lab System paused'",
+            )
+            .await;
+        browser
+    });
+    // The node that delivers the destination holds the next message.
+    let sent = send_round(&fleet, &[others[1]], 1, "held");
+    let queue = format!("/destinations/{}/queue", lab.id);
+    eventually("the delivering node's queue to hold the message, paused", || {
+        let q = fleet.nodes[owner].admin_as(Some(ADMIN_TOKEN), "GET", &queue, None);
+        (q.json["state"] == "paused" && q.json["depth"] == 1).then_some(())
+    });
+    assert!(receiver.received().is_empty(), "a paused destination got a delivery");
+    runtime.block_on(async {
+        let elsewhere = Browser::start("UTC").await;
+        elsewhere.goto(&format!("{}/ui/destinations/{}", witness.base_url(), lab.id)).await;
+        elsewhere.find("#token").await.send_keys(OPERATOR).await.expect("typing the token");
+        elsewhere.find("form button[type=submit]").await.click().await.expect("pressing Sign in");
+        assert_eq!(elsewhere.text("main h1").await, "Lab System paused", "another node's console");
+        elsewhere.close().await;
+
+        browser.find("main button[data-label=Resume]").await.click().await.expect("pressing Resume");
+        browser
+            .wait_until(
+                "the page to show the resume",
+                "return document.querySelector('main h1')?.textContent === 'Lab System flowing'",
+            )
+            .await;
+        browser.close().await;
+    });
+    wait_first_seen(&receiver, &logs_in_order(&sent, &lab));
+    let trail = eventually("the audit trail on the third node to show both actions", || {
+        let r = witness.admin_get("/audit?limit=100");
+        let entries = r.json["audit"].as_array().cloned().unwrap_or_default();
+        let resumed = entries.iter().any(|e| e["action"] == "destination.resume");
+        resumed.then_some(entries)
+    });
+    let actions: Vec<(&str, &str)> =
+        trail.iter().map(|e| (e["operator"].as_str().unwrap_or(""), e["action"].as_str().unwrap_or(""))).collect();
+    assert!(actions.contains(&("otto", "destination.pause")), "{actions:?}");
+    assert!(actions.contains(&("otto", "destination.resume")), "{actions:?}");
 }
