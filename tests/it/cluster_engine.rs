@@ -568,7 +568,8 @@ fn cluster_retention_purges_the_stream_and_nodes_start_from_its_snapshot() {
 
 /// The console on a node that does not deliver a destination, in a real
 /// browser: an operator pauses the destination there and the node that
-/// delivers it stops; a third node's console shows it paused; resumed
+/// delivers it stops; an operator made through a second node's API signs
+/// in on a third, whose console shows it paused; resumed
 /// from the first node's console, the held message is delivered, and the
 /// audit trail on the third node names the operator.
 #[test]
@@ -614,10 +615,22 @@ fn cluster_the_console_on_a_node_that_does_not_deliver() {
         (q.json["state"] == "paused" && q.json["depth"] == 1).then_some(())
     });
     assert!(receiver.received().is_empty(), "a paused destination got a delivery");
+    // An operator made through the API of one node signs in on another.
+    let made = fleet.nodes[owner].admin_as(
+        Some(ADMIN_TOKEN),
+        "POST",
+        "/operators",
+        Some(&json!({ "name": "nina", "role": "viewer" })),
+    );
+    assert_eq!(made.status, 201, "{}", made.text);
+    let nina = made.json["token"].as_str().expect("the new operator's token").to_owned();
+    eventually("the new operator to be known on the third node", || {
+        (witness.admin_as(Some(&nina), "GET", "/destinations", None).status == 200).then_some(())
+    });
     runtime.block_on(async {
         let elsewhere = Browser::start("UTC").await;
         elsewhere.goto(&format!("{}/ui/destinations/{}", witness.base_url(), lab.id)).await;
-        elsewhere.find("#token").await.send_keys(OPERATOR).await.expect("typing the token");
+        elsewhere.find("#token").await.send_keys(&nina).await.expect("typing the token");
         elsewhere.find("form button[type=submit]").await.click().await.expect("pressing Sign in");
         assert_eq!(elsewhere.text("main h1").await, "Lab System paused", "another node's console");
         elsewhere.close().await;
