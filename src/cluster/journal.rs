@@ -13,7 +13,6 @@
 
 use std::{
     collections::BTreeMap,
-    future::Future,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -27,7 +26,7 @@ use parking_lot::{Condvar, Mutex};
 use rkyv::util::AlignedVec;
 use tokio::sync::Notify;
 
-use super::{ClusterError, ClusterLog, ClusterSettings, Expect, Record};
+use super::{ClusterError, ClusterLog, ClusterSettings, Expect, Io, Record};
 use crate::{
     journal::{
         CommitFuture, DecodeError, Event, Health, Journal, JournalError, NewLog, ReplayFn, Replayed, Snapshot, decode,
@@ -51,42 +50,6 @@ const APPEND_TRIES: usize = 3;
 const REPLAY_PATIENCE: Duration = Duration::from_secs(30);
 /// How long a fold waits for the records another writer came first with.
 const ARRIVAL_PATIENCE: Duration = Duration::from_millis(limits::CLUSTER_ARRIVAL_PATIENCE_MS);
-
-/// The runtime the NATS client runs on, on a thread of its own.
-#[derive(Debug, Clone)]
-pub struct Io {
-    handle: tokio::runtime::Handle,
-    _stop: Arc<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl Io {
-    pub fn start() -> std::io::Result<Self> {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        let handle = runtime.handle().clone();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        std::thread::Builder::new().name("ferrox-nats".into()).spawn(move || {
-            runtime.block_on(async move {
-                let _ = stopped.await;
-            })
-        })?;
-        Ok(Self { handle, _stop: Arc::new(stop) })
-    }
-
-    /// Runs `work` on the runtime and waits for its result on this thread
-    /// (which must not be the runtime's).
-    pub fn call<T: Send + 'static>(&self, work: impl Future<Output = T> + Send + 'static) -> Result<T, JournalError> {
-        let (answer, answered) = std::sync::mpsc::sync_channel(1);
-        self.handle.spawn(async move {
-            let _ = answer.send(work.await);
-        });
-        answered.recv().map_err(|_| JournalError::Cluster("the NATS client's runtime has stopped".into()))
-    }
-
-    /// Runs `work` on the runtime in the background.
-    pub fn spawn(&self, work: impl Future<Output = ()> + Send + 'static) {
-        self.handle.spawn(work);
-    }
-}
 
 /// Records that arrived from the stream and are not folded yet.
 #[derive(Debug, Default)]

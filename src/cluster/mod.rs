@@ -28,6 +28,7 @@
 //! - [`Holding`]: what a node holds, which decides the destinations its
 //!   actors deliver and whether it sends the cluster's alerts.
 
+mod io;
 mod journal;
 mod lease;
 mod log;
@@ -36,7 +37,8 @@ mod owners;
 use std::time::Duration;
 
 pub use self::{
-    journal::{Io, StreamJournal},
+    io::Io,
+    journal::StreamJournal,
     lease::{Lease, Leases},
     log::{ClusterLog, Expect, Record},
     owners::{Members, NODES, Owner, Round, preferred},

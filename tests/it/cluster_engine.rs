@@ -1,6 +1,7 @@
 //! Cluster mode end to end (SPEC §17): three `ferrox serve` nodes on three
 //! NATS servers, every process ended by its PID. The same cases run on one
-//! node on its embedded log, where "the owner" is that node.
+//! node on its embedded log, where "the owner" is that node. Retention and
+//! the console across nodes are in `cluster_upkeep.rs`.
 
 use std::{
     fmt::Write as _,
@@ -12,18 +13,15 @@ use std::{
 };
 
 use ferrox::cluster::{self, ClusterSettings, Leases};
-use serde_json::json;
 
 use crate::{
-    browser::Browser,
-    client::{patient_admin, to_destinations},
+    client::patient_admin,
     delivery::{
         Dest, PATIENCE, Sent, Setup, alerts, eventually, first_seen, kinds, logs_in_order, wait_first_seen, wait_status,
     },
     harness::{ADMIN_TOKEN, Options, Server},
     nats::NatsCluster,
     receiver::{Behavior, Receiver},
-    roles::{OPERATOR, operators_toml},
 };
 
 /// Long enough that a lease round (a few key-value operations) fits in
@@ -31,9 +29,9 @@ use crate::{
 const LEASE_MS: u64 = 4_000;
 
 /// The engine under test: three cluster nodes, or one embedded node.
-struct Fleet {
-    nats: Option<NatsCluster>,
-    nodes: Vec<Server>,
+pub(crate) struct Fleet {
+    pub(crate) nats: Option<NatsCluster>,
+    pub(crate) nodes: Vec<Server>,
 }
 
 impl Fleet {
@@ -49,7 +47,7 @@ impl Fleet {
     }
 
     /// The node that delivers `dest` now: the holder of its lease.
-    fn owner(&self, dest: &Dest) -> usize {
+    pub(crate) fn owner(&self, dest: &Dest) -> usize {
         let Some(nats) = &self.nats else { return 0 };
         let url = nats.url(0);
         let destination = dest.id.clone();
@@ -77,7 +75,7 @@ impl Fleet {
     }
 
     /// The nodes other than `not`, or the only one.
-    fn others(&self, not: usize) -> Vec<usize> {
+    pub(crate) fn others(&self, not: usize) -> Vec<usize> {
         let others: Vec<usize> = (0..self.nodes.len()).filter(|i| *i != not).collect();
         if others.is_empty() { vec![not] } else { others }
     }
@@ -96,7 +94,7 @@ impl Drop for Fleet {
     }
 }
 
-fn node_options(setup: &Setup, nats: &NatsCluster, i: usize) -> Options {
+pub(crate) fn node_options(setup: &Setup, nats: &NatsCluster, i: usize) -> Options {
     let mut text = setup.toml();
     let _ = writeln!(
         text,
@@ -114,7 +112,7 @@ fn one_destination(receiver: &Receiver) -> (Setup, Dest) {
 
 /// SENDs `count` messages, in turn through each of `through`, one after
 /// another: their acceptance order is the order they were sent.
-fn send_round(fleet: &Fleet, through: &[usize], count: usize, tag: &str) -> Vec<Sent> {
+pub(crate) fn send_round(fleet: &Fleet, through: &[usize], count: usize, tag: &str) -> Vec<Sent> {
     let tokens: Vec<String> = through.iter().map(|i| fleet.nodes[*i].token()).collect();
     (0..count)
         .map(|n| {
@@ -182,7 +180,7 @@ fn embedded_fifo_and_the_node_killed() {
     fifo_across_nodes_and_the_owner_killed(Fleet::embedded(&setup), &receiver, &dest);
 }
 
-fn operate(node: &Server, path: &str) {
+pub(crate) fn operate(node: &Server, path: &str) {
     let r = node.admin_as(Some(ADMIN_TOKEN), "POST", path, None);
     assert_eq!(r.status, 200, "POST {path}: {}", r.text);
 }
@@ -474,185 +472,4 @@ fn cluster_a_resend_on_another_node_is_delivered_and_audited() {
         let entries = audit.json["audit"].as_array().cloned().unwrap_or_default();
         entries.iter().any(|e| e["action"].as_str().is_some_and(|a| a.contains("resend"))).then_some(())
     });
-}
-
-/// Retention in cluster mode: the node holding the retention duty
-/// snapshots on the stream and purges what every node delivered and no
-/// longer needs; every node lets it go. A node started again, and a new
-/// node with no data at all, start from the snapshot: the pause, the token
-/// key and the held message were only in purged records.
-#[test]
-fn cluster_retention_purges_the_stream_and_nodes_start_from_its_snapshot() {
-    let (receiver, held_receiver) = (Receiver::start(), Receiver::start());
-    let fast = Dest::new(1, "production", receiver.url("/fast"));
-    let held = Dest::new(2, "production", held_receiver.url("/held"));
-    let setup = Setup { destinations: vec![fast.clone(), held.clone()], ..Setup::default() };
-    let nats = NatsCluster::start(3);
-    const RETAIN_NOTHING: &str = "[storage]\nretention_hours = 0\ncompaction_interval_ms = 100\n";
-    let with_retention = |mut options: Options| {
-        options.config_text.as_mut().expect("a configuration").push_str(RETAIN_NOTHING);
-        options
-    };
-    let nodes = (0..3).map(|i| Server::start_with(&with_retention(node_options(&setup, &nats, i)))).collect();
-    // A fourth node, started later on an empty data directory.
-    let mut newcomer = with_retention(node_options(&setup, &nats, 0));
-    newcomer.config_text = newcomer.config_text.map(|text| text.replace("\"node-1\"", "\"node-4\""));
-    let mut fleet = Fleet { nats: Some(nats), nodes };
-
-    operate(&fleet.nodes[0], &format!("/destinations/{}/pause", held.id));
-    let tokens: Vec<String> = fleet.nodes.iter().map(|n| n.token()).collect();
-    let send_to = |node: usize, dest: &Dest, mrn: &str| {
-        let body = to_destinations(patient_admin("NewPatient", mrn), json!([{ "ID": dest.id }]));
-        let reply = fleet.nodes[node].send(&tokens[node], &body);
-        assert_eq!(reply.status, 200, "node {node}: {}", reply.text);
-        Sent::of(&reply)
-    };
-    let early: Vec<Sent> = (0..30).map(|n| send_to(n % 3, &fast, &format!("early-{n}"))).collect();
-    let waiting = send_to(1, &held, "waiting");
-    let late: Vec<Sent> = (0..5).map(|n| send_to(n % 3, &fast, &format!("late-{n}"))).collect();
-    let mut delivered = logs_in_order(&early, &fast);
-    delivered.extend(logs_in_order(&late, &fast));
-    wait_first_seen(&receiver, &delivered);
-
-    // Every node drops the delivered messages ahead of the held one.
-    let gone = early[29].log(&fast);
-    for (i, node) in fleet.nodes.iter().enumerate() {
-        eventually(&format!("node {i} to let the delivered messages go"), || {
-            let first = node.metric("ferrox_wal_first_position").unwrap_or(0.0);
-            let r = node.admin_as(Some(ADMIN_TOKEN), "GET", &format!("/logs/{gone}"), None);
-            (first > 1.0 && r.status == 404).then_some(())
-        });
-    }
-    let stream_start = fleet.nodes[0].metric("ferrox_wal_first_position").expect("the first position");
-
-    // A node killed and started again, and a new one, start from the
-    // snapshot, past the purged records.
-    fleet.nodes[1].kill9();
-    fleet.nodes[1].restart();
-    fleet.nodes.push(Server::start_with(&newcomer));
-    let token = &tokens[0];
-    for i in [1, 3] {
-        let node = &fleet.nodes[i];
-        assert!(node.metric("ferrox_wal_first_position").expect("the first position") >= stream_start);
-        let r = node.admin_as(Some(ADMIN_TOKEN), "GET", &format!("/logs/{gone}"), None);
-        assert_eq!(r.status, 404, "node {i} serves a purged log: {}", r.text);
-        let q = node.admin_as(Some(ADMIN_TOKEN), "GET", &format!("/destinations/{}/queue", held.id), None);
-        assert_eq!((&q.json["state"], &q.json["depth"]), (&json!("paused"), &json!(1)), "node {i}: {}", q.text);
-        let r = node.admin_as(Some(ADMIN_TOKEN), "GET", &format!("/logs/{}", late[0].log(&fast)), None);
-        assert_eq!(r.json["status"], "Succeeded", "node {i}: {}", r.text);
-        // A token issued before the purge still works: the same token key.
-        let after =
-            node.send(token, &to_destinations(patient_admin("NewPatient", "after"), json!([{ "ID": fast.id }])));
-        assert_eq!(after.status, 200, "node {i}: {}", after.text);
-        assert!(Sent::of(&after).message_id > late[4].message_id, "numbering goes on at node {i}");
-        delivered.push(Sent::of(&after).log(&fast));
-    }
-    operate(&fleet.nodes[3], &format!("/destinations/{}/resume", held.id));
-    wait_first_seen(&held_receiver, &[waiting.log(&held)]);
-    wait_first_seen(&receiver, &delivered);
-    // Delivered, the held message is no longer needed either: every node
-    // lets it go.
-    for (i, node) in fleet.nodes.iter().enumerate() {
-        eventually(&format!("node {i} to let the held message go"), || {
-            let first = node.metric("ferrox_wal_first_position").unwrap_or(0.0);
-            let r = node.admin_as(Some(ADMIN_TOKEN), "GET", &format!("/logs/{}", waiting.log(&held)), None);
-            (first > stream_start && r.status == 404).then_some(())
-        });
-    }
-    // Nothing was purged that a live node had not folded yet.
-    for (i, node) in fleet.nodes.iter().enumerate() {
-        let log = node.server_log();
-        assert!(!log.contains("before this node folded them"), "node {i} met a purged gap:\n{log}");
-    }
-}
-
-/// The console on a node that does not deliver a destination, in a real
-/// browser: an operator pauses the destination there and the node that
-/// delivers it stops; an operator made through a second node's API signs
-/// in on a third, whose console shows it paused; resumed
-/// from the first node's console, the held message is delivered, and the
-/// audit trail on the third node names the operator.
-#[test]
-fn cluster_the_console_on_a_node_that_does_not_deliver() {
-    let receiver = Receiver::start();
-    let mut lab = Dest::new(1, "production", receiver.url("/lab"));
-    lab.name = "Lab System".into();
-    let setup = Setup { destinations: vec![lab.clone()], ..Setup::default() };
-    let nats = NatsCluster::start(3);
-    let nodes = (0..3)
-        .map(|i| {
-            let mut options = node_options(&setup, &nats, i);
-            options.config_text.as_mut().expect("a configuration").push_str(&operators_toml());
-            Server::start_with(&options)
-        })
-        .collect();
-    let fleet = Fleet { nats: Some(nats), nodes };
-    let owner = fleet.owner(&lab);
-    let others = fleet.others(owner);
-    let (console, witness) = (&fleet.nodes[others[0]], &fleet.nodes[others[1]]);
-    let page = format!("{}/ui/destinations/{}", console.base_url(), lab.id);
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
-    let browser = runtime.block_on(async {
-        let browser = Browser::start("UTC").await;
-        browser.goto(&page).await;
-        browser.find("#token").await.send_keys(OPERATOR).await.expect("typing the token");
-        browser.find("form button[type=submit]").await.click().await.expect("pressing Sign in");
-        assert_eq!(browser.text("main h1").await, "Lab System flowing");
-        browser.find("main button[data-label=Pause]").await.click().await.expect("pressing Pause");
-        browser
-            .wait_until(
-                "the page to show the pause",
-                "return document.querySelector('main h1')?.textContent === 'Lab System paused'",
-            )
-            .await;
-        browser
-    });
-    // The node that delivers the destination holds the next message.
-    let sent = send_round(&fleet, &[others[1]], 1, "held");
-    let queue = format!("/destinations/{}/queue", lab.id);
-    eventually("the delivering node's queue to hold the message, paused", || {
-        let q = fleet.nodes[owner].admin_as(Some(ADMIN_TOKEN), "GET", &queue, None);
-        (q.json["state"] == "paused" && q.json["depth"] == 1).then_some(())
-    });
-    assert!(receiver.received().is_empty(), "a paused destination got a delivery");
-    // An operator made through the API of one node signs in on another.
-    let made = fleet.nodes[owner].admin_as(
-        Some(ADMIN_TOKEN),
-        "POST",
-        "/operators",
-        Some(&json!({ "name": "nina", "role": "viewer" })),
-    );
-    assert_eq!(made.status, 201, "{}", made.text);
-    let nina = made.json["token"].as_str().expect("the new operator's token").to_owned();
-    eventually("the new operator to be known on the third node", || {
-        (witness.admin_as(Some(&nina), "GET", "/destinations", None).status == 200).then_some(())
-    });
-    runtime.block_on(async {
-        let elsewhere = Browser::start("UTC").await;
-        elsewhere.goto(&format!("{}/ui/destinations/{}", witness.base_url(), lab.id)).await;
-        elsewhere.find("#token").await.send_keys(&nina).await.expect("typing the token");
-        elsewhere.find("form button[type=submit]").await.click().await.expect("pressing Sign in");
-        assert_eq!(elsewhere.text("main h1").await, "Lab System paused", "another node's console");
-        elsewhere.close().await;
-
-        browser.find("main button[data-label=Resume]").await.click().await.expect("pressing Resume");
-        browser
-            .wait_until(
-                "the page to show the resume",
-                "return document.querySelector('main h1')?.textContent === 'Lab System flowing'",
-            )
-            .await;
-        browser.close().await;
-    });
-    wait_first_seen(&receiver, &logs_in_order(&sent, &lab));
-    let trail = eventually("the audit trail on the third node to show both actions", || {
-        let r = witness.admin_get("/audit?limit=100");
-        let entries = r.json["audit"].as_array().cloned().unwrap_or_default();
-        let resumed = entries.iter().any(|e| e["action"] == "destination.resume");
-        resumed.then_some(entries)
-    });
-    let actions: Vec<(&str, &str)> =
-        trail.iter().map(|e| (e["operator"].as_str().unwrap_or(""), e["action"].as_str().unwrap_or(""))).collect();
-    assert!(actions.contains(&("otto", "destination.pause")), "{actions:?}");
-    assert!(actions.contains(&("otto", "destination.resume")), "{actions:?}");
 }

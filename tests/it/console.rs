@@ -38,7 +38,7 @@ fn named(mut dest: Dest, name: &str) -> Dest {
     dest
 }
 
-async fn sign_in(browser: &Browser, token: &str) {
+pub(crate) async fn sign_in(browser: &Browser, token: &str) {
     browser.find("#token").await.send_keys(token).await.expect("typing the token");
     browser.find("form button[type=submit]").await.click().await.expect("pressing Sign in");
     browser.find("header .who").await;

@@ -13,6 +13,7 @@ mod client;
 mod cluster_engine;
 mod cluster_log;
 mod cluster_owners;
+mod cluster_upkeep;
 mod config_file;
 mod configuration;
 mod console;

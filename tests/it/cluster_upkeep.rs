@@ -1,0 +1,197 @@
+//! Cluster mode's upkeep end to end (SPEC §17 with §10 and §15): retention
+//! on the journal stream, with nodes starting from its snapshot, and the
+//! console on a node that does not deliver, in a real browser. Three
+//! `ferrox serve` nodes on three NATS servers, as in `cluster_engine.rs`.
+
+use serde_json::json;
+
+use crate::{
+    browser::Browser,
+    client::{patient_admin, to_destinations},
+    cluster_engine::{Fleet, node_options, operate, send_round},
+    console::sign_in,
+    delivery::{Dest, Sent, Setup, eventually, logs_in_order, wait_first_seen},
+    harness::{ADMIN_TOKEN, Options, Server},
+    nats::NatsCluster,
+    receiver::Receiver,
+    roles::{OPERATOR, operators_toml},
+};
+
+/// Retention in cluster mode: the node holding the retention duty
+/// snapshots on the stream and purges what every node delivered and no
+/// longer needs; every node lets it go. A node started again, and a new
+/// node with no data at all, start from the snapshot: the pause, the token
+/// key and the held message were only in purged records.
+#[test]
+fn cluster_retention_purges_the_stream_and_nodes_start_from_its_snapshot() {
+    let (receiver, held_receiver) = (Receiver::start(), Receiver::start());
+    let fast = Dest::new(1, "production", receiver.url("/fast"));
+    let held = Dest::new(2, "production", held_receiver.url("/held"));
+    let setup = Setup { destinations: vec![fast.clone(), held.clone()], ..Setup::default() };
+    let nats = NatsCluster::start(3);
+    const RETAIN_NOTHING: &str = "[storage]\nretention_hours = 0\ncompaction_interval_ms = 100\n";
+    let with_retention = |mut options: Options| {
+        options.config_text.as_mut().expect("a configuration").push_str(RETAIN_NOTHING);
+        options
+    };
+    let nodes = (0..3).map(|i| Server::start_with(&with_retention(node_options(&setup, &nats, i)))).collect();
+    // A fourth node, started later on an empty data directory.
+    let mut newcomer = with_retention(node_options(&setup, &nats, 0));
+    newcomer.config_text = newcomer.config_text.map(|text| text.replace("\"node-1\"", "\"node-4\""));
+    let mut fleet = Fleet { nats: Some(nats), nodes };
+
+    operate(&fleet.nodes[0], &format!("/destinations/{}/pause", held.id));
+    let tokens: Vec<String> = fleet.nodes.iter().map(|n| n.token()).collect();
+    let send_to = |node: usize, dest: &Dest, mrn: &str| {
+        let body = to_destinations(patient_admin("NewPatient", mrn), json!([{ "ID": dest.id }]));
+        let reply = fleet.nodes[node].send(&tokens[node], &body);
+        assert_eq!(reply.status, 200, "node {node}: {}", reply.text);
+        Sent::of(&reply)
+    };
+    let early: Vec<Sent> = (0..30).map(|n| send_to(n % 3, &fast, &format!("early-{n}"))).collect();
+    let waiting = send_to(1, &held, "waiting");
+    let late: Vec<Sent> = (0..5).map(|n| send_to(n % 3, &fast, &format!("late-{n}"))).collect();
+    let mut delivered = logs_in_order(&early, &fast);
+    delivered.extend(logs_in_order(&late, &fast));
+    wait_first_seen(&receiver, &delivered);
+
+    // Every node drops the delivered messages ahead of the held one.
+    let gone = early[29].log(&fast);
+    for (i, node) in fleet.nodes.iter().enumerate() {
+        eventually(&format!("node {i} to let the delivered messages go"), || {
+            let first = node.metric("ferrox_wal_first_position").unwrap_or(0.0);
+            let r = node.admin_as(Some(ADMIN_TOKEN), "GET", &format!("/logs/{gone}"), None);
+            (first > 1.0 && r.status == 404).then_some(())
+        });
+    }
+    let stream_start = fleet.nodes[0].metric("ferrox_wal_first_position").expect("the first position");
+
+    // A node killed and started again, and a new one, start from the
+    // snapshot, past the purged records.
+    fleet.nodes[1].kill9();
+    fleet.nodes[1].restart();
+    fleet.nodes.push(Server::start_with(&newcomer));
+    let token = &tokens[0];
+    for i in [1, 3] {
+        let node = &fleet.nodes[i];
+        assert!(node.metric("ferrox_wal_first_position").expect("the first position") >= stream_start);
+        let r = node.admin_as(Some(ADMIN_TOKEN), "GET", &format!("/logs/{gone}"), None);
+        assert_eq!(r.status, 404, "node {i} serves a purged log: {}", r.text);
+        let q = node.admin_as(Some(ADMIN_TOKEN), "GET", &format!("/destinations/{}/queue", held.id), None);
+        assert_eq!((&q.json["state"], &q.json["depth"]), (&json!("paused"), &json!(1)), "node {i}: {}", q.text);
+        let r = node.admin_as(Some(ADMIN_TOKEN), "GET", &format!("/logs/{}", late[0].log(&fast)), None);
+        assert_eq!(r.json["status"], "Succeeded", "node {i}: {}", r.text);
+        // A token issued before the purge still works: the same token key.
+        let after =
+            node.send(token, &to_destinations(patient_admin("NewPatient", "after"), json!([{ "ID": fast.id }])));
+        assert_eq!(after.status, 200, "node {i}: {}", after.text);
+        assert!(Sent::of(&after).message_id > late[4].message_id, "numbering goes on at node {i}");
+        delivered.push(Sent::of(&after).log(&fast));
+    }
+    operate(&fleet.nodes[3], &format!("/destinations/{}/resume", held.id));
+    wait_first_seen(&held_receiver, &[waiting.log(&held)]);
+    wait_first_seen(&receiver, &delivered);
+    // Delivered, the held message is no longer needed either: every node
+    // lets it go.
+    for (i, node) in fleet.nodes.iter().enumerate() {
+        eventually(&format!("node {i} to let the held message go"), || {
+            let first = node.metric("ferrox_wal_first_position").unwrap_or(0.0);
+            let r = node.admin_as(Some(ADMIN_TOKEN), "GET", &format!("/logs/{}", waiting.log(&held)), None);
+            (first > stream_start && r.status == 404).then_some(())
+        });
+    }
+    // Nothing was purged that a live node had not folded yet.
+    for (i, node) in fleet.nodes.iter().enumerate() {
+        let log = node.server_log();
+        assert!(!log.contains("before this node folded them"), "node {i} met a purged gap:\n{log}");
+    }
+}
+
+/// The console on a node that does not deliver a destination, in a real
+/// browser: an operator pauses the destination there and the node that
+/// delivers it stops; an operator made through a second node's API signs
+/// in on a third, whose console shows it paused; resumed
+/// from the first node's console, the held message is delivered, and the
+/// audit trail on the third node names the operator.
+#[test]
+fn cluster_the_console_on_a_node_that_does_not_deliver() {
+    let receiver = Receiver::start();
+    let mut lab = Dest::new(1, "production", receiver.url("/lab"));
+    lab.name = "Lab System".into();
+    let setup = Setup { destinations: vec![lab.clone()], ..Setup::default() };
+    let nats = NatsCluster::start(3);
+    let nodes = (0..3)
+        .map(|i| {
+            let mut options = node_options(&setup, &nats, i);
+            options.config_text.as_mut().expect("a configuration").push_str(&operators_toml());
+            Server::start_with(&options)
+        })
+        .collect();
+    let fleet = Fleet { nats: Some(nats), nodes };
+    let owner = fleet.owner(&lab);
+    let others = fleet.others(owner);
+    let (console, witness) = (&fleet.nodes[others[0]], &fleet.nodes[others[1]]);
+    let page = format!("{}/ui/destinations/{}", console.base_url(), lab.id);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+    let browser = runtime.block_on(async {
+        let browser = Browser::start("UTC").await;
+        browser.goto(&page).await;
+        sign_in(&browser, OPERATOR).await;
+        assert_eq!(browser.text("main h1").await, "Lab System flowing");
+        browser.find("main button[data-label=Pause]").await.click().await.expect("pressing Pause");
+        browser
+            .wait_until(
+                "the page to show the pause",
+                "return document.querySelector('main h1')?.textContent === 'Lab System paused'",
+            )
+            .await;
+        browser
+    });
+    // The node that delivers the destination holds the next message.
+    let sent = send_round(&fleet, &[others[1]], 1, "held");
+    let queue = format!("/destinations/{}/queue", lab.id);
+    eventually("the delivering node's queue to hold the message, paused", || {
+        let q = fleet.nodes[owner].admin_as(Some(ADMIN_TOKEN), "GET", &queue, None);
+        (q.json["state"] == "paused" && q.json["depth"] == 1).then_some(())
+    });
+    assert!(receiver.received().is_empty(), "a paused destination got a delivery");
+    // An operator made through the API of one node signs in on another.
+    let made = fleet.nodes[owner].admin_as(
+        Some(ADMIN_TOKEN),
+        "POST",
+        "/operators",
+        Some(&json!({ "name": "nina", "role": "viewer" })),
+    );
+    assert_eq!(made.status, 201, "{}", made.text);
+    let nina = made.json["token"].as_str().expect("the new operator's token").to_owned();
+    eventually("the new operator to be known on the third node", || {
+        (witness.admin_as(Some(&nina), "GET", "/destinations", None).status == 200).then_some(())
+    });
+    runtime.block_on(async {
+        let elsewhere = Browser::start("UTC").await;
+        elsewhere.goto(&format!("{}/ui/destinations/{}", witness.base_url(), lab.id)).await;
+        sign_in(&elsewhere, &nina).await;
+        assert_eq!(elsewhere.text("main h1").await, "Lab System paused", "another node's console");
+        elsewhere.close().await;
+
+        browser.find("main button[data-label=Resume]").await.click().await.expect("pressing Resume");
+        browser
+            .wait_until(
+                "the page to show the resume",
+                "return document.querySelector('main h1')?.textContent === 'Lab System flowing'",
+            )
+            .await;
+        browser.close().await;
+    });
+    wait_first_seen(&receiver, &logs_in_order(&sent, &lab));
+    let trail = eventually("the audit trail on the third node to show both actions", || {
+        let r = witness.admin_get("/audit?limit=100");
+        let entries = r.json["audit"].as_array().cloned().unwrap_or_default();
+        let resumed = entries.iter().any(|e| e["action"] == "destination.resume");
+        resumed.then_some(entries)
+    });
+    let actions: Vec<(&str, &str)> =
+        trail.iter().map(|e| (e["operator"].as_str().unwrap_or(""), e["action"].as_str().unwrap_or(""))).collect();
+    assert!(actions.contains(&("otto", "destination.pause")), "{actions:?}");
+    assert!(actions.contains(&("otto", "destination.resume")), "{actions:?}");
+}
