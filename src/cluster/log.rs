@@ -77,6 +77,7 @@ impl ClusterLog {
             ..Default::default()
         };
         let stream = opening("opening the journal stream", || context.get_or_create_stream(config.clone())).await?;
+        reachable(&context).await?;
         Ok(Self { context, stream })
     }
 
@@ -337,6 +338,34 @@ impl ClusterLog {
         Ok(read.filter(move |record| std::future::ready(!matches!(record, Ok(r) if r.sequence < from))))
     }
 }
+
+/// Waits until appends through this connection reach the stream: one
+/// just made through another server is found by this one a moment later
+/// (until then an append is answered "no stream found"). The probe expects
+/// a last sequence no stream has, so the stream refuses it and stores
+/// nothing.
+async fn reachable(context: &jetstream::Context) -> Result<(), ClusterError> {
+    let end = tokio::time::Instant::now() + super::OPEN_PATIENCE;
+    loop {
+        let probe = PublishMessage::build().payload(Bytes::new()).expected_last_sequence(u64::MAX);
+        let answer = match context.send_publish(format!("{SUBJECT_PREFIX}{KEY_PROBE}"), probe).await {
+            Ok(sent) => sent.await,
+            Err(e) => return Err(ClusterError::jetstream("reaching the journal stream", e)),
+        };
+        match answer {
+            Err(e) if e.kind() == PublishErrorKind::StreamNotFound && tokio::time::Instant::now() < end => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) if e.kind() == PublishErrorKind::StreamNotFound => {
+                return Err(ClusterError::jetstream("reaching the journal stream", e));
+            }
+            _ => return Ok(()),
+        }
+    }
+}
+
+/// The subject key of the probe `reachable` sends (never stored).
+const KEY_PROBE: &str = "probe";
 
 /// JetStream's error code for an expected last sequence that is not the
 /// stream's.
