@@ -51,7 +51,9 @@ fn touches(state: &State, event: &Event, into: &mut Vec<Touched>) {
             into.extend(accepted.logs.iter().map(|l| Touched::Destination(l.destination_id)));
         }
         Event::LogsResent(resent) => into.push(Touched::Destination(resent.destination_id)),
-        Event::QueuePaused { destination_id, .. } | Event::QueueResumed { destination_id, .. } => {
+        Event::QueuePaused { destination_id, .. }
+        | Event::QueueResumed { destination_id, .. }
+        | Event::DeliveryTaken { destination_id, .. } => {
             into.push(Touched::Destination(*destination_id));
         }
         Event::LogStatusChanged { log_id, .. } => {
@@ -202,6 +204,15 @@ impl Ledger {
             settle(&mut state, self.journal.durable_through());
             return Ok(Some((first, events)));
         }
+    }
+
+    /// Records `events` in one atomic commit if `may` says so on the state
+    /// they would follow: in cluster mode, decided again when another node
+    /// appended first. `Ok(None)` when `may` said no and nothing was
+    /// written; otherwise the first event's position.
+    pub fn record_batch_if(&self, events: &[Event], may: &dyn Fn(&State) -> bool) -> Result<Option<u64>, JournalError> {
+        let recorded = self.record_batch_with(&mut |state| if may(state) { events.to_vec() } else { Vec::new() })?;
+        Ok(recorded.map(|(first, _)| first))
     }
 
     fn propose_event(&self, state: &mut State, event: &Event) -> Result<u64, JournalError> {

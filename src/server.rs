@@ -473,7 +473,7 @@ fn join(
         .io()
         .call(async move { Owner::open(&context, &opening).await })?
         .context("opening the cluster's lease buckets")?;
-    let holding = Holding::leased(owner.held());
+    let holding = owner.holding();
     let (folded, members) = (owner.folded(), owner.members());
     let (destinations, watched) = tokio::sync::watch::channel(leased_keys(ledger));
     let (stop, stopped) = tokio::sync::watch::channel(false);

@@ -129,6 +129,9 @@ fn summary(event: &Event) -> String {
             let logs: Vec<String> = r.logs.iter().map(|l| format!("{}<-{}", l.id, l.resent_from)).collect();
             format!("destination={} logs=[{}]", r.destination_id, logs.join(","))
         }
+        Event::DeliveryTaken { destination_id, node, epoch } => {
+            format!("destination={destination_id} node={node:?} epoch={epoch}")
+        }
         Event::Audited(a) => {
             format!("id={} operator={:?} action={:?} target={:?}", a.id, a.operator, a.action, a.target)
         }

@@ -51,11 +51,50 @@ pub const ALERTS_DUTY: &str = "alerts";
 /// longer needs, so that one node at a time does.
 pub const RETENTION_DUTY: &str = "retention";
 
+/// The leases a node holds, as its [`Owner`] publishes them.
+pub type Held = tokio::sync::watch::Receiver<std::collections::BTreeMap<String, u64>>;
+
 /// What this node may do: in cluster mode, deliver the destinations whose
 /// lease it holds and send alerts while it holds their duty; alone, all of
 /// it.
 #[derive(Debug, Clone, Default)]
-pub struct Holding(Option<tokio::sync::watch::Receiver<std::collections::BTreeMap<String, u64>>>);
+pub struct Holding(Option<Leased>);
+
+#[derive(Debug, Clone)]
+struct Leased {
+    node: std::sync::Arc<str>,
+    held: Held,
+    kept: Kept,
+}
+
+/// When a node's leases were last kept, to tell whether they surely are
+/// still its own: a process that was frozen or cut off learns it from its
+/// own clock before it sends anything more.
+#[derive(Debug, Clone)]
+pub struct Kept {
+    /// When the last round that kept every lease began.
+    at: std::sync::Arc<parking_lot::Mutex<tokio::time::Instant>>,
+    /// How long after that the leases surely last: a quarter of a lease,
+    /// well within the half a lease their entries live.
+    sure_for: Duration,
+}
+
+impl Kept {
+    pub(crate) fn new(sure_for: Duration) -> Self {
+        Self { at: std::sync::Arc::new(parking_lot::Mutex::new(tokio::time::Instant::now())), sure_for }
+    }
+
+    /// A round that began at `at` kept every lease.
+    pub(crate) fn kept(&self, at: tokio::time::Instant) {
+        let mut last = self.at.lock();
+        *last = (*last).max(at);
+    }
+
+    /// Whether the leases are surely still held now.
+    pub fn sure(&self) -> bool {
+        self.at.lock().elapsed() < self.sure_for
+    }
+}
 
 impl Holding {
     /// A node alone: it holds everything.
@@ -63,20 +102,45 @@ impl Holding {
         Self(None)
     }
 
-    /// A cluster node holding what `held` says, as it changes.
-    pub fn leased(held: tokio::sync::watch::Receiver<std::collections::BTreeMap<String, u64>>) -> Self {
-        Self(Some(held))
+    /// Cluster node `node` holding what `held` says, as it changes, kept
+    /// as `kept` tells.
+    pub fn leased(node: &str, held: Held, kept: Kept) -> Self {
+        Self(Some(Leased { node: node.into(), held, kept }))
     }
 
     /// Whether this node holds the lease of `key` (a destination's ID, or
     /// a duty) now.
     pub fn holds(&self, key: &str) -> bool {
-        self.0.as_ref().is_none_or(|held| held.borrow().contains_key(key))
+        self.epoch(key).is_some()
+    }
+
+    /// The fencing token of the lease held on `key`: its epoch in cluster
+    /// mode, 0 alone; `None` when this node does not hold it.
+    pub fn epoch(&self, key: &str) -> Option<u64> {
+        match &self.0 {
+            None => Some(0),
+            Some(leased) => leased.held.borrow().get(key).copied(),
+        }
+    }
+
+    /// In cluster mode, this node's name and the lease of `key` it holds,
+    /// with which it records a takeover and fences its outcomes.
+    pub fn lease_of(&self, key: &str) -> Option<(std::sync::Arc<str>, u64)> {
+        let leased = self.0.as_ref()?;
+        let epoch = leased.held.borrow().get(key).copied()?;
+        Some((leased.node.clone(), epoch))
+    }
+
+    /// Whether the leases held are surely still this node's now (always
+    /// alone): a node whose rounds have not kept them lately (frozen, or
+    /// cut off from the cluster) sends nothing until one does.
+    pub fn sure(&self) -> bool {
+        self.0.as_ref().is_none_or(|leased| leased.kept.sure())
     }
 
     /// The leases held, to wait for their changes; `None` alone.
-    pub fn watch(&self) -> Option<tokio::sync::watch::Receiver<std::collections::BTreeMap<String, u64>>> {
-        self.0.clone()
+    pub fn watch(&self) -> Option<Held> {
+        self.0.as_ref().map(|leased| leased.held.clone())
     }
 }
 
@@ -214,6 +278,30 @@ mod tests {
             let error = bad.check().expect_err(expected);
             assert!(error.contains(expected), "{error:?} should say {expected:?}");
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn leases_are_sure_only_for_a_while_after_a_round_kept_them() {
+        let lease = Duration::from_millis(4_000);
+        let kept = Kept::new(lease / 4);
+        let (_publish, held) =
+            tokio::sync::watch::channel(std::collections::BTreeMap::from([("dest-1".to_owned(), 17)]));
+        let holding = Holding::leased("node-1", held, kept.clone());
+        assert!(holding.sure());
+        assert_eq!(holding.lease_of("dest-1"), Some(("node-1".into(), 17)));
+        assert_eq!((holding.epoch("dest-1"), holding.epoch("dest-2")), (Some(17), None));
+        // Frozen past a quarter of a lease with no round: no longer sure.
+        tokio::time::advance(lease / 4).await;
+        assert!(!holding.sure());
+        // A round that began before the freeze and ended after it does not
+        // make them sure again; one that begins now does.
+        kept.kept(tokio::time::Instant::now() - lease / 2);
+        assert!(!holding.sure());
+        kept.kept(tokio::time::Instant::now());
+        assert!(holding.sure());
+        // Alone, a node holds everything, always surely.
+        assert!(Holding::everything().sure());
+        assert_eq!(Holding::everything().epoch("dest-2"), Some(0));
     }
 
     #[test]

@@ -34,7 +34,7 @@ use futures_util::TryStreamExt;
 use sha2::{Digest, Sha256};
 use tokio::{sync::watch, time::Instant};
 
-use super::{ClusterError, ClusterSettings, Lease, Leases, opening};
+use super::{ClusterError, ClusterSettings, Holding, Kept, Lease, Leases, opening};
 
 /// The bucket of node heartbeats.
 pub const NODES: &str = "FERROX_NODES";
@@ -121,6 +121,8 @@ pub struct Owner {
     published: watch::Sender<BTreeMap<String, u64>>,
     /// How far this node has folded the stream, told in its heartbeat.
     folded: Arc<AtomicU64>,
+    /// When a round last kept every lease.
+    kept: Kept,
 }
 
 impl Owner {
@@ -153,6 +155,7 @@ impl Owner {
             lease: settings.lease,
             published: watch::Sender::new(BTreeMap::new()),
             folded: Arc::default(),
+            kept: Kept::new(settings.lease / 4),
         })
     }
 
@@ -176,6 +179,12 @@ impl Owner {
     /// as they change.
     pub fn held(&self) -> watch::Receiver<BTreeMap<String, u64>> {
         self.published.subscribe()
+    }
+
+    /// What this node holds, for the engine: the leases as they change,
+    /// and whether they are surely still held.
+    pub fn holding(&self) -> Holding {
+        Holding::leased(&self.node, self.held(), self.kept.clone())
     }
 
     fn publish(&self) {
@@ -265,12 +274,18 @@ impl Owner {
             let now = destinations.borrow().clone();
             // A round that hangs (the cluster unreachable) is a failed one:
             // waiting out the client's timeout would outlast the leases.
+            let began = Instant::now();
             let round = tokio::time::timeout(self.lease / 4, self.round(&now)).await;
             match round {
                 Ok(Ok(round)) => {
-                    kept_at = Instant::now();
-                    if round != Round::default() {
-                        tracing::info!(node = %self.node, gained = ?round.gained, lost = ?round.lost,
+                    kept_at = began;
+                    self.kept.kept(began);
+                    if !round.lost.is_empty() {
+                        tracing::warn!(node = %self.node, lost = ?round.lost,
+                            "destination leases lost (run out or taken): no longer delivering them");
+                    }
+                    if !round.gained.is_empty() || !round.handed_over.is_empty() {
+                        tracing::info!(node = %self.node, gained = ?round.gained,
                             handed_over = ?round.handed_over, "destination leases changed");
                     }
                 }

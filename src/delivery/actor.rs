@@ -18,6 +18,7 @@ use actix::prelude::*;
 
 use super::{
     Shared, attempt,
+    fence::{Fence, Right},
     lanes::LaneKeys,
     outcome::{Outcome, Outcomes},
     schedule::next_attempt_at,
@@ -52,10 +53,13 @@ pub struct DestinationActor {
     /// Whether it delivers; in cluster mode, a node that does not hold the
     /// destination's lease keeps an actor only for operator actions.
     delivering: bool,
+    /// A look at the queue is scheduled, for when the right to deliver may
+    /// be back.
+    looking_again: bool,
 }
 
 impl DestinationActor {
-    pub fn new(id: Id, shared: Arc<Shared>, delivering: bool) -> Self {
+    pub fn new(id: Id, shared: Arc<Shared>, delivering: bool, fence: Option<Fence>) -> Self {
         let durable = shared.ledger.durable_through();
         let episode_open = {
             let state = shared.ledger.state().read();
@@ -72,7 +76,7 @@ impl DestinationActor {
             shared.pool.clone(),
             shared.ahead_counts.clone(),
         );
-        let outcomes = Outcomes::new(id, shared.clone(), episode_open);
+        let outcomes = Outcomes::new(id, shared.clone(), episode_open, fence);
         Self {
             id,
             shared,
@@ -84,6 +88,7 @@ impl DestinationActor {
             outcomes,
             processing,
             delivering,
+            looking_again: false,
         }
     }
 
@@ -219,6 +224,9 @@ impl DestinationActor {
     /// Processes and delivers `head`, the head of `lane` (the empty lane
     /// without a key), then records the outcome.
     pub(super) fn deliver(&mut self, dest: Destination, head: Log, lane: Arc<str>, ctx: &mut Context<Self>) {
+        if !self.may_deliver(ctx) {
+            return;
+        }
         if let Some(handle) = self.retries.remove(&head.id) {
             ctx.cancel_future(handle);
         }
@@ -238,6 +246,25 @@ impl DestinationActor {
             act.journal_later(retry, ctx);
             act.pump(ctx);
         }));
+    }
+
+    /// Whether a delivery may go out now (see `fence`); when not yet, the
+    /// queue is looked at again shortly.
+    fn may_deliver(&mut self, ctx: &mut Context<Self>) -> bool {
+        match self.outcomes.right() {
+            Right::Deliver => true,
+            Right::Fenced => false,
+            Right::Wait(wait) => {
+                if !self.looking_again {
+                    self.looking_again = true;
+                    ctx.run_later(wait, |act, ctx| {
+                        act.looking_again = false;
+                        act.pump(ctx);
+                    });
+                }
+                false
+            }
+        }
     }
 
     /// Starts preparing logs after the head (`Processing::start_ahead`);

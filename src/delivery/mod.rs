@@ -5,6 +5,7 @@
 
 mod actor;
 mod attempt;
+mod fence;
 mod lanes;
 mod operate;
 mod outcome;
@@ -62,15 +63,16 @@ pub struct Shared {
     pub holding: crate::cluster::Holding,
 }
 
-/// A destination's actor, and whether it delivers.
-type Started = (Addr<DestinationActor>, bool);
+/// A destination's actor, and the lease it delivers under (0 alone;
+/// `None` when it does not deliver).
+type Started = (Addr<DestinationActor>, Option<u64>);
 
 /// The destination actors, by destination.
 #[derive(Clone)]
 pub struct Deliveries {
     shared: Arc<Shared>,
-    /// Each destination's actor, and whether it delivers (holds the
-    /// destination's lease) or only serves operator actions.
+    /// Each destination's actor, and the lease it delivers under, or `None`
+    /// when it only serves operator actions.
     actors: Arc<Mutex<HashMap<Id, Started>>>,
     arbiters: Arc<Vec<ArbiterHandle>>,
     next: Arc<AtomicUsize>,
@@ -100,14 +102,14 @@ impl Deliveries {
     /// (which stop themselves), and wakes the rest. An actor found stopped
     /// while its destination exists is started again: no destination
     /// stops delivering silently. In cluster mode, an actor whose lease was
-    /// taken or given up since it started is stopped, its attempt in flight
-    /// with it, and started again delivering or not: a new owner starts
-    /// from the last recorded outcome.
+    /// taken or given up since it started (or lost and taken again) is
+    /// stopped, its attempt in flight with it, and started again delivering
+    /// or not: a new owner starts from the last recorded outcome.
     pub fn reconcile(&self) {
         let wanted: Vec<Id> = self.shared.ledger.state().read().destinations.keys().copied().collect();
         let mut actors = self.actors.lock();
-        actors.retain(|id, (addr, delivering)| {
-            let keep = wanted.contains(id) && addr.connected() && *delivering == self.delivers(*id);
+        actors.retain(|id, (addr, epoch)| {
+            let keep = wanted.contains(id) && addr.connected() && *epoch == self.epoch(*id);
             if keep {
                 let _ = addr.try_send(Wake);
             } else {
@@ -120,17 +122,20 @@ impl Deliveries {
         }
     }
 
-    fn delivers(&self, id: Id) -> bool {
-        self.shared.holding.holds(&id.to_string())
+    fn epoch(&self, id: Id) -> Option<u64> {
+        self.shared.holding.epoch(&id.to_string())
     }
 
     fn start_actor(&self, id: Id) -> Started {
         let arbiter = &self.arbiters[self.next.fetch_add(1, Ordering::Relaxed) % self.arbiters.len()];
         let shared = self.shared.clone();
-        let delivering = self.delivers(id);
+        let key = id.to_string();
+        let epoch = self.shared.holding.epoch(&key);
+        let fence = self.shared.holding.lease_of(&key).map(|(node, epoch)| fence::Fence::new(node, epoch));
+        let delivering = epoch.is_some();
         (
-            DestinationActor::start_in_arbiter(arbiter, move |_| DestinationActor::new(id, shared, delivering)),
-            delivering,
+            DestinationActor::start_in_arbiter(arbiter, move |_| DestinationActor::new(id, shared, delivering, fence)),
+            epoch,
         )
     }
 

@@ -6,7 +6,10 @@
 
 use std::{collections::VecDeque, sync::Arc, time::Duration};
 
-use super::Shared;
+use super::{
+    Shared,
+    fence::{Fence, Right},
+};
 use crate::{
     journal::{CommitFuture, Event},
     limits,
@@ -44,11 +47,15 @@ pub(super) struct Outcomes {
     unsynced: VecDeque<u64>,
     /// The position a sync was asked up to.
     sync_asked: u64,
+    /// In cluster mode, the lease it delivers under: outcomes are recorded
+    /// only while the journal names it the destination's taker.
+    fence: Option<Fence>,
 }
 
 impl Outcomes {
-    pub(super) fn new(destination: Id, shared: Arc<Shared>, episode_open: bool) -> Self {
+    pub(super) fn new(destination: Id, shared: Arc<Shared>, episode_open: bool, fence: Option<Fence>) -> Self {
         Self {
+            fence,
             destination,
             shared,
             episode_open,
@@ -130,8 +137,26 @@ impl Outcomes {
     fn journal_first(&mut self) -> Option<Option<Duration>> {
         let unrecorded = self.unrecorded.front_mut()?;
         if !unrecorded.events.is_empty() {
-            // One hold of the state's lock for the outcome's events.
-            let (positions, refused) = self.shared.ledger.record_each(&unrecorded.events);
+            // One hold of the state's lock for the outcome's events; in
+            // cluster mode one commit, only while this node's takeover is
+            // the journal's last.
+            let (positions, refused) = match &mut self.fence {
+                None => self.shared.ledger.record_each(&unrecorded.events),
+                Some(fence) => {
+                    let events = unrecorded.events.make_contiguous();
+                    let (ledger, destination) = (&self.shared.ledger, self.destination);
+                    match ledger.record_batch_if(events, &|state| fence.named_in(state, destination)) {
+                        Ok(Some(first)) => ((first..).take(events.len()).collect(), None),
+                        Ok(None) => {
+                            // Its new holder delivers the log again.
+                            fence.fence(destination);
+                            self.unrecorded.clear();
+                            return None;
+                        }
+                        Err(e) => (Vec::new(), Some(e)),
+                    }
+                }
+            };
             unrecorded.events.drain(..positions.len());
             if unrecorded.events.is_empty()
                 && let Some(&last) = positions.last()
@@ -157,6 +182,15 @@ impl Outcomes {
         }
         self.unrecorded.pop_front();
         Some(None)
+    }
+
+    /// Whether this node may deliver now (always alone): in cluster mode,
+    /// while it holds the lease surely and its takeover is recorded.
+    pub(super) fn right(&mut self) -> Right {
+        match &mut self.fence {
+            None => Right::Deliver,
+            Some(fence) => fence.right(&self.shared, self.destination),
+        }
     }
 
     /// Whether an outcome waits to be journaled.

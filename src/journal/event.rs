@@ -85,6 +85,16 @@ pub enum Event {
     /// position from which the journal still holds every message the
     /// engine keeps; see `crate::retention`.
     Snapshot(Snapshot),
+    /// In cluster mode: `node` took the lease of a destination at lease
+    /// revision `epoch` (its fencing token), and delivers it from here on.
+    /// A destination's outcomes are recorded only by the node and epoch of
+    /// its last takeover, so a node that lost the lease unawares (a frozen
+    /// process) cannot record over its new holder.
+    DeliveryTaken {
+        destination_id: Id,
+        node: String,
+        epoch: u64,
+    },
 }
 
 /// The objects a configuration file declares, from file `origin`.

@@ -45,6 +45,13 @@ pub fn journaled(state: &State, position: u64, event: &Event) {
             first_log_id = %resent.logs.first().map(|l| l.id.to_string()).unwrap_or_default(),
             "logs resent"
         ),
+        Event::DeliveryTaken { destination_id, node, epoch } => tracing::info!(
+            destination_id = %destination_id,
+            node = %node,
+            epoch,
+            position,
+            "destination taken over: the node named delivers it from here on"
+        ),
         _ => configuration_changed(position, event),
     }
 }

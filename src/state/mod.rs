@@ -41,6 +41,14 @@ use crate::{
 /// How long an `Idempotency-Key` is remembered (SPEC §3: 24 h).
 pub const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3600 * 1000;
 
+/// Who delivers a destination in cluster mode, as the journal says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Taker {
+    pub node: String,
+    /// The lease revision it was taken at.
+    pub epoch: u64,
+}
+
 /// The engine's state. Memory holds the work in hand: logs not yet ended,
 /// and ended ones until their end is durable. Every ended log is in the
 /// history on disk (`crate::history`), which the state owns and writes as
@@ -99,6 +107,11 @@ pub struct State {
     /// Destinations with a `QueueBacklog` alert not yet followed by a
     /// `QueueRecovered` (SPEC §14).
     pub backlogged: BTreeSet<Id>,
+    /// In cluster mode: the node and lease epoch of each destination's last
+    /// takeover (`Event::DeliveryTaken`) folded, which alone may record the
+    /// destination's outcomes. Not in snapshots: every node records its own
+    /// takeover before it delivers.
+    pub takers: HashMap<Id, Taker>,
     /// Position of the last event applied.
     pub position: u64,
     /// The `from` of the last snapshot applied.
@@ -247,6 +260,7 @@ impl State {
             alert_channels: BTreeMap::new(),
             operators: BTreeMap::new(),
             backlogged: BTreeSet::new(),
+            takers: HashMap::new(),
             position: 0,
             snapshot_from: 0,
             replay_snapshot_at: None,
@@ -353,6 +367,7 @@ impl State {
             Event::DestinationDeleted { id } => {
                 self.destinations.remove(id);
                 self.backlogged.remove(id);
+                self.takers.remove(id);
                 self.subscriptions.retain(|_, s| s.destination_id != *id);
                 self.end_queue(*id);
             }
@@ -419,6 +434,9 @@ impl State {
                 }
             }
             Event::Snapshot(snapshot) => self.forget_before(snapshot),
+            Event::DeliveryTaken { destination_id, node, epoch } => {
+                self.takers.insert(*destination_id, Taker { node: node.clone(), epoch: *epoch });
+            }
         }
     }
 

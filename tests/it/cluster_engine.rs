@@ -35,7 +35,7 @@ pub(crate) struct Fleet {
 }
 
 impl Fleet {
-    fn cluster(setup: &Setup) -> Self {
+    pub(crate) fn cluster(setup: &Setup) -> Self {
         let nats = NatsCluster::start(3);
         let nodes = (0..3).map(|i| Server::start_with(&node_options(setup, &nats, i))).collect();
         Self { nats: Some(nats), nodes }

@@ -222,14 +222,19 @@ impl Server {
         libc::pid_t::try_from(child.id()).expect("pid fits pid_t")
     }
 
-    /// Sends `signal` and waits for the process to exit.
-    fn signal_and_wait(&mut self, signal: libc::c_int) -> ExitStatus {
+    /// Sends `signal` to the running process.
+    pub fn signal(&self, signal: libc::c_int) {
         let pid = self.pid();
         // SAFETY: kill(2) only sends a signal; `pid` is our own child, which
         // has not been reaped yet (we hold its `Child`), so the pid is not
         // reused by another process.
         let rc = unsafe { libc::kill(pid, signal) };
         assert_eq!(rc, 0, "kill({pid}, {signal}) failed: {}", std::io::Error::last_os_error());
+    }
+
+    /// Sends `signal` and waits for the process to exit.
+    fn signal_and_wait(&mut self, signal: libc::c_int) -> ExitStatus {
+        self.signal(signal);
         let mut child = self.child.take().expect("running");
         let deadline = Instant::now() + EXIT_DEADLINE;
         loop {

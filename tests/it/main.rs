@@ -11,6 +11,7 @@ mod bad_input;
 mod browser;
 mod client;
 mod cluster_engine;
+mod cluster_fencing;
 mod cluster_log;
 mod cluster_owners;
 mod cluster_upkeep;

@@ -32,11 +32,13 @@
 //! | 20 | `OperatorUpserted` | 1 |
 //! | 21 | `OperatorDeleted` | 1 |
 //! | 22 | `LogsResent` | 1 |
+//! | 23 | `DeliveryTaken` | 1 (written by cluster nodes only) |
 //!
 //! Format 1 is every type's version 1; format 2 added snapshot version 2
 //! and type 19 (`v2`); format 3 operators, resent logs and alert settings
 //! (`v3`); format 4 destinations' client certificates (`v4`); format 5
-//! destinations' ordered lanes (`v5`).
+//! destinations' ordered lanes (`v5`); format 6 the takeover records that
+//! fence cluster nodes (`v6`).
 //!
 //! # How the format evolves
 //!
@@ -65,6 +67,7 @@ mod v2;
 mod v3;
 mod v4;
 mod v5;
+mod v6;
 
 pub use self::v3::RESENT_LOG_BYTES;
 
@@ -84,7 +87,7 @@ pub enum DecodeError {
 }
 
 /// The record types' names, by type code.
-const V1_NAMES: [&str; 22] = [
+const V1_NAMES: [&str; 23] = [
     "SourceUpserted",
     "SourceDeleted",
     "DestinationUpserted",
@@ -107,6 +110,7 @@ const V1_NAMES: [&str; 22] = [
     "OperatorUpserted",
     "OperatorDeleted",
     "LogsResent",
+    "DeliveryTaken",
 ];
 
 fn kind_of(type_code: u8, version: u8) -> u16 {
@@ -135,7 +139,9 @@ pub fn describe_kind(kind: u16) -> String {
 /// The newest wire form of `event`: its record kind and bytes.
 pub fn encode(event: &Event) -> Result<(u16, AlignedVec), String> {
     let failed = |e: rkyv::rancor::Error| format!("encoding {}: {e}", event_name(event));
-    if let Some(written) = v5::encode(event).or_else(|| v4::encode(event)).or_else(|| v3::encode(event)) {
+    if let Some(written) =
+        v6::encode(event).or_else(|| v5::encode(event)).or_else(|| v4::encode(event)).or_else(|| v3::encode(event))
+    {
         let (type_code, version, bytes) = written.map_err(failed)?;
         return Ok((kind_of(type_code, version), bytes));
     }
@@ -173,6 +179,7 @@ pub fn event_name(event: &Event) -> &'static str {
         Event::OperatorDeleted { .. } => "OperatorDeleted",
         Event::LogsResent(_) => "LogsResent",
         Event::Snapshot(_) => "Snapshot",
+        Event::DeliveryTaken { .. } => "DeliveryTaken",
     }
 }
 
@@ -191,7 +198,8 @@ pub fn decode(kind: u16, bytes: &[u8]) -> Result<Replayed<'_>, DecodeError> {
             v1::decode(type_code, bytes).ok_or_else(|| unknown(kind))?.map_err(DecodeError::Invalid)
         }
         (_, (v1::types::SNAPSHOT, 2)) => v2::decode_snapshot(bytes).map(Replayed::Event).map_err(DecodeError::Invalid),
-        (_, (type_code, version)) => v5::decode(type_code, version, bytes)
+        (_, (type_code, version)) => v6::decode(type_code, version, bytes)
+            .or_else(|| v5::decode(type_code, version, bytes))
             .or_else(|| v4::decode(type_code, version, bytes))
             .or_else(|| v3::decode(type_code, version, bytes))
             .ok_or_else(|| unknown(kind))?
@@ -233,7 +241,7 @@ pub fn known_kinds() -> Vec<u16> {
     let mut kinds = vec![v0::EVENT_KIND, v0::SNAPSHOT_KIND];
     kinds.extend((1..v3::types::OPERATOR_UPSERTED).map(|t| kind_of(t, 1)));
     kinds.push(kind_of(v1::types::SNAPSHOT, 2));
-    kinds.extend(v3::KINDS.iter().chain(&v4::KINDS).chain(&v5::KINDS).map(|&(t, v)| kind_of(t, v)));
+    kinds.extend(v3::KINDS.iter().chain(&v4::KINDS).chain(&v5::KINDS).chain(&v6::KINDS).map(|&(t, v)| kind_of(t, v)));
     kinds
 }
 

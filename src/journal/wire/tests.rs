@@ -169,6 +169,7 @@ fn samples() -> Vec<Event> {
                 })
                 .collect(),
         }),
+        delivery_taken(),
     ]);
     // Format 3 writes AlertRaised version 2, which may be a backlog.
     for event in &mut events {
@@ -177,6 +178,11 @@ fn samples() -> Vec<Event> {
         }
     }
     events
+}
+
+/// Format 6's record, as `v6-samples.txt` was written from it.
+fn delivery_taken() -> Event {
+    Event::DeliveryTaken { destination_id: id(2), node: "node-2".into(), epoch: 4_711 }
 }
 
 fn operator_record() -> OperatorRecord {
@@ -287,12 +293,7 @@ fn format_0_records_read_as_the_events_they_were_written_from() {
     let expected = format_0_samples();
     assert_eq!(lines.len(), expected.len());
     for (line, expected) in lines.iter().zip(expected) {
-        let (kind, hex) = line.split_once(' ').expect("kind and bytes");
-        let kind: u16 = kind.parse().expect("a kind");
-        let bytes: Vec<u8> =
-            (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex")).collect();
-        let mut aligned = AlignedVec::<16>::new();
-        aligned.extend_from_slice(&bytes);
+        let (kind, aligned) = sample_line(line);
         assert_eq!(decode_event(kind, &aligned), Ok(expected.clone()), "{}", describe_kind(kind));
         if let Event::MessageAccepted(a) = &expected {
             assert_eq!(message_payload(kind, &aligned), Ok(&a.payload[..]));
@@ -300,6 +301,25 @@ fn format_0_records_read_as_the_events_they_were_written_from() {
         }
         assert_eq!(is_snapshot(kind), matches!(expected, Event::Snapshot(_)));
     }
+}
+
+/// Reads a samples file's line: a record kind and its bytes in hex.
+fn sample_line(line: &str) -> (u16, AlignedVec<16>) {
+    let (kind, hex) = line.split_once(' ').expect("kind and bytes");
+    let bytes: Vec<u8> =
+        (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex")).collect();
+    let mut aligned = AlignedVec::<16>::new();
+    aligned.extend_from_slice(&bytes);
+    (kind.parse().expect("a kind"), aligned)
+}
+
+#[test]
+fn format_6_records_are_frozen_and_read_as_written() {
+    let line = include_str!("v6-samples.txt").trim_end();
+    let (kind, bytes) = sample_line(line);
+    assert_eq!(decode_event(kind, &bytes), Ok(delivery_taken()));
+    let (written_kind, written) = encode(&delivery_taken()).expect("encodes");
+    assert_eq!((written_kind, &written[..]), (kind, &bytes[..]), "DeliveryTaken version 1 changed its bytes");
 }
 
 #[test]
@@ -328,8 +348,10 @@ fn kinds_are_distinct_and_named() {
     assert_eq!(unique.len(), kinds.len(), "two events share a record kind");
     assert_eq!(describe_kind(0x0901), "MessageAccepted version 1 (kind 0x0901)");
     // Format 0, version 1 of the first 19 types, version 2 of the
-    // snapshot, and what formats 3 and 4 added.
-    assert_eq!(known_kinds().len(), 2 + 19 + 1 + v3::KINDS.len() + v4::KINDS.len() + v5::KINDS.len());
+    // snapshot, and what formats 3 to 6 added.
+    let added = v3::KINDS.len() + v4::KINDS.len() + v5::KINDS.len() + v6::KINDS.len();
+    assert_eq!(known_kinds().len(), 2 + 19 + 1 + added);
+    assert_eq!(describe_kind(0x1701), "DeliveryTaken version 1 (kind 0x1701)");
     assert_eq!(describe_kind(0x0303), "DestinationUpserted version 3 (kind 0x0303)");
     assert_eq!(describe_kind(0x1601), "LogsResent version 1 (kind 0x1601)");
     assert_eq!(describe_kind(0x1102), "Snapshot version 2 (kind 0x1102)");

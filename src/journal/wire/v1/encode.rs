@@ -223,7 +223,10 @@ pub fn encode(event: &Event) -> Option<Result<(u8, AlignedVec), rancor::Error>> 
         // Written as version 2 (`wire::v2`); version 1 only for tests that
         // read it back.
         Event::Snapshot(s) => encoded(SNAPSHOT, to_bytes(&snapshot(s))),
-        Event::OperatorUpserted(_) | Event::OperatorDeleted { .. } | Event::LogsResent(_) => None,
+        Event::OperatorUpserted(_)
+        | Event::OperatorDeleted { .. }
+        | Event::LogsResent(_)
+        | Event::DeliveryTaken { .. } => None,
     }
 }
 
