@@ -16,6 +16,11 @@
 //! with a retention of zero so that a compaction writes a snapshot and
 //! deletes segments; phase two makes every status, pause, halt, alert,
 //! operator action and configuration change the engine knows.
+//!
+//! With `--cluster <nats url>` the same scenario runs on a cluster node
+//! alone on that NATS server, and the folder holds the journal stream's
+//! records (`stream.txt`) instead of a data directory (see
+//! `tests/golden/README.md`).
 
 use std::{
     path::{Path, PathBuf},
@@ -26,6 +31,7 @@ use std::{
 use serde_json::{Value, json};
 
 mod engine;
+mod stream;
 
 use engine::{Engine, start_receiver, wait_for};
 
@@ -44,9 +50,13 @@ const WAIT: Duration = Duration::from_secs(60);
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let [_, bin, out] = args.as_slice() else {
-        eprintln!("usage: make_golden <ferrox binary> <out dir>");
-        std::process::exit(2);
+    let (bin, out, nats) = match args.as_slice() {
+        [_, bin, out] => (bin, out, None),
+        [_, bin, out, flag, url] if flag == "--cluster" => (bin, out, Some(url.as_str())),
+        _ => {
+            eprintln!("usage: make_golden <ferrox binary> <out dir> [--cluster <nats url>]");
+            std::process::exit(2);
+        }
     };
     let (bin, out) = (PathBuf::from(bin), PathBuf::from(out));
     assert!(!out.join("data").exists(), "{} already holds a data directory", out.display());
@@ -54,28 +64,52 @@ fn main() {
     let port = start_receiver();
     let data = out.join("data");
     let client_cert = write_client_cert(&out.join("tls"));
+    // In cluster mode the node joins the NATS server given, alone; the
+    // configuration kept leaves `[cluster]` out, for the test to add its own.
+    let joined = |text: String| match nats {
+        Some(url) => text + &cluster_section(url),
+        None => text,
+    };
 
     let phase_one = out.join("phase-one.toml");
-    std::fs::write(&phase_one, config(port, 0, 100, false, &client_cert)).expect("writing the phase-one config");
+    std::fs::write(&phase_one, joined(config(port, 0, 100, false, &client_cert)))
+        .expect("writing the phase-one config");
     let engine = Engine::start(&bin, &phase_one, &data);
     compacted(&engine);
     engine.stop();
     std::fs::remove_file(&phase_one).expect("removing the phase-one config");
 
+    let config_text = config(port, 876_000, 60_000, true, &client_cert);
     let config_path = out.join("ferrox.toml");
-    std::fs::write(&config_path, config(port, 876_000, 60_000, true, &client_cert)).expect("writing the config");
-    let engine = Engine::start(&bin, &config_path, &data);
+    std::fs::write(&config_path, &config_text).expect("writing the config");
+    let running = out.join("phase-two.toml");
+    std::fs::write(&running, joined(config_text)).expect("writing the phase-two config");
+    let engine = Engine::start(&bin, &running, &data);
     let tokens = scenario(&engine, &client_cert);
     let mut expected = capture(&engine);
     expected["tokens"] = tokens;
     expected["written_by"] = json!(version(&bin));
     engine.stop();
-    // The history is derived data, rebuilt from the journal at start: the
-    // golden directory holds the journal only.
-    std::fs::remove_dir_all(data.join("history")).expect("removing the history");
+    std::fs::remove_file(&running).expect("removing the phase-two config");
+    match nats {
+        // A cluster node's data directory holds only its history: the
+        // journal is the stream.
+        Some(url) => {
+            stream::dump(url, &out.join("stream.txt"));
+            std::fs::remove_dir_all(&data).expect("removing the data directory");
+        }
+        // The history is derived data, rebuilt from the journal at start:
+        // the golden directory holds the journal only.
+        None => std::fs::remove_dir_all(data.join("history")).expect("removing the history"),
+    }
     let text = serde_json::to_string_pretty(&expected).expect("encoding expected.json");
     std::fs::write(out.join("expected.json"), text + "\n").expect("writing expected.json");
     eprintln!("wrote {}", out.display());
+}
+
+/// A node alone on one NATS server.
+fn cluster_section(url: &str) -> String {
+    format!("\n[cluster]\nnats_urls = [{url:?}]\nnode_name = \"golden\"\nreplicas = 1\nlease_ms = 2000\n")
 }
 
 fn version(bin: &Path) -> String {

@@ -61,10 +61,9 @@ pub struct ClusterLog {
 }
 
 impl ClusterLog {
-    /// Opens the stream, creating it with `replicas` copies if it does not
-    /// exist. A stream made with other settings is used as it is.
-    pub async fn open(context: jetstream::Context, replicas: usize) -> Result<Self, ClusterError> {
-        let config = Config {
+    /// The stream's settings, with `replicas` copies.
+    fn config(replicas: usize) -> Config {
+        Config {
             name: STREAM.into(),
             subjects: vec![format!("{SUBJECT_PREFIX}>")],
             retention: RetentionPolicy::Limits,
@@ -75,8 +74,27 @@ impl ClusterLog {
             allow_direct: true,
             allow_atomic_publish: true,
             ..Default::default()
-        };
+        }
+    }
+
+    /// Opens the stream, creating it with `replicas` copies if it does not
+    /// exist. A stream made with other settings is used as it is.
+    pub async fn open(context: jetstream::Context, replicas: usize) -> Result<Self, ClusterError> {
+        let config = Self::config(replicas);
         let stream = opening("opening the journal stream", || context.get_or_create_stream(config.clone())).await?;
+        reachable(&context).await?;
+        Ok(Self { context, stream })
+    }
+
+    /// Creates the stream, empty, to take its first record at sequence
+    /// `first`: where a stream whose records below it were purged is
+    /// copied to. Refused if the stream exists.
+    pub async fn create_from(context: jetstream::Context, replicas: usize, first: u64) -> Result<Self, ClusterError> {
+        let config = Config { first_sequence: Some(first), ..Self::config(replicas) };
+        let stream = context
+            .create_stream(config)
+            .await
+            .map_err(|e| ClusterError::jetstream("creating the journal stream", e))?;
         reachable(&context).await?;
         Ok(Self { context, stream })
     }
