@@ -13,7 +13,7 @@ use crate::{
     alerts,
     auth::TokenKey,
     clock::SharedClock,
-    cluster::{ALERTS_DUTY, Holding, Members, Owner, RETENTION_DUTY, StreamJournal},
+    cluster::{ALERTS_DUTY, Holding, Members, Owner, RETENTION_DUTY, StreamJournal, channel_duty},
     config::Config,
     delivery::{Deliveries, Shared},
     error::ApiError,
@@ -360,16 +360,20 @@ async fn build(
         ledger.commit(position).await.context("journaling the configuration file's objects")?;
     }
     let file = Arc::new(owned.context("the configuration file could not be planned")?);
+    let channels = alerts::configured(&config, &tls, ledger.state());
     let (holding, membership, members) = match &opened {
         Opened::Cluster(stream) => {
             let settings = config.cluster.as_ref().context("cluster mode without [cluster]")?.settings();
-            let (holding, membership, members) = join(stream, &settings, &ledger)?;
+            let duties = channels.iter().map(|c| channel_duty(&c.name));
+            let (holding, membership, members) = join(stream, &settings, &ledger, duties.collect())?;
             (holding, Some(membership), Some(members))
         }
         Opened::Embedded(_) => (Holding::everything(), None, None),
     };
-    let channels = alerts::configured(&config, &tls, ledger.state());
-    alerts::open(&ledger, &channels).await.context("opening the alert channels")?;
+    // In a cluster each node is configured on its own: a channel this node
+    // lacks may be another's, so only a node alone closes one.
+    let alone = matches!(opened, Opened::Embedded(_));
+    alerts::open(&ledger, &channels, alone).await.context("opening the alert channels")?;
     alerts::start(ledger.clone(), clock.clone(), channels, holding.clone());
     alerts::backlog::watch(ledger.clone(), clock.clone(), ids.clone(), holding.clone());
     let compaction_interval = std::time::Duration::from_millis(config.storage.compaction_interval_ms);
@@ -461,20 +465,24 @@ fn plan_file(config: &Config, state: &State, ids: &dyn IdSource) -> anyhow::Resu
 }
 
 /// Joins the sharing of destinations: this node's heartbeat and leases,
-/// over the destinations configured and the alerts and retention duties, run on the
-/// cluster client's runtime.
+/// over the destinations configured, the alerts and retention duties, and
+/// `duties`, the duties of the alert channels this node is configured
+/// with; run on the cluster client's runtime.
 fn join(
     stream: &StreamJournal,
     settings: &crate::cluster::ClusterSettings,
     ledger: &Ledger,
+    duties: Vec<String>,
 ) -> anyhow::Result<(Holding, Membership, Members)> {
     let (context, opening) = (stream.context().clone(), settings.clone());
     let owner = stream
         .io()
         .call(async move { Owner::open(&context, &opening).await })?
-        .context("opening the cluster's lease buckets")?;
+        .context("opening the cluster's lease buckets")?
+        .with_duties(duties.clone());
     let holding = owner.holding();
     let (folded, members) = (owner.folded(), owner.members());
+    let leased_keys = move |ledger: &Ledger| leased_keys(ledger, &duties);
     let (destinations, watched) = tokio::sync::watch::channel(leased_keys(ledger));
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let (done, left) = std::sync::mpsc::sync_channel(1);
@@ -523,12 +531,13 @@ impl retention::Cluster for StreamCluster {
     }
 }
 
-/// What the nodes lease: every destination, and the alerts and retention
-/// duties.
-fn leased_keys(ledger: &Ledger) -> Vec<String> {
+/// What a node leases: every destination, the alerts (backlog watch) and
+/// retention duties, and its own optional `duties`.
+fn leased_keys(ledger: &Ledger, duties: &[String]) -> Vec<String> {
     let state = ledger.state().read();
     let mut keys: Vec<String> = state.destinations.keys().map(ToString::to_string).collect();
     keys.extend([ALERTS_DUTY, RETENTION_DUTY].map(str::to_owned));
+    keys.extend(duties.iter().cloned());
     keys
 }
 

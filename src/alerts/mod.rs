@@ -18,7 +18,11 @@
 //!
 //! A channel is opened at start (`AlertChannelOpened`) with the alerts
 //! raised after that point; one no longer configured is closed
-//! (`AlertChannelClosed`), so its cursor stops holding alerts back.
+//! (`AlertChannelClosed`), so its cursor stops holding alerts back. In a
+//! cluster each node has its own configuration: a channel is sent by the
+//! node holding its duty (`cluster::channel_duty`), which only nodes
+//! configured with it take, and a node never closes a channel another may
+//! be configured with.
 
 pub mod backlog;
 pub mod email;
@@ -99,8 +103,9 @@ pub fn configured(
 }
 
 /// Opens the channels not yet in the journal, with the alerts raised from
-/// now on, and closes those no longer configured; returns once durable.
-pub async fn open(ledger: &Ledger, channels: &[ChannelSpec]) -> Result<(), JournalError> {
+/// now on, and with `close`, closes those no longer configured; returns
+/// once durable.
+pub async fn open(ledger: &Ledger, channels: &[ChannelSpec], close: bool) -> Result<(), JournalError> {
     let mut last = None;
     let known: Vec<String> = ledger.state().read().alert_channels.keys().cloned().collect();
     // Decided as each is recorded: in a cluster another node may have
@@ -112,7 +117,7 @@ pub async fn open(ledger: &Ledger, channels: &[ChannelSpec]) -> Result<(), Journ
         })?;
         last = opened.map(|(position, _)| position).or(last);
     }
-    for gone in known.iter().filter(|k| !channels.iter().any(|c| &&c.name == k)) {
+    for gone in known.iter().filter(|k| close && !channels.iter().any(|c| &&c.name == k)) {
         let closed = ledger.record_with(|state, _| {
             state.alert_channels.contains_key(gone).then(|| Event::AlertChannelClosed { channel: gone.clone() })
         })?;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::{Channel, ChannelSpec, Sent};
 use crate::{
     clock::SharedClock,
-    cluster::{ALERTS_DUTY, Holding},
+    cluster::{Holding, channel_duty},
     journal::Event,
     ledger::Ledger,
     limits,
@@ -46,8 +46,9 @@ fn backoff(tries: u32) -> Duration {
 
 async fn run(ledger: Ledger, clock: SharedClock, channel: Box<dyn Channel>, holding: Holding) {
     let name = channel.name().to_owned();
+    let duty = channel_duty(&name);
     loop {
-        let next = holding.holds(ALERTS_DUTY).then(|| next_alert(&ledger, &name)).flatten();
+        let next = holding.holds(&duty).then(|| next_alert(&ledger, &name)).flatten();
         let Some((position, alert)) = next else {
             actix_web::rt::time::sleep(Duration::from_millis(limits::ALERT_POLL_MS)).await;
             continue;

@@ -41,7 +41,7 @@ pub use self::{
     journal::StreamJournal,
     lease::{Lease, Leases},
     log::{ClusterLog, Expect, Record},
-    owners::{Members, NODES, Owner, Round, preferred},
+    owners::{Members, NODES, Owner, Round, channel_duty, preferred},
 };
 
 /// The key of the duty to send the cluster's alerts, leased like a

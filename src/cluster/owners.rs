@@ -38,16 +38,28 @@ use super::{ClusterError, ClusterSettings, Holding, Kept, Lease, Leases, opening
 
 /// The bucket of node heartbeats.
 pub const NODES: &str = "FERROX_NODES";
-/// The version of a heartbeat's value.
-const HEARTBEAT_VERSION: u32 = 1;
+/// The version of a heartbeat's value: 1 told how far the node folded, 2
+/// adds the duties it takes that not every node does.
+const HEARTBEAT_VERSION: u32 = 2;
 
-/// A heartbeat's value. An empty value (written by a version before this
-/// one) or one that does not parse is read as having folded nothing.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
+/// A heartbeat's value. An empty value (written by a version before the
+/// first) or one that does not parse is read as having folded nothing and
+/// taking no optional duty.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct Heartbeat {
     v: u32,
     /// The last stream sequence the node folded.
     folded: u64,
+    /// The optional duties it takes: the alert channels it is configured
+    /// with (version 2; none in version 1).
+    #[serde(default)]
+    duties: BTreeSet<String>,
+}
+
+impl Heartbeat {
+    fn read(value: &[u8]) -> Self {
+        serde_json::from_slice(value).unwrap_or_default()
+    }
 }
 
 /// The live nodes as their heartbeats tell.
@@ -76,11 +88,22 @@ impl Members {
             else {
                 continue;
             };
-            let folded = serde_json::from_slice::<Heartbeat>(&value).map_or(0, |h| h.folded);
+            let folded = Heartbeat::read(&value).folded;
             lowest = Some(lowest.map_or(folded, |l| l.min(folded)));
         }
         Ok(lowest.unwrap_or(0))
     }
+}
+
+/// The optional duty of sending alerts through `channel` (a channel's
+/// name): taken only by the nodes configured with it.
+pub fn channel_duty(channel: &str) -> String {
+    format!("{}-{channel}", super::ALERTS_DUTY)
+}
+
+/// Whether only some nodes take `key`: the duty of an alert channel.
+fn optional(key: &str) -> bool {
+    key.strip_prefix(super::ALERTS_DUTY).is_some_and(|rest| rest.starts_with('-'))
 }
 
 /// The destination's preferred node among `live`: the highest rendezvous
@@ -123,6 +146,8 @@ pub struct Owner {
     folded: Arc<AtomicU64>,
     /// When a round last kept every lease.
     kept: Kept,
+    /// The optional duties this node takes, told in its heartbeat.
+    duties: BTreeSet<String>,
 }
 
 impl Owner {
@@ -156,7 +181,16 @@ impl Owner {
             published: watch::Sender::new(BTreeMap::new()),
             folded: Arc::default(),
             kept: Kept::new(settings.lease / 4),
+            duties: BTreeSet::new(),
         })
+    }
+
+    /// Takes the optional duties `duties` (see [`channel_duty`]) besides
+    /// the keys every node takes; only nodes that take one are preferred
+    /// for it.
+    pub fn with_duties(mut self, duties: impl IntoIterator<Item = String>) -> Self {
+        self.duties = duties.into_iter().collect();
+        self
     }
 
     /// Where the node sets how far it has folded the stream, for its
@@ -197,15 +231,35 @@ impl Owner {
         keys.try_collect().await.map_err(|e| ClusterError::jetstream("listing the nodes", e))
     }
 
-    /// One round over `destinations`: heartbeat, keep, hand over, take.
+    /// The live nodes and the optional duties each takes.
+    async fn live_duties(&self) -> Result<BTreeMap<String, BTreeSet<String>>, ClusterError> {
+        let mut nodes = BTreeMap::new();
+        for node in self.live().await? {
+            let value = self.nodes.get(&node).await.map_err(|e| ClusterError::jetstream("reading a heartbeat", e))?;
+            // A node gone since it was listed is not live.
+            if let Some(value) = value {
+                nodes.insert(node, Heartbeat::read(&value).duties);
+            }
+        }
+        Ok(nodes)
+    }
+
+    /// One round over `destinations` (with this node's optional duties
+    /// among them): heartbeat, keep, hand over, take.
     pub async fn round(&mut self, destinations: &[String]) -> Result<Round, ClusterError> {
-        let beat = Heartbeat { v: HEARTBEAT_VERSION, folded: self.folded.load(Ordering::SeqCst) };
+        let beat =
+            Heartbeat { v: HEARTBEAT_VERSION, folded: self.folded.load(Ordering::SeqCst), duties: self.duties.clone() };
         let value = serde_json::to_vec(&beat).map_err(|e| ClusterError::jetstream("writing the heartbeat", e))?;
         self.nodes
             .put(&self.node, Bytes::from(value))
             .await
             .map_err(|e| ClusterError::jetstream("writing the heartbeat", e))?;
-        let live = self.live().await?;
+        let live = self.live_duties().await?;
+        // A key's candidates: every live node, or for an optional duty those
+        // that take it.
+        let candidates = |key: &str| -> Vec<&str> {
+            live.iter().filter(|(_, duties)| !optional(key) || duties.contains(key)).map(|(n, _)| n.as_str()).collect()
+        };
         let mut round = Round::default();
 
         let wanted: BTreeSet<&str> = destinations.iter().map(String::as_str).collect();
@@ -218,7 +272,7 @@ impl Owner {
                 round.lost.push(destination);
                 continue;
             }
-            let goes_elsewhere = preferred(&destination, live.iter().map(String::as_str)) != Some(self.node.as_str());
+            let goes_elsewhere = preferred(&destination, candidates(&destination)) != Some(self.node.as_str());
             if goes_elsewhere || !wanted.contains(destination.as_str()) {
                 if let Some(lease) = self.held.remove(&destination) {
                     self.publish();
@@ -234,7 +288,7 @@ impl Owner {
             if self.held.contains_key(destination) {
                 continue;
             }
-            let mine = preferred(destination, live.iter().map(String::as_str)) == Some(self.node.as_str());
+            let mine = preferred(destination, candidates(destination)) == Some(self.node.as_str());
             if taken.contains(destination) {
                 self.free_since.remove(destination);
                 continue;

@@ -1,7 +1,8 @@
-//! Cluster mode's upkeep end to end (SPEC §17 with §10 and §15): retention
-//! on the journal stream, with nodes starting from its snapshot, and the
-//! console on a node that does not deliver, in a real browser. Three
-//! `ferrox serve` nodes on three NATS servers, as in `cluster_engine.rs`.
+//! Cluster mode's upkeep end to end (SPEC §17 with §6, §10 and §15):
+//! retention on the journal stream, with nodes starting from its snapshot,
+//! the console on a node that does not deliver, in a real browser, and an
+//! alert channel configured on one node only. Three `ferrox serve` nodes
+//! on three NATS servers, as in `cluster_engine.rs`.
 
 use serde_json::json;
 
@@ -10,10 +11,10 @@ use crate::{
     client::{patient_admin, to_destinations},
     cluster_engine::{Fleet, node_options, operate, send_round},
     console::sign_in,
-    delivery::{Dest, Sent, Setup, eventually, logs_in_order, wait_first_seen},
+    delivery::{Dest, Sent, Setup, alerts, eventually, kinds, logs_in_order, wait_first_seen},
     harness::{ADMIN_TOKEN, Options, Server},
     nats::NatsCluster,
-    receiver::Receiver,
+    receiver::{Behavior, Receiver},
     roles::{OPERATOR, operators_toml},
 };
 
@@ -194,4 +195,59 @@ fn cluster_the_console_on_a_node_that_does_not_deliver() {
         trail.iter().map(|e| (e["operator"].as_str().unwrap_or(""), e["action"].as_str().unwrap_or(""))).collect();
     assert!(actions.contains(&("otto", "destination.pause")), "{actions:?}");
     assert!(actions.contains(&("otto", "destination.resume")), "{actions:?}");
+}
+
+/// The IDs of the alerts posted to `hook`, sorted, each as often as posted.
+fn posted(hook: &Receiver) -> Vec<String> {
+    let mut ids: Vec<String> =
+        hook.received().iter().map(|r| r.json()["id"].as_str().unwrap_or_default().to_owned()).collect();
+    ids.sort();
+    ids
+}
+
+/// Waits until `node` lists `count` alerts of `dest`, every one sent
+/// through the webhook, and returns their IDs, sorted.
+fn all_posted(node: &Server, dest: &Dest, count: usize) -> Vec<String> {
+    let listed = eventually(&format!("{count} alerts sent through the webhook"), || {
+        let listed = alerts(node, dest);
+        (listed.len() == count && listed.iter().all(|a| a["sent"]["webhook"] == true)).then_some(listed)
+    });
+    assert_eq!(kinds(&listed[..2]), ["QueueRecovered", "QueuePaused"], "the newest episode first");
+    let mut ids: Vec<String> = listed.iter().map(|a| a["id"].as_str().unwrap_or_default().to_owned()).collect();
+    ids.sort();
+    ids
+}
+
+/// Each node has its own configuration: an alert webhook configured on one
+/// node only is sent by that node, once per alert, and the nodes without
+/// it, started after it or started again, leave its channel open.
+#[test]
+fn cluster_an_alert_channel_configured_on_one_node_only() {
+    let failing = || Behavior::Status(500, "{}".to_owned());
+    let receiver = Receiver::start();
+    receiver.script([failing(), failing()]);
+    let hook = Receiver::start();
+    let dest = Dest::new(1, "production", receiver.url("/flaky"));
+    let plain = Setup { destinations: vec![dest.clone()], retry_schedule_ms: Some(vec![200]), ..Setup::default() };
+    let hooked = Setup { alert_webhook_url: Some(hook.url("/alerts")), ..plain.clone() };
+    let nats = NatsCluster::start(3);
+    let mut nodes = vec![Server::start_with(&node_options(&hooked, &nats, 0))];
+    nodes.extend((1..3).map(|i| Server::start_with(&node_options(&plain, &nats, i))));
+    let mut fleet = Fleet { nats: Some(nats), nodes };
+
+    // A pause and its recovery: both alerts posted, each once.
+    let mut sent = send_round(&fleet, &[1], 1, "flaky");
+    wait_first_seen(&receiver, &logs_in_order(&sent, &dest));
+    let ids = all_posted(&fleet.nodes[2], &dest, 2);
+    assert_eq!(posted(&hook), ids, "each alert posted once, by the node with the webhook");
+
+    // A node without the webhook started again: the channel stays open,
+    // and the next episode's alerts are posted too.
+    fleet.nodes[1].stop();
+    fleet.nodes[1].restart();
+    receiver.script([failing()]);
+    sent.extend(send_round(&fleet, &[1], 1, "flaky-again"));
+    wait_first_seen(&receiver, &logs_in_order(&sent, &dest));
+    let ids = all_posted(&fleet.nodes[1], &dest, 4);
+    assert_eq!(posted(&hook), ids, "every alert posted once, after a restart of a node without the webhook");
 }
