@@ -422,6 +422,17 @@ async fn build(
     let state = ledger.state().clone();
     let token_key = Arc::new(TokenKey::new(state.read().token_key.context("the token key was not created")?));
     let journal = ledger.reader();
+    // In cluster mode console sessions are shared, so that an operator
+    // signed in on one node is on all.
+    let sessions = match &opened {
+        Opened::Cluster(stream) => {
+            let (replicas, idle) = (config.cluster.as_ref().map_or(1, |c| c.settings().replicas), CONSOLE_IDLE);
+            let bucket = crate::cluster::SessionBucket::open(stream.io(), stream.context(), replicas, idle)
+                .context("opening the cluster's console sessions")?;
+            Arc::new(http::Sessions::shared(Arc::new(SharedSessions(bucket))))
+        }
+        Opened::Embedded(_) => Arc::default(),
+    };
     let config = Arc::new(config);
     let throttles = Arc::new(http::Throttles::new(&clock));
     let operators = Arc::new(config.operators().map_err(|e| anyhow::anyhow!("operators: {e}"))?);
@@ -438,7 +449,7 @@ async fn build(
         token_key,
         tls: client_tls,
         operators,
-        sessions: Default::default(),
+        sessions,
         metrics,
         traces,
     };
@@ -528,6 +539,27 @@ impl retention::Cluster for StreamCluster {
             .io()
             .call(async move { members.folded_by_all().await })?
             .map_err(|e| crate::journal::JournalError::Cluster(e.to_string()))
+    }
+}
+
+/// How long a console session lasts unused.
+const CONSOLE_IDLE: std::time::Duration = std::time::Duration::from_millis(limits::CONSOLE_SESSION_IDLE_MS as u64);
+
+/// The console's sessions kept in the cluster's session bucket.
+#[derive(Debug)]
+struct SharedSessions(crate::cluster::SessionBucket);
+
+impl http::SessionStore for SharedSessions {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
+        self.0.get(key)
+    }
+
+    fn put(&self, key: &str, value: Vec<u8>) -> Result<(), String> {
+        self.0.put(key, value)
+    }
+
+    fn delete(&self, key: &str) -> Result<(), String> {
+        self.0.delete(key)
     }
 }
 

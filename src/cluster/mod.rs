@@ -33,6 +33,7 @@ mod journal;
 mod lease;
 mod log;
 mod owners;
+mod sessions;
 
 use std::time::Duration;
 
@@ -42,6 +43,7 @@ pub use self::{
     lease::{Lease, Leases},
     log::{ClusterLog, Expect, Record},
     owners::{Members, NODES, Owner, Round, channel_duty, preferred},
+    sessions::{SESSIONS, SessionBucket},
 };
 
 /// The key of the duty to send the cluster's alerts, leased like a

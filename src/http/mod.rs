@@ -19,7 +19,11 @@ use actix::Addr;
 use actix_web::{HttpRequest, web};
 use futures_util::StreamExt;
 
-pub use self::{query::QueryClient, throttle::Throttles};
+pub use self::{
+    console::{SessionStore, Sessions},
+    query::QueryClient,
+    throttle::Throttles,
+};
 use crate::{
     auth::{self, TokenKey, TokenKind},
     clock::SharedClock,

@@ -251,3 +251,85 @@ fn cluster_an_alert_channel_configured_on_one_node_only() {
     let ids = all_posted(&fleet.nodes[1], &dest, 4);
     assert_eq!(posted(&hook), ids, "every alert posted once, after a restart of a node without the webhook");
 }
+
+/// A plain HTTP client of the console: no redirects followed, no cookie
+/// kept but the one given.
+struct ConsoleClient(ureq::Agent);
+
+impl ConsoleClient {
+    fn new() -> Self {
+        let config = ureq::Agent::config_builder().http_status_as_error(false).max_redirects(0).proxy(None);
+        Self(config.build().new_agent())
+    }
+
+    /// The status, `Location`, session cookie set, and body of a request.
+    fn call(&self, method: &str, url: &str, cookie: &str, form: &[(&str, &str)]) -> (u16, String, String, String) {
+        let cookie = format!("ferrox_session={cookie}");
+        let response = match method {
+            "GET" => self.0.get(url).header("cookie", &cookie).call(),
+            _ => self.0.post(url).header("cookie", &cookie).send_form(form.iter().copied()),
+        };
+        let mut response = response.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+        let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        let (location, set) = (header("location"), header("set-cookie"));
+        let session = set.strip_prefix("ferrox_session=").and_then(|v| v.split(';').next()).unwrap_or("").to_owned();
+        let body = response.body_mut().read_to_string().unwrap_or_default();
+        (response.status().as_u16(), location, session, body)
+    }
+}
+
+/// Console sessions are the cluster's: signed in on one node, an operator
+/// is signed in on every node, acts through the operator API of another
+/// with the session's CSRF token, and signing out on a third ends the
+/// session everywhere.
+#[test]
+fn cluster_a_console_session_is_good_on_every_node() {
+    let receiver = Receiver::start();
+    let lab = Dest::new(1, "production", receiver.url("/lab"));
+    let setup = Setup { destinations: vec![lab.clone()], ..Setup::default() };
+    let nats = NatsCluster::start(3);
+    let nodes = (0..3)
+        .map(|i| {
+            let mut options = node_options(&setup, &nats, i);
+            options.config_text.as_mut().expect("a configuration").push_str(&operators_toml());
+            Server::start_with(&options)
+        })
+        .collect();
+    let fleet = Fleet { nats: Some(nats), nodes };
+    let url = |i: usize, path: &str| format!("{}{path}", fleet.nodes[i].base_url());
+    let client = ConsoleClient::new();
+
+    let (status, location, cookie, _) =
+        client.call("POST", &url(0, "/ui/sign-in"), "", &[("token", OPERATOR), ("next", "/ui")]);
+    assert_eq!((status, location.as_str()), (303, "/ui"), "signing in on node 1");
+    assert!(!cookie.is_empty(), "no session cookie");
+
+    let (status, _, _, page) = client.call("GET", &url(1, "/ui"), &cookie, &[]);
+    assert_eq!(status, 200, "node 2 takes the session: {page}");
+    let csrf = page
+        .split("name=\"ferrox-csrf\" content=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the page's CSRF token")
+        .to_owned();
+
+    let pause = url(2, &format!("/api/v1/destinations/{}/pause", lab.id));
+    let cookie_header = format!("ferrox_session={cookie}");
+    let response = client.0.post(&pause).header("cookie", &cookie_header).header("x-ferrox-csrf", &csrf).send_empty();
+    let status = response.expect("pausing").status().as_u16();
+    assert_eq!(status, 200, "the operator API of node 3 takes the session and its CSRF token");
+    let audit = eventually("the pause in node 1's audit trail", || {
+        let r = fleet.nodes[0].admin_as(Some(ADMIN_TOKEN), "GET", "/audit", None);
+        let entries = r.json["audit"].as_array().cloned().unwrap_or_default();
+        entries.into_iter().find(|e| e["action"] == "destination.pause")
+    });
+    assert_eq!(audit["operator"], "otto", "{audit}");
+
+    let (status, location, _, _) = client.call("POST", &url(2, "/ui/sign-out"), &cookie, &[("csrf", &csrf)]);
+    assert_eq!((status, location.as_str()), (303, "/ui/sign-in"), "signing out on node 3");
+    for i in 0..3 {
+        let (status, location, _, _) = client.call("GET", &url(i, "/ui"), &cookie, &[]);
+        assert_eq!(status, 303, "node {} still takes the session after signing out", i + 1);
+        assert!(location.starts_with("/ui/sign-in"), "node {}: {location}", i + 1);
+    }
+}

@@ -21,7 +21,7 @@ mod trail;
 use actix_web::{HttpRequest, HttpResponse, http::StatusCode};
 use maud::Markup;
 
-pub use self::session::{COOKIE, CSRF_HEADER, Sessions};
+pub use self::session::{COOKIE, CSRF_HEADER, SessionStore, Sessions};
 use super::{AppCtx, operator_by_hash, routes::Routes};
 use crate::{error::ApiError, operators::Operator};
 
