@@ -139,13 +139,7 @@ fn cluster_the_console_on_a_node_that_does_not_deliver() {
         browser.goto(&page).await;
         sign_in(&browser, OPERATOR).await;
         assert_eq!(browser.text("main h1").await, "Lab System flowing");
-        browser.find("main button[data-label=Pause]").await.click().await.expect("pressing Pause");
-        browser
-            .wait_until(
-                "the page to show the pause",
-                "return document.querySelector('main h1')?.textContent === 'Lab System paused'",
-            )
-            .await;
+        press(&browser, "Pause", "Lab System paused").await;
         browser
     });
     // The node that delivers the destination holds the next message.
@@ -175,13 +169,7 @@ fn cluster_the_console_on_a_node_that_does_not_deliver() {
         assert_eq!(elsewhere.text("main h1").await, "Lab System paused", "another node's console");
         elsewhere.close().await;
 
-        browser.find("main button[data-label=Resume]").await.click().await.expect("pressing Resume");
-        browser
-            .wait_until(
-                "the page to show the resume",
-                "return document.querySelector('main h1')?.textContent === 'Lab System flowing'",
-            )
-            .await;
+        press(&browser, "Resume", "Lab System flowing").await;
         browser.close().await;
     });
     wait_first_seen(&receiver, &logs_in_order(&sent, &lab));
@@ -195,6 +183,14 @@ fn cluster_the_console_on_a_node_that_does_not_deliver() {
         trail.iter().map(|e| (e["operator"].as_str().unwrap_or(""), e["action"].as_str().unwrap_or(""))).collect();
     assert!(actions.contains(&("otto", "destination.pause")), "{actions:?}");
     assert!(actions.contains(&("otto", "destination.resume")), "{actions:?}");
+}
+
+/// Presses the page's button `label` and waits until the page's heading
+/// reads `heading`.
+async fn press(browser: &Browser, label: &str, heading: &str) {
+    browser.find(&format!("main button[data-label={label}]")).await.click().await.expect("pressing a button");
+    let shown = format!("return document.querySelector('main h1')?.textContent === {heading:?}");
+    browser.wait_until(&format!("the heading to read {heading:?}"), &shown).await;
 }
 
 /// The IDs of the alerts posted to `hook`, sorted, each as often as posted.
