@@ -244,12 +244,15 @@ fn older_snapshots_read_with_what_they_lack_empty() {
 }
 
 type Encoder = fn(&Event) -> Option<Result<(u8, u8, AlignedVec), rkyv::rancor::Error>>;
+/// An older format: its name, its encoder, and what it lacked set back to
+/// the defaults a read gives.
+type Older = (&'static str, Encoder, fn(&mut Destination));
 
 /// Destinations written by an older format read with what it lacked at its
 /// defaults: no client certificate before format 4, one lane before 5.
 #[test]
 fn destinations_of_older_formats_read_with_what_they_lack_at_its_defaults() {
-    let formats: [(&str, Encoder, fn(&mut Destination)); 2] = [
+    let formats: [Older; 2] = [
         ("format 3, no client certificate", v3::encode, |d| {
             (d.client_cert, d.fifo_key, d.max_in_flight) = (None, None, 1)
         }),
