@@ -120,15 +120,7 @@ fn cluster_the_console_on_a_node_that_does_not_deliver() {
     let mut lab = Dest::new(1, "production", receiver.url("/lab"));
     lab.name = "Lab System".into();
     let setup = Setup { destinations: vec![lab.clone()], ..Setup::default() };
-    let nats = NatsCluster::start(3);
-    let nodes = (0..3)
-        .map(|i| {
-            let mut options = node_options(&setup, &nats, i);
-            options.config_text.as_mut().expect("a configuration").push_str(&operators_toml());
-            Server::start_with(&options)
-        })
-        .collect();
-    let fleet = Fleet { nats: Some(nats), nodes };
+    let fleet = with_operators(&setup);
     let owner = fleet.owner(&lab);
     let others = fleet.others(owner);
     let (console, witness) = (&fleet.nodes[others[0]], &fleet.nodes[others[1]]);
@@ -183,6 +175,19 @@ fn cluster_the_console_on_a_node_that_does_not_deliver() {
         trail.iter().map(|e| (e["operator"].as_str().unwrap_or(""), e["action"].as_str().unwrap_or(""))).collect();
     assert!(actions.contains(&("otto", "destination.pause")), "{actions:?}");
     assert!(actions.contains(&("otto", "destination.resume")), "{actions:?}");
+}
+
+/// Three nodes with the operators of the role tests.
+fn with_operators(setup: &Setup) -> Fleet {
+    let nats = NatsCluster::start(3);
+    let nodes = (0..3)
+        .map(|i| {
+            let mut options = node_options(setup, &nats, i);
+            options.config_text.as_mut().expect("a configuration").push_str(&operators_toml());
+            Server::start_with(&options)
+        })
+        .collect();
+    Fleet { nats: Some(nats), nodes }
 }
 
 /// Presses the page's button `label` and waits until the page's heading
@@ -283,15 +288,7 @@ fn cluster_a_console_session_is_good_on_every_node() {
     let receiver = Receiver::start();
     let lab = Dest::new(1, "production", receiver.url("/lab"));
     let setup = Setup { destinations: vec![lab.clone()], ..Setup::default() };
-    let nats = NatsCluster::start(3);
-    let nodes = (0..3)
-        .map(|i| {
-            let mut options = node_options(&setup, &nats, i);
-            options.config_text.as_mut().expect("a configuration").push_str(&operators_toml());
-            Server::start_with(&options)
-        })
-        .collect();
-    let fleet = Fleet { nats: Some(nats), nodes };
+    let fleet = with_operators(&setup);
     let url = |i: usize, path: &str| format!("{}{path}", fleet.nodes[i].base_url());
     let client = ConsoleClient::new();
 
