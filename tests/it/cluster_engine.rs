@@ -472,4 +472,24 @@ fn cluster_a_resend_on_another_node_is_delivered_and_audited() {
         let entries = audit.json["audit"].as_array().cloned().unwrap_or_default();
         entries.iter().any(|e| e["action"].as_str().is_some_and(|a| a.contains("resend"))).then_some(())
     });
+
+    // A replay through the third node: the three messages' logs again, at
+    // the tail, delivered in acceptance order by the node that delivers.
+    let since = crate::delivery::log(&fleet.nodes[owner], &logs[0])["received_at"].as_str().expect("a time").to_owned();
+    let replay = format!("/destinations/{}/replay", dest.id);
+    let body = serde_json::json!({ "since": since, "status": ["Succeeded"] });
+    let reply = auditor.admin_as(Some(ADMIN_TOKEN), "POST", &replay, Some(&body));
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let (first, last) = (reply.json["first_log_id"].as_str(), reply.json["last_log_id"].as_str());
+    let (first, last) = (first.expect("the first replayed log").to_owned(), last.expect("the last").to_owned());
+    let received = receiver.wait_for(|r| r.iter().any(|r| r.header("webhook-id") == Some(last.as_str())), PATIENCE);
+    let seen = first_seen(&received);
+    let at = |id: &str| seen.iter().position(|s| s == id).unwrap_or_else(|| panic!("{id} was not delivered"));
+    assert!(
+        at(&resent) < at(&first) && at(&first) <= at(&last),
+        "the replay came after the resend, in order: {seen:?}"
+    );
+    let replayed = reply.json["resent"].as_u64().unwrap_or(0);
+    assert!(replayed >= 3, "the three messages' logs at least: {}", reply.text);
+    assert_eq!(seen.len() as u64, 3 + 1 + replayed, "each log delivered, none twice: {seen:?}");
 }
